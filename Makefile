@@ -1,0 +1,35 @@
+# holistic-lab: two commands on a fresh machine.
+#   make lab   set up .venv/ and open the course in JupyterLab
+#   make test  set up .venv/ and run the library tests and the notebooks (nbval)
+# Set-up is idempotent: it reinstalls only when pyproject.toml or requirements.lock change.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+export HOLISTIC_LAB_DATA ?= $(abspath ../shared/fixtures/mmpose)
+
+.PHONY: setup lab test test-lib test-notebooks bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q -c requirements.lock -e ".[dev]"
+	@touch $(STAMP)
+
+lab: setup
+	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --notebook-dir=notebooks
+
+test: setup test-lib test-notebooks
+
+test-lib: setup
+	$(PY) -m pytest tests
+
+test-notebooks: setup
+	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

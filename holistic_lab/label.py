@@ -1,0 +1,95 @@
+"""Batch labelling: run the teacher over image folders and video files into one `.npz`.
+
+The output file is also the checkpoint: it is rewritten atomically every few items,
+so an interrupted run leaves a valid file with everything labelled so far, and the
+same command run again skips those items and goes on. Item names are the image path,
+or `video_path#frame_index` for video frames.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterator
+
+from tqdm.auto import tqdm
+
+from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_video_frames, load_rgb
+from .result import load_results, save_results
+
+
+def expand_inputs(paths) -> list[Path]:
+    """Image and video files named by `paths` (folders are searched recursively), sorted."""
+    files = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+        elif path.is_file():
+            if path.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
+                raise ValueError(f"{path}: not an image or video file (suffix {path.suffix!r})")
+            files.append(path)
+        else:
+            raise ValueError(f"input not found: {path}")
+    if not files:
+        raise ValueError(f"no image or video files under {[str(p) for p in paths]}")
+    return files
+
+
+def _items(files: list[Path]) -> Iterator[tuple[str, Path, object]]:
+    """(item name, source file, image or path to load) for every image and video frame."""
+    for path in files:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            for index, frame in iter_video_frames(path):
+                yield f"{path}#{index:06d}", path, frame
+        else:
+            yield str(path), path, path
+
+
+def label_paths(paths, out, teacher_factory=None, save_every_s: float = 10.0, progress: bool = True) -> Path:
+    """Label every image and video frame under `paths` into `out` (.npz), resuming if it exists.
+
+    Images share one static-image teacher; each video gets its own tracking teacher
+    (video mode), so tracking never carries over from one clip to the next. Unreadable
+    images are reported and skipped, never fatal. Returns the output path.
+    """
+    from .teacher import MediaPipeTeacher
+
+    out = Path(out)
+    files = expand_inputs(paths)
+    names, results = load_results(out) if out.exists() else ([], [])
+    done = set(names)
+    make_teacher = teacher_factory or (lambda video: MediaPipeTeacher(static_image_mode=not video))
+    teachers: dict[Path | None, object] = {}
+    skipped: list[str] = []
+    last_save = time.monotonic()
+    bar = tqdm(desc="labelling", unit="img", disable=not progress, initial=len(done))
+    try:
+        for name, source, item in _items(files):
+            if name in done:
+                continue
+            video = source if source.suffix.lower() in VIDEO_SUFFIXES else None
+            if video is not None and video not in teachers:
+                for old in [k for k in teachers if k is not None]:
+                    teachers.pop(old).close()
+                teachers[video] = make_teacher(True)
+            elif video is None and None not in teachers:
+                teachers[None] = make_teacher(False)
+            try:
+                rgb = item if video is not None else load_rgb(item)
+            except ValueError as exc:
+                skipped.append(f"{name}: {exc}")
+                continue
+            results.append(teachers[video].process(rgb))
+            names.append(name)
+            bar.update(1)
+            if time.monotonic() - last_save >= save_every_s:
+                save_results(out, results, names)
+                last_save = time.monotonic()
+    finally:
+        save_results(out, results, names)
+        bar.close()
+        for teacher in teachers.values():
+            teacher.close()
+    for line in skipped:
+        print(f"skipped {line}")
+    return out

@@ -1,0 +1,165 @@
+"""HolisticResult: the 543 keypoints of one person in one image, and how they are stored.
+
+`xyz` is (543, 3) float32: x, y normalised to the image (0..1, MediaPipe's convention),
+z in MediaPipe's units (roughly x's scale, relative to the hips for pose, the wrist for
+hands, the face centre for the face); every row of an absent part is NaN.
+`visibility` is (543,) float32: MediaPipe's visibility for pose points, 1.0 for points
+of a present face or hand (those models give none), 0.0 for absent parts.
+Many results are stored together in one `.npz` (see `save_results`).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .topology import NUM_KEYPOINTS, PART_NAMES, PARTS
+
+
+@dataclass
+class HolisticResult:
+    xyz: np.ndarray
+    visibility: np.ndarray
+    present: dict[str, bool]
+    width: int
+    height: int
+    extras: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self):
+        self.xyz = np.asarray(self.xyz, dtype=np.float32)
+        self.visibility = np.asarray(self.visibility, dtype=np.float32)
+        if self.xyz.shape != (NUM_KEYPOINTS, 3):
+            raise ValueError(f"xyz must be ({NUM_KEYPOINTS}, 3), got {self.xyz.shape}")
+        if self.visibility.shape != (NUM_KEYPOINTS,):
+            raise ValueError(f"visibility must be ({NUM_KEYPOINTS},), got {self.visibility.shape}")
+        if set(self.present) != set(PART_NAMES):
+            raise ValueError(f"present must have exactly the keys {PART_NAMES}, got {sorted(self.present)}")
+        self.present = {name: bool(self.present[name]) for name in PART_NAMES}
+        self.width, self.height = int(self.width), int(self.height)
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"width and height must be positive, got {self.width}x{self.height}")
+
+    @classmethod
+    def empty(cls, width: int, height: int) -> "HolisticResult":
+        """A result with every part absent (what an image with no person gives)."""
+        return cls(
+            xyz=np.full((NUM_KEYPOINTS, 3), np.nan, np.float32),
+            visibility=np.zeros(NUM_KEYPOINTS, np.float32),
+            present={name: False for name in PART_NAMES},
+            width=width,
+            height=height,
+        )
+
+    @classmethod
+    def from_parts(cls, parts: dict[str, np.ndarray], width: int, height: int,
+                   pose_visibility: np.ndarray | None = None) -> "HolisticResult":
+        """Build from per-part (n, 3) normalised arrays; a part missing from `parts` is absent."""
+        result = cls.empty(width, height)
+        for name, points in parts.items():
+            if name not in PARTS:
+                raise ValueError(f"unknown part {name!r}; expected one of {PART_NAMES}")
+            if points is None:
+                continue
+            result.set_part(name, points)
+        if pose_visibility is not None and result.present["pose"]:
+            result.visibility[PARTS["pose"]] = np.asarray(pose_visibility, np.float32)
+        return result
+
+    def set_part(self, name: str, points: np.ndarray) -> None:
+        """Fill part `name` with (n, 3) normalised points and mark it present."""
+        sl = PARTS[name]
+        points = np.asarray(points, np.float32)
+        if points.shape != (sl.stop - sl.start, 3):
+            raise ValueError(f"part {name} needs shape ({sl.stop - sl.start}, 3), got {points.shape}")
+        self.xyz[sl] = points
+        self.visibility[sl] = 1.0
+        self.present[name] = True
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """Part access by name: result["left_hand"] -> (21, 3)."""
+        if name not in PARTS:
+            raise KeyError(f"unknown part {name!r}; expected one of {PART_NAMES}")
+        return self.xyz[PARTS[name]]
+
+    def pixels(self) -> np.ndarray:
+        """(543, 2) float32 pixel coordinates (x * width, y * height); NaN for absent parts."""
+        return self.xyz[:, :2] * np.array([self.width, self.height], np.float32)
+
+    def mask(self) -> np.ndarray:
+        """(543,) bool: True where the point is known (its part is present)."""
+        return ~np.isnan(self.xyz).any(axis=1)
+
+    def to_array(self) -> np.ndarray:
+        """(543, 4) float32 rows of x, y, z, visibility: the flat form models train on."""
+        return np.concatenate([self.xyz, self.visibility[:, None]], axis=1)
+
+    @classmethod
+    def from_array(cls, array: np.ndarray, width: int, height: int) -> "HolisticResult":
+        """Inverse of `to_array`; a part is present when none of its rows is NaN."""
+        array = np.asarray(array, np.float32)
+        if array.shape != (NUM_KEYPOINTS, 4):
+            raise ValueError(f"array must be ({NUM_KEYPOINTS}, 4) rows of x, y, z, visibility; got {array.shape}")
+        present = {name: bool(np.isfinite(array[sl, :3]).all()) for name, sl in PARTS.items()}
+        return cls(array[:, :3].copy(), np.nan_to_num(array[:, 3]), present, width, height)
+
+    def allclose(self, other: "HolisticResult", atol: float = 1e-6) -> bool:
+        return (self.present == other.present and (self.width, self.height) == (other.width, other.height)
+                and np.allclose(self.xyz, other.xyz, atol=atol, equal_nan=True))
+
+
+def save_results(path, results: list[HolisticResult], names: list[str], **metadata) -> Path:
+    """Write many results to one compressed `.npz`, atomically (temp file, then rename).
+
+    Keys: names (N,), xyz (N,543,3), visibility (N,543), present (N,4) in PART_NAMES
+    order, width (N,), height (N,), parts, plus any extra `metadata` arrays.
+    An interrupted write leaves the previous file intact.
+    """
+    if len(results) != len(names):
+        raise ValueError(f"{len(results)} results but {len(names)} names")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = dict(
+        names=np.array(names, dtype=str),
+        xyz=np.stack([r.xyz for r in results]) if results else np.zeros((0, NUM_KEYPOINTS, 3), np.float32),
+        visibility=np.stack([r.visibility for r in results]) if results else np.zeros((0, NUM_KEYPOINTS), np.float32),
+        present=np.array([[r.present[p] for p in PART_NAMES] for r in results], bool).reshape(-1, len(PART_NAMES)),
+        width=np.array([r.width for r in results], np.int32),
+        height=np.array([r.height for r in results], np.int32),
+        parts=np.array(PART_NAMES),
+        **{k: np.asarray(v) for k, v in metadata.items()},
+    )
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_results(path) -> tuple[list[str], list[HolisticResult]]:
+    """Read a file written by `save_results`; a corrupt or foreign file raises ValueError naming it."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"cannot read results file {path}: {exc}") from exc
+    missing = {"names", "xyz", "visibility", "present", "width", "height"} - set(arrays)
+    if missing:
+        raise ValueError(f"{path} is not a holistic-lab results file: missing {sorted(missing)}")
+    parts = tuple(str(p) for p in arrays.get("parts", PART_NAMES))
+    names = [str(n) for n in arrays["names"]]
+    results = [
+        HolisticResult(xyz, vis, dict(zip(parts, map(bool, pres))), int(w), int(h))
+        for xyz, vis, pres, w, h in zip(arrays["xyz"], arrays["visibility"], arrays["present"],
+                                        arrays["width"], arrays["height"])
+    ]
+    return names, results
