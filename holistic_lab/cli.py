@@ -14,12 +14,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 def cmd_info(args) -> int:
     """Check the install: versions and the shipped Holistic models."""
-    from importlib.metadata import version
+    from .mediapipe_models import HOLISTIC_MODELS, installed_versions, model_path
 
-    from .mediapipe_models import HOLISTIC_MODELS, model_path
-
-    for package in ("mediapipe", "tensorflow", "numpy", "albumentations", "opencv-contrib-python"):
-        print(f"{package:24s} {version(package)}")
+    for package, installed in installed_versions().items():
+        print(f"{package:24s} {installed}")
     for name in HOLISTIC_MODELS:
         path = model_path(name)
         print(f"{name:28s} {path.stat().st_size / 1e6:6.2f} MB  {path}")

@@ -10,6 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .native_logs import filtered_native_stderr
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".flv")
 
@@ -36,7 +38,8 @@ def load_rgb(path) -> np.ndarray:
     if not path.is_file():
         raise ValueError(f"image file not found: {path}")
     data = np.fromfile(path, dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    with filtered_native_stderr():  # libpng's benign iCCP warnings
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None:
         raise ValueError(f"cannot decode image {path}: not a valid image file")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -36,3 +36,11 @@ def model_path(name: str) -> Path:
     if not path.is_file():
         raise RuntimeError(f"{path} is missing: only mediapipe==0.10.21 (and older) ships the Holistic models")
     return path
+
+
+def installed_versions() -> dict[str, str]:
+    """Versions of the packages the course is pinned to, as installed."""
+    from importlib.metadata import version
+
+    packages = ("mediapipe", "tensorflow", "keras", "numpy", "protobuf", "albumentations", "opencv-contrib-python")
+    return {package: version(package) for package in packages}

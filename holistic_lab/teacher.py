@@ -12,6 +12,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .images import check_rgb
+from .native_logs import filtered_native_stderr
 from .result import HolisticResult
 
 _MEDIAPIPE_PARTS = {
@@ -54,23 +55,25 @@ class MediaPipeTeacher:
                             ("min_tracking_confidence", min_tracking_confidence)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in 0..1, got {value}")
-        import mediapipe as mp
-
         self.static_image_mode = static_image_mode
-        self._holistic = mp.solutions.holistic.Holistic(
-            static_image_mode=static_image_mode,
-            model_complexity=1,
-            smooth_landmarks=smooth_landmarks,
-            refine_face_landmarks=False,
-            min_detection_confidence=min_detection_confidence,
-            min_tracking_confidence=min_tracking_confidence,
-        )
+        with filtered_native_stderr():
+            import mediapipe as mp
+
+            self._holistic = mp.solutions.holistic.Holistic(
+                static_image_mode=static_image_mode,
+                model_complexity=1,
+                smooth_landmarks=smooth_landmarks,
+                refine_face_landmarks=False,
+                min_detection_confidence=min_detection_confidence,
+                min_tracking_confidence=min_tracking_confidence,
+            )
 
     def process(self, rgb: np.ndarray) -> HolisticResult:
         """Run Holistic on one uint8 RGB image; parts not found are absent (NaN), never an error."""
         check_rgb(rgb)
         height, width = rgb.shape[:2]
-        mp_result = self._holistic.process(np.ascontiguousarray(rgb))
+        with filtered_native_stderr():
+            mp_result = self._holistic.process(np.ascontiguousarray(rgb))
         return result_from_mediapipe(mp_result, width, height)
 
     def process_frames(self, frames: Iterable[np.ndarray]) -> Iterator[HolisticResult]:

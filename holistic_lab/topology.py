@@ -145,7 +145,7 @@ def _mediapipe_edges() -> dict[str, tuple[tuple[int, int], ...]]:
 
     def offset(edges, part):
         start = PARTS[part].start
-        return tuple(sorted((start + a, start + b) for a, b in edges))
+        return tuple(sorted({(start + min(a, b), start + max(a, b)) for a, b in edges}))
 
     return {
         "pose": offset(pose_connections.POSE_CONNECTIONS, "pose"),
@@ -160,7 +160,7 @@ EDGE_SETS = ("pose", "face_mesh", "face_contours", "left_hand", "right_hand")
 
 
 def edges(name: str) -> tuple[tuple[int, int], ...]:
-    """Skeleton edges as global (543-layout) index pairs.
+    """Skeleton edges as sorted, undirected global (543-layout) index pairs (i < j).
 
     `name` is one of EDGE_SETS: pose, face_mesh (the full tessellation),
     face_contours (eyes, brows, lips, oval), left_hand, right_hand.

@@ -56,8 +56,11 @@ def draw(rgb: np.ndarray, result: HolisticResult, ax=None, mesh: bool = False, p
         width = line_width * (0.4 if part == "face" and mesh else 1.0)
         ax.add_collection(LineCollection(_segments(result, part, mesh), colors=[color], linewidths=width))
         pts = px[PARTS[part]]
-        size = point_size * (0.15 if part == "face" else 1.0)
+        size = 0.0 if part == "face" else point_size  # the face reads better as lines alone
         ax.scatter(pts[:, 0], pts[:, 1], s=size, color=color, label=part, zorder=3)
+    # MediaPipe extrapolates points outside the frame (legs below a portrait); keep the view on the image
+    ax.set_xlim(-0.5, rgb.shape[1] - 0.5)
+    ax.set_ylim(rgb.shape[0] - 0.5, -0.5)
     ax.set_axis_off()
     if title:
         ax.set_title(title)

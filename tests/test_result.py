@@ -1,0 +1,76 @@
+"""HolisticResult: validation, part access, flat arrays and .npz storage."""
+import numpy as np
+import pytest
+
+from holistic_lab.datasets import sample_labels
+from holistic_lab.result import HolisticResult, load_results, save_results
+
+
+def test_sample_labels_have_the_contract_shapes():
+    result = sample_labels("astronaut")
+    assert result.xyz.shape == (543, 3) and result.xyz.dtype == np.float32
+    assert result.visibility.shape == (543,)
+    assert result.present == {"pose": True, "face": True, "left_hand": False, "right_hand": False}
+    assert (result.width, result.height) == (512, 512)
+    assert np.isnan(result["left_hand"]).all() and np.isfinite(result["face"]).all()
+    assert result["face"].shape == (468, 3)
+    px = result.pixels()
+    assert px.shape == (543, 2)
+    np.testing.assert_allclose(px[0], result.xyz[0, :2] * 512)
+    assert result.mask().sum() == 33 + 468
+
+
+def test_empty_and_from_parts():
+    empty = HolisticResult.empty(640, 480)
+    assert not any(empty.present.values()) and np.isnan(empty.xyz).all()
+    hand = np.random.default_rng(0).random((21, 3)).astype(np.float32)
+    result = HolisticResult.from_parts({"right_hand": hand}, 640, 480)
+    assert result.present["right_hand"] and not result.present["pose"]
+    np.testing.assert_array_equal(result["right_hand"], hand)
+    with pytest.raises(ValueError, match="right_hand needs shape"):
+        HolisticResult.from_parts({"right_hand": hand[:20]}, 640, 480)
+    with pytest.raises(ValueError, match="unknown part"):
+        HolisticResult.from_parts({"feet": hand}, 640, 480)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(xyz=np.zeros((542, 3))), "xyz must be"),
+    (dict(visibility=np.zeros(3)), "visibility must be"),
+    (dict(present={"pose": True}), "present must have"),
+    (dict(width=0), "width and height"),
+])
+def test_bad_fields_are_named(kwargs, message):
+    fields = dict(xyz=np.zeros((543, 3)), visibility=np.zeros(543),
+                  present=dict.fromkeys(["pose", "face", "left_hand", "right_hand"], True), width=10, height=10)
+    fields.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        HolisticResult(**fields)
+
+
+def test_flat_array_round_trip():
+    result = sample_labels("grace_hopper")
+    array = result.to_array()
+    assert array.shape == (543, 4)
+    back = HolisticResult.from_array(array, result.width, result.height)
+    assert back.allclose(result) and back.present == result.present
+    with pytest.raises(ValueError, match="rows of x, y, z, visibility"):
+        HolisticResult.from_array(array[:, :3], 10, 10)
+
+
+def test_npz_round_trip_and_corrupt_files(tmp_path):
+    results = [sample_labels("astronaut"), sample_labels("grace_hopper"), HolisticResult.empty(5, 7)]
+    path = save_results(tmp_path / "many.npz", results, ["a", "b", "c"])
+    names, loaded = load_results(path)
+    assert names == ["a", "b", "c"]
+    assert all(x.allclose(y) for x, y in zip(results, loaded))
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError, match="truncated.npz"):
+        load_results(truncated)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, x=np.zeros(3))
+    with pytest.raises(ValueError, match="missing"):
+        load_results(foreign)
+    with pytest.raises(ValueError, match="3 results but 2 names"):
+        save_results(tmp_path / "bad.npz", results, ["a", "b"])
+    assert not (tmp_path / "bad.npz").exists()
