@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q -c requirements.lock -e ".[dev]"
 	@touch $(STAMP)
 
+# --no-browser: print the URL instead of opening a browser (works headless); root
+# (containers, CI machines) needs --allow-root.
 lab: setup
-	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: setup test-lib test-notebooks
 
