@@ -121,7 +121,7 @@ def to_coco(samples) -> dict:
         if image_id not in images:
             image = dict(sample.extras.get("image", {}))
             image.update(id=image_id, width=sample.width, height=sample.height)
-            image.setdefault("file_name", Path(sample.image_path).name)
+            image.setdefault("file_name", sample.image_path)
             images[image_id] = image
         annotations.append(annotation_from_sample(sample, sample.ann_id if sample.ann_id >= 0 else number, image_id))
     return {
