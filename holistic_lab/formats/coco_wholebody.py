@@ -71,18 +71,16 @@ def keypoints_133(sample: Sample) -> np.ndarray:
     rows = COCO_WHOLEBODY_TO_543[mapped]
     known = sample.mask[rows]
     block = np.zeros((mapped.sum(), 3))
-    block[known, :2] = px[rows[known]]
+    block[known, :2] = np.round(px[rows[known]], 4)  # float32 noise (~1e-5 px) off the written file
     kept_v = out[mapped, 2]
     block[known, 2] = np.where(kept_v[known] > 0, kept_v[known], 2.0)
     out[mapped] = block
     return out
 
 
-def _json_number(value: float, decimals: int | None):
-    """An int when integral (as COCO files write them), else the float, rounded to `decimals`."""
+def _json_number(value: float):
+    """An int when integral (as COCO files write them), else the float."""
     value = float(value)
-    if decimals is not None:
-        value = round(value, decimals)
     return int(value) if value.is_integer() else value
 
 
@@ -97,9 +95,7 @@ def annotation_from_sample(sample: Sample, ann_id: int, image_id: int) -> dict:
     tight = boxes_from_points(sample)
     for part, key in _PART_FIELDS:
         sl = COCO_WHOLEBODY_PARTS[part]
-        annotation[key] = [_json_number(v, 4) for v in kpts[sl, :2].ravel()]
-        annotation[key] = [value for point in zip(annotation[key][0::2], annotation[key][1::2], kpts[sl, 2])
-                           for value in (point[0], point[1], _json_number(point[2], None))]
+        annotation[key] = [_json_number(v) for v in kpts[sl].ravel()]
         if part in _VALID_FLAGS:
             annotation[_VALID_FLAGS[part]] = bool((kpts[sl, 2] > 0).any())
     for name, key in _BOX_FIELDS.items():
