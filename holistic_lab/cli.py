@@ -33,6 +33,44 @@ def cmd_label(args) -> int:
     return 0
 
 
+def cmd_export_coco(args) -> int:
+    """Teacher labels (.npz from `label`) -> COCO-WholeBody JSON other tools can read."""
+    from .formats.coco_wholebody import export_labels
+
+    print(f"wrote {export_labels(args.labels, args.out)}")
+    return 0
+
+
+def cmd_to_tfrecord(args) -> int:
+    """COCO-WholeBody JSON or teacher labels (.npz) -> TFRecord shards for fine-tuning."""
+    from pathlib import Path
+
+    from .formats import coco_wholebody, tfrecord
+    from .result import load_results
+
+    source = Path(args.source)
+    if source.suffix == ".npz":
+        samples = coco_wholebody.samples_from_labels(*load_results(source))
+    else:
+        samples = coco_wholebody.load(source, image_root=args.image_root, strict=not args.skip_bad)
+        for line in samples.skipped:
+            print(f"skipped {line}")
+    for path in tfrecord.write(args.out, samples, shard_size=args.shard_size):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    """Measure MediaPipe Holistic (the teacher) against the human annotations of the fixture pack."""
+    from .metrics import evaluate_fixtures
+    from .teacher import MediaPipeTeacher
+
+    with MediaPipeTeacher(static_image_mode=True) as teacher:
+        table = evaluate_fixtures(teacher, args.sets or None, progress=not args.quiet)
+    print(table.to_markdown())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="holistic-lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +84,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=float, default=10.0, help="checkpoint interval in seconds")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_label)
+
+    p = sub.add_parser("export-coco", help=cmd_export_coco.__doc__)
+    p.add_argument("labels", help="labels .npz written by `holistic-lab label`")
+    p.add_argument("--out", required=True, help="output COCO-WholeBody .json")
+    p.set_defaults(func=cmd_export_coco)
+
+    p = sub.add_parser("to-tfrecord", help=cmd_to_tfrecord.__doc__)
+    p.add_argument("source", help="COCO-WholeBody .json or teacher labels .npz")
+    p.add_argument("--out", required=True, help="output .tfrecord (sharded as NAME-0000i-of-0000n beyond --shard-size)")
+    p.add_argument("--image-root", help="folder of the JSON's images (default: the JSON's folder)")
+    p.add_argument("--shard-size", type=int, default=2000, help="records per shard")
+    p.add_argument("--skip-bad", action="store_true", help="skip and report bad annotations instead of stopping")
+    p.set_defaults(func=cmd_to_tfrecord)
+
+    p = sub.add_parser("evaluate", help=cmd_evaluate.__doc__)
+    p.add_argument("sets", nargs="*", help="fixture sets (default: all); data from $HOLISTIC_LAB_DATA or the registry")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

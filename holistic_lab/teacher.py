@@ -89,3 +89,49 @@ class MediaPipeTeacher:
 
     def __exit__(self, *exc):
         self.close()
+
+    # Context around a hand box: palm detection needs the whole palm plus some wrist and
+    # background inside its 192 x 192 input, so the crop is a square 2x the box's long side.
+    HAND_CROP_SCALE = 2.0
+
+    def process_hand(self, rgb: np.ndarray, box=None, side: str = "right") -> np.ndarray:
+        """MediaPipe's hand stage alone on one region: (21, 3) points normalised to the full
+        image (z scaled like x), all NaN if no hand is found.
+
+        `box` is (x0, y0, x1, y1) in pixels (default: the whole image); it is grown to a
+        square of HAND_CROP_SCALE x its long side, clipped to the image, and
+        `mp.solutions.hands.Hands(static_image_mode=True, model_complexity=1, max_num_hands=1)`
+        (palm_detection_full + hand_landmark_full, the models Holistic uses) runs on that
+        crop. `side` ("left" or "right", the subject's hand) names which hand the caller
+        expects; with one hand per crop the teacher keeps whatever hand it finds.
+        """
+        import weakref
+
+        import mediapipe as mp
+
+        check_rgb(rgb)
+        if side not in ("left", "right"):
+            raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+        height, width = rgb.shape[:2]
+        if box is None:
+            x0, y0, x1, y1 = 0, 0, width, height
+        else:
+            bx0, by0, bx1, by1 = (float(v) for v in box)
+            if not (np.isfinite([bx0, by0, bx1, by1]).all() and bx1 > bx0 and by1 > by0):
+                raise ValueError(f"box must be finite (x0, y0, x1, y1) pixels with x1 > x0 and y1 > y0, got {box}")
+            half = max(bx1 - bx0, by1 - by0) * self.HAND_CROP_SCALE / 2
+            cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
+            x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+            x1, y1 = min(width, int(np.ceil(cx + half))), min(height, int(np.ceil(cy + half)))
+            if x1 <= x0 or y1 <= y0:
+                raise ValueError(f"box {box} lies outside the {width}x{height} image")
+        if getattr(self, "_hands", None) is None:
+            self._hands = mp.solutions.hands.Hands(static_image_mode=True, model_complexity=1, max_num_hands=1)
+            weakref.finalize(self, self._hands.close)
+        found = self._hands.process(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
+        if not found.multi_hand_landmarks:
+            return np.full((21, 3), np.nan, np.float32)
+        local = np.array([(p.x, p.y, p.z) for p in found.multi_hand_landmarks[0].landmark], np.float64)
+        crop_w, crop_h = x1 - x0, y1 - y0
+        return np.stack([(local[:, 0] * crop_w + x0) / width, (local[:, 1] * crop_h + y0) / height,
+                         local[:, 2] * crop_w / width], axis=1).astype(np.float32)

@@ -168,3 +168,63 @@ def edges(name: str) -> tuple[tuple[int, int], ...]:
     if name not in EDGE_SETS:
         raise ValueError(f"unknown edge set {name!r}; expected one of {EDGE_SETS}")
     return _mediapipe_edges()[name]
+
+
+# --- COCO-WholeBody (133 points) <-> the 543 layout -------------------------------------
+# COCO-WholeBody order (Jin et al., ECCV 2020): body 0:17 (COCO-17), feet 17:23 (left big toe,
+# left small toe, left heel, right big toe, right small toe, right heel), face 23:91 (the
+# 68 iBUG points), left hand 91:112, right hand 112:133 (21 joints each, MediaPipe's order;
+# "left" is the subject's own left hand, as in the 543 layout).
+COCO_WHOLEBODY_PARTS: dict[str, slice] = {
+    "body": slice(0, 17), "foot": slice(17, 23), "face": slice(23, 91),
+    "left_hand": slice(91, 112), "right_hand": slice(112, 133),
+}
+NUM_COCO_WHOLEBODY = 133
+COCO_BODY_NAMES = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)
+COCO_FOOT_NAMES = ("left_big_toe", "left_small_toe", "left_heel", "right_big_toe", "right_small_toe", "right_heel")
+COCO_BODY_TO_POSE = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+# Heels are BlazePose's heels; a big toe goes to BlazePose's foot_index, which is an
+# approximation: foot_index sits between the toes, the big toe at the foot's inner edge.
+# The small toes have no BlazePose twin and stay unmapped (-1).
+COCO_FOOT_TO_POSE = (31, -1, 29, 32, -1, 30)
+
+# The 68 iBUG/300-W (dlib) face points -> face-mesh vertex (0..467), one vertex each.
+# Source: the published correspondence of Peizhi Yan, "Mediapipe_2_Dlib_Landmarks"
+# (github.com/PeizhiYan/Mediapipe_2_Dlib_Landmarks, mediapipe2dlib/mp2dlib.py, 2024),
+# which gives one or two mesh vertices per iBUG point. The 543 layout needs exactly one
+# distinct vertex per point (so 68 -> 543 -> 68 is exact); where the source averages two
+# vertices we keep one: jaw 3 -> 132, jaw 4 -> 172 (its 58 is shared by both), jaw 12 -> 397,
+# nose 27 -> 168, nose 28 -> 197. The mapping's error against human 68-point annotations
+# is measured by `holistic_lab.metrics.face_mapping_error` (README, notebook 02).
+IBUG68_TO_FACE_MESH = (
+    127, 234, 93, 132, 172, 136, 150, 176, 152, 400, 379, 365, 397, 361, 323, 454, 356,  # jaw
+    70, 63, 105, 66, 107,  # subject's right brow
+    336, 296, 334, 293, 300,  # subject's left brow
+    168, 197, 5, 4, 75, 97, 2, 326, 305,  # nose bridge, nostrils
+    33, 160, 158, 133, 153, 144,  # subject's right eye
+    362, 385, 387, 263, 373, 380,  # subject's left eye
+    61, 39, 37, 0, 267, 269, 291, 321, 314, 17, 84, 91,  # outer lips
+    78, 82, 13, 312, 308, 317, 14, 87,  # inner lips
+)
+assert len(IBUG68_TO_FACE_MESH) == 68 and len(set(IBUG68_TO_FACE_MESH)) == 68
+
+
+def _coco_wholebody_to_543() -> np.ndarray:
+    index = np.full(NUM_COCO_WHOLEBODY, -1, np.int64)
+    index[COCO_WHOLEBODY_PARTS["body"]] = COCO_BODY_TO_POSE
+    index[COCO_WHOLEBODY_PARTS["foot"]] = COCO_FOOT_TO_POSE
+    index[COCO_WHOLEBODY_PARTS["face"]] = PARTS["face"].start + np.array(IBUG68_TO_FACE_MESH)
+    for hand in ("left_hand", "right_hand"):
+        index[COCO_WHOLEBODY_PARTS[hand]] = np.arange(PARTS[hand].start, PARTS[hand].stop)
+    return index
+
+
+# COCO_WHOLEBODY_TO_543[k] is the 543-layout row of COCO-WholeBody point k, -1 if none
+# (the two small toes). The map is one-to-one where defined, so 133 -> 543 -> 133 is exact.
+COCO_WHOLEBODY_TO_543 = _coco_wholebody_to_543()
+COCO_WHOLEBODY_TO_543.setflags(write=False)
+assert len(set(COCO_WHOLEBODY_TO_543[COCO_WHOLEBODY_TO_543 >= 0].tolist())) == (COCO_WHOLEBODY_TO_543 >= 0).sum()

@@ -1,0 +1,189 @@
+"""COCO-style keypoint JSON (images + annotations with x, y, v triplets) read into Samples.
+
+COCO, COCO-WholeBody, AI Challenger, PoseTrack18, 300-W, FreiHAND and CMU Panoptic (as
+MMPose distributes them) all share this shape; they differ in which point lists an
+annotation carries and what each point is. A `KeypointLayout` says that: the JSON fields
+in order, where each point goes in the 543 layout (-1: nowhere) and which boxes exist.
+`load_coco_keypoints` checks every annotation and names the annotation id and field of
+anything wrong, so a bad file is refused by name (or, with strict=False, skipped and
+reported).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..topology import IBUG68_TO_FACE_MESH, NUM_KEYPOINTS, PARTS
+from .sample import Sample
+
+
+@dataclass(frozen=True)
+class KeypointLayout:
+    """One annotation layout: `fields` are (JSON key, point count) concatenated in order;
+    `to_543[k]` is the 543-layout row of point k or -1; `box_fields` maps a Sample box
+    name to the JSON key of its (x, y, w, h) box."""
+    name: str
+    fields: tuple[tuple[str, int], ...]
+    to_543: tuple[int, ...]
+    box_fields: dict[str, str] = field(default_factory=lambda: {"body": "bbox"})
+
+    def __post_init__(self):
+        count = sum(n for _, n in self.fields)
+        if len(self.to_543) != count:
+            raise ValueError(f"layout {self.name}: to_543 has {len(self.to_543)} entries for {count} points")
+        mapped = [i for i in self.to_543 if i >= 0]
+        if len(set(mapped)) != len(mapped) or not all(0 <= i < NUM_KEYPOINTS for i in mapped):
+            raise ValueError(f"layout {self.name}: to_543 must be one-to-one into 0..{NUM_KEYPOINTS - 1}")
+
+    @property
+    def num_points(self) -> int:
+        return len(self.to_543)
+
+    @property
+    def index(self) -> np.ndarray:
+        return np.asarray(self.to_543, np.int64)
+
+
+class Samples(list):
+    """A list of Samples plus `skipped`: 'annotation <id>: <why>' for each annotation left out."""
+
+    def __init__(self, items=(), skipped=()):
+        super().__init__(items)
+        self.skipped: list[str] = list(skipped)
+
+
+def read_json(path) -> dict:
+    """Parse a COCO-style JSON file; not-JSON or a missing images/annotations list is a ValueError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"annotation file not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a JSON file ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object with 'images' and 'annotations', got {type(data).__name__}")
+    for key in ("images", "annotations"):
+        if not isinstance(data.get(key), list):
+            raise ValueError(f"{path}: missing key {key!r} (a list)")
+    return data
+
+
+def _image_table(data: dict, path: Path) -> dict:
+    images = {}
+    for number, image in enumerate(data["images"]):
+        if not isinstance(image, dict) or "id" not in image:
+            raise ValueError(f"{path}: images[{number}] has no 'id'")
+        for key in ("file_name", "width", "height"):
+            if key not in image:
+                raise ValueError(f"{path}: image {image['id']}: missing field {key!r}")
+        if not (isinstance(image["width"], int) and isinstance(image["height"], int)
+                and image["width"] > 0 and image["height"] > 0):
+            raise ValueError(f"{path}: image {image['id']}: width and height must be positive integers, "
+                             f"got {image['width']!r} x {image['height']!r}")
+        images[image["id"]] = image
+    return images
+
+
+def _numbers(annotation: dict, key: str, expected: int, ann_id) -> np.ndarray:
+    if key not in annotation:
+        raise ValueError(f"annotation {ann_id}: missing field {key!r}")
+    values = annotation[key]
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"annotation {ann_id}: {key} must be a list of numbers")
+    if len(values) != expected:
+        raise ValueError(f"annotation {ann_id}: {key} has {len(values)} values, expected {expected}")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"annotation {ann_id}: {key} contains NaN or infinite values")
+    return np.asarray(values, np.float64)
+
+
+def sample_from_annotation(annotation: dict, images: dict, layout: KeypointLayout, image_root: Path) -> Sample:
+    """One checked annotation -> Sample; any problem is a ValueError naming the annotation and field."""
+    if not isinstance(annotation, dict):
+        raise ValueError(f"annotation {annotation!r}: not a JSON object")
+    ann_id = annotation.get("id")
+    if ann_id is None:
+        raise ValueError("annotation without 'id'")
+    if "image_id" not in annotation:
+        raise ValueError(f"annotation {ann_id}: missing field 'image_id'")
+    image = images.get(annotation["image_id"])
+    if image is None:
+        raise ValueError(f"annotation {ann_id}: image_id {annotation['image_id']!r} is not in images")
+    raw = np.concatenate([_numbers(annotation, key, 3 * n, ann_id).reshape(n, 3) for key, n in layout.fields])
+    boxes = {}
+    for box_name, key in layout.box_fields.items():
+        if key in annotation:
+            box = _numbers(annotation, key, 4, ann_id)
+            if box[2] > 0 and box[3] > 0:
+                boxes[box_name] = tuple(float(v) for v in box)
+    width, height = image["width"], image["height"]
+    xyz = np.full((NUM_KEYPOINTS, 3), np.nan, np.float32)
+    mask = np.zeros(NUM_KEYPOINTS, bool)
+    valid = raw[:, 2] > 0
+    index = layout.index
+    rows = valid & (index >= 0)
+    xyz[index[rows], 0] = raw[rows, 0] / width
+    xyz[index[rows], 1] = raw[rows, 1] / height
+    mask[index[rows]] = True
+    keypoint_keys = {key for key, _ in layout.fields}
+    return Sample(
+        image_path=str(image_root / image["file_name"]), width=width, height=height, xyz=xyz, mask=mask,
+        ann_id=int(ann_id), image_id=int(annotation["image_id"]), boxes=boxes, source=layout.name,
+        source_keypoints=raw,
+        extras={"annotation": {k: v for k, v in annotation.items() if k not in keypoint_keys}, "image": image},
+    )
+
+
+LayoutChoice = KeypointLayout | Callable[[dict], KeypointLayout]
+
+
+def load_coco_keypoints(json_path, layout: LayoutChoice, image_root=None, strict: bool = True) -> Samples:
+    """Every annotation of a COCO-style file as a Sample in the 543 layout.
+
+    `layout` is a KeypointLayout or a function image record -> layout (e.g. left or right
+    hand by file name). `image_root` defaults to the JSON's folder. strict=True raises on
+    the first bad annotation; strict=False skips bad annotations and lists them in
+    `.skipped` (file-level problems always raise).
+    """
+    path = Path(json_path)
+    data = read_json(path)
+    images = _image_table(data, path)
+    root = Path(image_root) if image_root is not None else path.parent
+    samples = Samples()
+    for annotation in data["annotations"]:
+        try:
+            image = images.get(annotation.get("image_id"), {}) if isinstance(annotation, dict) else {}
+            chosen = layout(image) if callable(layout) else layout
+            samples.append(sample_from_annotation(annotation, images, chosen, root))
+        except ValueError as exc:
+            if strict:
+                raise ValueError(f"{path}: {exc}") from exc
+            samples.skipped.append(str(exc))
+    return samples
+
+
+def _layout(name, fields, to_543, **boxes):
+    return KeypointLayout(name, fields, tuple(to_543), boxes or {"body": "bbox"})
+
+
+def _hand(side: str):
+    start = PARTS[side].start
+    return range(start, start + 21)
+
+
+COCO17 = _layout("coco17", (("keypoints", 17),), (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28))
+# AI Challenger: right shoulder, elbow, wrist, left shoulder, elbow, wrist, right hip, knee,
+# ankle, left hip, knee, ankle, head top, neck; the last two have no BlazePose point.
+AIC14 = _layout("aic14", (("keypoints", 14),), (12, 14, 16, 11, 13, 15, 24, 26, 28, 23, 25, 27, -1, -1))
+# PoseTrack18: COCO-17 with left_eye, right_eye replaced by head_bottom, head_top (unmapped).
+POSETRACK17 = _layout("posetrack18", (("keypoints", 17),),
+                      (0, -1, -1, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28))
+HAND21_LEFT = _layout("hand21_left", (("keypoints", 21),), _hand("left_hand"), left_hand="bbox")
+HAND21_RIGHT = _layout("hand21_right", (("keypoints", 21),), _hand("right_hand"), right_hand="bbox")
+FACE68 = _layout("ibug68", (("keypoints", 68),), [PARTS["face"].start + i for i in IBUG68_TO_FACE_MESH], face="bbox")

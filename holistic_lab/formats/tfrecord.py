@@ -1,0 +1,312 @@
+"""TFRecord files for fine-tuning: the 543 layout with its mask, plus a tf.data pipeline.
+
+One `tf.train.Example` per Sample (the schema, `FEATURES`):
+  image/encoded  JPEG bytes (a JPEG source file is stored as it is, others are encoded)
+  keypoints_3d   543 x 3 float32, x, y normalised to the image, NaN where unknown
+  mask           543 int64 (1: x, y known)       num_keypoints  int64, the mask's sum
+  boxes          4 x 4 float32 pixel (x, y, w, h) of body, face, left_hand, right_hand (0 = none)
+  width, height, image_id  int64                 source_id ("layout/ann_id"), image_path  bytes
+Large sets are split into shards of `shard_size` records (`name-00000-of-00004.tfrecord`).
+`read` checks every record and raises ValueError naming the record's index if one is
+truncated or corrupt. `make_dataset` is the training input: decode, crop to the person
+or a part's ROI, resize, normalise, cache, shuffle, batch, prefetch.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ..topology import NUM_KEYPOINTS, PARTS
+from .sample import BOX_NAMES, Sample
+
+ROI_NAMES = BOX_NAMES  # "body" (the whole person) or one part
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def _tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    return tf
+
+
+def feature_spec() -> dict:
+    """The schema as `tf.io.parse_single_example` features."""
+    tf = _tf()
+    return {
+        "image/encoded": tf.io.FixedLenFeature([], tf.string),
+        "keypoints_3d": tf.io.FixedLenFeature([NUM_KEYPOINTS * 3], tf.float32),
+        "mask": tf.io.FixedLenFeature([NUM_KEYPOINTS], tf.int64),
+        "num_keypoints": tf.io.FixedLenFeature([], tf.int64),
+        "boxes": tf.io.FixedLenFeature([len(BOX_NAMES) * 4], tf.float32),
+        "width": tf.io.FixedLenFeature([], tf.int64),
+        "height": tf.io.FixedLenFeature([], tf.int64),
+        "image_id": tf.io.FixedLenFeature([], tf.int64),
+        "source_id": tf.io.FixedLenFeature([], tf.string),
+        "image_path": tf.io.FixedLenFeature([], tf.string),
+    }
+
+
+def jpeg_bytes(sample: Sample, rgb: np.ndarray | None = None, quality: int = 95) -> bytes:
+    """The sample's image as JPEG: the file's own bytes if it is a JPEG, else encoded from pixels."""
+    import cv2
+
+    from ..images import check_rgb, load_rgb
+
+    if rgb is None:
+        data = Path(sample.image_path).read_bytes() if Path(sample.image_path).is_file() else b""
+        if data.startswith(_JPEG_MAGIC):
+            return data
+        rgb = load_rgb(sample.image_path)
+    check_rgb(rgb)
+    if rgb.shape[:2] != (sample.height, sample.width):
+        raise ValueError(f"sample {sample.ann_id}: image is {rgb.shape[1]}x{rgb.shape[0]}, "
+                         f"annotation says {sample.width}x{sample.height}")
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"sample {sample.ann_id}: JPEG encoding failed")
+    return encoded.tobytes()
+
+
+def example_from_sample(sample: Sample, image_jpeg: bytes) -> bytes:
+    """One serialised tf.train.Example in the schema above."""
+    tf = _tf()
+    boxes = np.zeros((len(BOX_NAMES), 4), np.float32)
+    for row, name in enumerate(BOX_NAMES):
+        if name in sample.boxes:
+            boxes[row] = sample.boxes[name]
+    source_id = sample.extras.get("source_id") or f"{sample.source}/{sample.ann_id}"
+
+    def floats(values):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(values, np.float32).ravel()))
+
+    def ints(values):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=np.atleast_1d(values).astype(np.int64)))
+
+    def raw(value: bytes):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    features = {
+        "image/encoded": raw(image_jpeg),
+        "keypoints_3d": floats(sample.xyz),
+        "mask": ints(sample.mask),
+        "num_keypoints": ints(int(sample.mask.sum())),
+        "boxes": floats(boxes),
+        "width": ints(sample.width),
+        "height": ints(sample.height),
+        "image_id": ints(sample.image_id),
+        "source_id": raw(str(source_id).encode()),
+        "image_path": raw(str(sample.image_path).encode()),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def shard_paths(path, num_shards: int) -> list[Path]:
+    """`path` itself for one shard, else `stem-00000-of-0000N.tfrecord` beside it."""
+    path = Path(path)
+    if num_shards == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}-{i:05d}-of-{num_shards:05d}{path.suffix}") for i in range(num_shards)]
+
+
+def write(path, samples: list[Sample], images: Iterable[np.ndarray] | None = None, shard_size: int = 2000) -> list[Path]:
+    """Write `samples` (with their images, read from `image_path` unless `images` gives RGB
+    arrays in the same order) to TFRecord shards of at most `shard_size` records.
+
+    Each shard is written to a temporary name and renamed when complete, so an
+    interrupted run never leaves a truncated file under the final name. Returns the paths.
+    """
+    tf = _tf()
+    samples = list(samples)
+    if not samples:
+        raise ValueError("no samples to write")
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    rgb_list = list(images) if images is not None else [None] * len(samples)
+    if len(rgb_list) != len(samples):
+        raise ValueError(f"{len(samples)} samples but {len(rgb_list)} images")
+    num_shards = -(-len(samples) // shard_size)
+    paths = shard_paths(path, num_shards)
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    last_path, last_jpeg = None, b""  # consecutive people of one image share its bytes
+    for shard, out in enumerate(paths):
+        tmp = out.with_name(out.name + ".partial")
+        with tf.io.TFRecordWriter(str(tmp)) as writer:
+            for sample, rgb in list(zip(samples, rgb_list))[shard * shard_size:(shard + 1) * shard_size]:
+                if rgb is not None:
+                    jpeg = jpeg_bytes(sample, rgb)
+                elif sample.image_path == last_path:
+                    jpeg = last_jpeg
+                else:
+                    jpeg = last_jpeg = jpeg_bytes(sample)
+                    last_path = sample.image_path
+                writer.write(example_from_sample(sample, jpeg))
+        os.replace(tmp, out)
+    return paths
+
+
+def _files(path) -> list[str]:
+    if isinstance(path, (list, tuple)):
+        return [str(p) for p in path]
+    path = Path(path)
+    if path.is_file():
+        return [str(path)]
+    shards = sorted(path.parent.glob(f"{path.stem}-*-of-*{path.suffix}"))
+    if not shards:
+        raise ValueError(f"TFRecord not found: {path} (nor shards {path.stem}-NNNNN-of-NNNNN{path.suffix})")
+    return [str(p) for p in shards]
+
+
+def _raw_records(path) -> Iterator[tuple[int, bytes]]:
+    """(global index, serialised record); a truncated or corrupt record is a ValueError naming its index."""
+    tf = _tf()
+    index = 0
+    for file in _files(path):
+        iterator = iter(tf.data.TFRecordDataset(file))
+        while True:
+            try:
+                record = next(iterator)
+            except StopIteration:
+                break
+            except tf.errors.DataLossError as exc:
+                raise ValueError(f"{file}: record {index} is truncated or corrupt") from exc
+            yield index, record.numpy()
+            index += 1
+
+
+def sample_from_example(serialized: bytes, index: int = 0) -> Sample:
+    """Parse one record into a Sample (JPEG bytes in `extras["image_jpeg"]`); bad fields name the index."""
+    tf = _tf()
+    try:
+        example = tf.train.Example.FromString(serialized)
+    except Exception as exc:  # protobuf's DecodeError is not a ValueError subclass in every version
+        raise ValueError(f"record {index}: not a tf.train.Example ({exc})") from None
+    feature = example.features.feature
+
+    def get(name, kind, size):
+        if name not in feature:
+            raise ValueError(f"record {index}: missing feature {name!r}")
+        values = list(getattr(feature[name], kind).value)
+        if size is not None and len(values) != size:
+            raise ValueError(f"record {index}: {name} has {len(values)} values, expected {size}")
+        return values
+
+    xyz = np.array(get("keypoints_3d", "float_list", NUM_KEYPOINTS * 3), np.float32).reshape(NUM_KEYPOINTS, 3)
+    mask = np.array(get("mask", "int64_list", NUM_KEYPOINTS), bool)
+    if get("num_keypoints", "int64_list", 1)[0] != mask.sum():
+        raise ValueError(f"record {index}: num_keypoints {get('num_keypoints', 'int64_list', 1)[0]} != mask sum {mask.sum()}")
+    boxes = np.array(get("boxes", "float_list", len(BOX_NAMES) * 4), np.float64).reshape(-1, 4)
+    source_id = get("source_id", "bytes_list", 1)[0].decode()
+    source, _, ann = source_id.rpartition("/")
+    try:
+        sample = Sample(
+            image_path=get("image_path", "bytes_list", 1)[0].decode(),
+            width=get("width", "int64_list", 1)[0], height=get("height", "int64_list", 1)[0],
+            xyz=xyz, mask=mask, image_id=get("image_id", "int64_list", 1)[0], ann_id=int(ann) if ann.lstrip("-").isdigit() else -1, source=source,
+            boxes={name: tuple(map(float, box)) for name, box in zip(BOX_NAMES, boxes) if box[2] > 0 and box[3] > 0},
+            extras={"image_jpeg": get("image/encoded", "bytes_list", 1)[0], "source_id": source_id},
+        )
+    except ValueError as exc:
+        raise ValueError(f"record {index}: {exc}") from None
+    return sample
+
+
+def read(path) -> Iterator[Sample]:
+    """Yield every record of a TFRecord file (or its shards) as a Sample, checking each."""
+    for index, record in _raw_records(path):
+        yield sample_from_example(record, index)
+
+
+def count_records(path) -> int:
+    """Number of records, reading (and so checking) every one: a bad record is a ValueError."""
+    return sum(1 for _ in _raw_records(path))
+
+
+def decode_image(sample: Sample) -> np.ndarray:
+    """The uint8 RGB image of a Sample read from a TFRecord."""
+    import cv2
+
+    bgr = cv2.imdecode(np.frombuffer(sample.extras["image_jpeg"], np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"{sample.extras.get('source_id')}: image/encoded is not a decodable JPEG")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _roi_box(tf, parsed, roi: str, margin: float):
+    """Square (y0, x0, y1, x1) normalised crop around `roi`: its box if stored, else its known points."""
+    width = tf.cast(parsed["width"], tf.float32)
+    height = tf.cast(parsed["height"], tf.float32)
+    box = tf.reshape(parsed["boxes"], [len(BOX_NAMES), 4])[ROI_NAMES.index(roi)]
+    xy = tf.reshape(parsed["keypoints_3d"], [NUM_KEYPOINTS, 3])[:, :2] * tf.stack([width, height])
+    part = PARTS.get(roi, slice(0, NUM_KEYPOINTS))
+    known = tf.cast(parsed["mask"][part], tf.bool)
+    points = tf.boolean_mask(xy[part], known)
+    has_points = tf.shape(points)[0] > 0
+    points = tf.cond(has_points, lambda: points, lambda: tf.zeros([1, 2]))
+    lo, hi = tf.reduce_min(points, axis=0), tf.reduce_max(points, axis=0)
+    use_box = box[2] * box[3] > 0
+    x0 = tf.where(use_box, box[0], lo[0])
+    y0 = tf.where(use_box, box[1], lo[1])
+    x1 = tf.where(use_box, box[0] + box[2], hi[0])
+    y1 = tf.where(use_box, box[1] + box[3], hi[1])
+    side = tf.maximum(x1 - x0, y1 - y0) * margin
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    valid = (use_box | has_points) & (side > 1.0)
+    crop = tf.stack([(cy - side / 2) / height, (cx - side / 2) / width, (cy + side / 2) / height, (cx + side / 2) / width])
+    return crop, valid
+
+
+def make_dataset(path, roi: str = "body", image_size: int = 256, batch_size: int = 32, margin: float = 1.25,
+                 value_range: tuple[float, float] = (0.0, 1.0), shuffle: int = 0, cache: bool = True,
+                 check: bool = True, drop_remainder: bool = False):
+    """tf.data training input: (images (B, S, S, 3) float32, {"keypoints", "mask", "z_mask"}).
+
+    Each record is decoded, cropped to a square `margin` x the box of `roi` ("body" or a
+    part; from the stored box, else the part's known points), resized to `image_size`,
+    scaled to `value_range`; keypoints (B, 543, 3) are moved into the crop (0..1, z scaled
+    like x) with NaN set to 0; `mask` (B, 543) float says which x, y to train on and
+    `z_mask` which z (human annotations are 2-D: their z is unknown). Records without the ROI are dropped. check=True
+    reads every record once first, so a corrupt file fails with its record index before
+    training starts rather than mid-epoch.
+    """
+    tf = _tf()
+    if roi not in ROI_NAMES:
+        raise ValueError(f"roi must be one of {ROI_NAMES}, got {roi!r}")
+    files = _files(path)
+    if check:
+        count_records(files)
+    spec = feature_spec()
+    low, high = value_range
+
+    def to_example(serialized):
+        parsed = tf.io.parse_single_example(serialized, spec)
+        crop, valid = _roi_box(tf, parsed, roi, margin)
+        image = tf.io.decode_jpeg(parsed["image/encoded"], channels=3)
+        image = tf.image.crop_and_resize(tf.cast(image, tf.float32)[None], crop[None], [0], [image_size, image_size])[0]
+        image = low + image / 255.0 * (high - low)
+        xyz = tf.reshape(parsed["keypoints_3d"], [NUM_KEYPOINTS, 3])
+        y0, x0, y1, x1 = tf.unstack(crop)
+        xy = (xyz[:, :2] - tf.stack([x0, y0])) / tf.stack([x1 - x0, y1 - y0])
+        z = xyz[:, 2:] / (x1 - x0)
+        keypoints = tf.concat([xy, z], 1)
+        target = {"keypoints": tf.where(tf.math.is_finite(keypoints), keypoints, 0.0),
+                  "mask": tf.cast(parsed["mask"], tf.float32),
+                  "z_mask": tf.cast(tf.math.is_finite(z[:, 0]), tf.float32) * tf.cast(parsed["mask"], tf.float32)}
+        return image, target, valid
+
+    def has_roi(image, target, valid):
+        return valid
+
+    def drop_flag(image, target, valid):
+        return image, target
+
+    dataset = tf.data.TFRecordDataset(files).map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.filter(has_roi).map(drop_flag)
+    if cache:
+        dataset = dataset.cache()
+    if shuffle:
+        dataset = dataset.shuffle(shuffle)
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,133 @@
+"""COCO-WholeBody <-> 543 on the real fixture file: exact round trip, the map's facts, bad files refused by name."""
+import json
+
+import numpy as np
+import pytest
+
+from holistic_lab.datasets import sample_labels
+from holistic_lab.formats import coco_wholebody
+from holistic_lab.formats.sample import Sample
+from holistic_lab.topology import COCO_WHOLEBODY_PARTS, COCO_WHOLEBODY_TO_543, IBUG68_TO_FACE_MESH, PARTS
+
+FIELDS = ("keypoints", "foot_kpts", "face_kpts", "lefthand_kpts", "righthand_kpts")
+
+
+@pytest.fixture(scope="module")
+def wholebody_json(fixtures):
+    return fixtures / "coco" / "test_coco_wholebody.json"
+
+
+@pytest.fixture(scope="module")
+def original(wholebody_json):
+    return json.loads(wholebody_json.read_text())
+
+
+def _points(annotation):
+    return np.concatenate([np.reshape(annotation[key], (-1, 3)) for key in FIELDS])
+
+
+def test_133_to_543_to_133_gives_every_valid_point_back(wholebody_json, original, tmp_path):
+    samples = coco_wholebody.load(wholebody_json)
+    assert len(samples) == len(original["annotations"]) == 14
+    written = coco_wholebody.to_coco(samples)
+    for before, after in zip(original["annotations"], written["annotations"]):
+        a, b = _points(before), _points(after)
+        valid = a[:, 2] > 0
+        assert valid.sum() > 0 or before["num_keypoints"] == 0
+        np.testing.assert_array_equal(a[:, 2], b[:, 2])
+        assert np.abs(a[valid, :2] - b[valid, :2]).max(initial=0) < 1e-3
+        for key in ("bbox", "face_box", "lefthand_box", "righthand_box", "face_valid", "lefthand_valid", "iscrowd", "area"):
+            assert after[key] == before[key], key
+    # and the written file reads back to the same 543 arrays
+    again = coco_wholebody.load(coco_wholebody.save(tmp_path / "out.json", samples), image_root=wholebody_json.parent)
+    for s, t in zip(samples, again):
+        np.testing.assert_array_equal(s.mask, t.mask)
+        np.testing.assert_allclose(s.xyz, t.xyz, atol=1e-6)
+
+
+def test_map_places_body_feet_face_and_hands_as_documented(wholebody_json, original):
+    sample = coco_wholebody.load(wholebody_json)[0]  # ann 442619: body, feet, face, right hand
+    raw = _points(original["annotations"][0])
+    px = sample.pixels()
+    np.testing.assert_allclose(px[[0, 11, 12, 27, 28]], raw[[0, 5, 6, 15, 16], :2], atol=1e-3)  # nose, shoulders, ankles
+    np.testing.assert_allclose(px[[29, 30, 31, 32]], raw[[19, 22, 17, 20], :2], atol=1e-3)  # heels, big toes
+    face0 = PARTS["face"].start
+    np.testing.assert_allclose(px[face0 + np.array(IBUG68_TO_FACE_MESH)], raw[23:91, :2], atol=1e-3)
+    np.testing.assert_allclose(px[PARTS["right_hand"]], raw[112:133, :2], atol=1e-3)
+    assert not sample.mask[PARTS["left_hand"]].any()  # lefthand_valid is False
+    assert sample.mask.sum() == (raw[COCO_WHOLEBODY_TO_543 >= 0, 2] > 0).sum()
+    assert np.isnan(sample.xyz[:, 2]).all()  # human annotations are 2-D
+    left = next(s for s, a in zip(coco_wholebody.load(wholebody_json), original["annotations"]) if a["lefthand_valid"])
+    assert left.mask[PARTS["left_hand"]].any()  # COCO's lefthand is the subject's left hand
+
+
+def test_unmapped_small_toes_survive_through_source_keypoints(wholebody_json, original):
+    samples = coco_wholebody.load(wholebody_json)
+    small_toes = [COCO_WHOLEBODY_PARTS["foot"].start + i for i in (1, 4)]
+    assert (COCO_WHOLEBODY_TO_543[small_toes] == -1).all()
+    written = coco_wholebody.to_coco(samples)["annotations"]
+    for before, after in zip(original["annotations"], written):
+        np.testing.assert_allclose(_points(after)[small_toes], _points(before)[small_toes])
+
+
+def _write(tmp_path, original, change):
+    data = json.loads(json.dumps(original))
+    change(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _set(key, value, index=0):
+    return lambda data: data["annotations"][index].__setitem__(key, value)
+
+
+BAD = {
+    "missing field": (_set("face_kpts", None), r"annotation 442619: face_kpts must be a list"),
+    "deleted field": (lambda d: d["annotations"][0].pop("righthand_kpts"), r"annotation 442619: missing field 'righthand_kpts'"),
+    "wrong length": (lambda d: d["annotations"][0].__setitem__("lefthand_kpts", [0.0] * 50),
+                     r"annotation 442619: lefthand_kpts has 50 values, expected 63"),
+    "NaN": (lambda d: d["annotations"][0]["keypoints"].__setitem__(3, float("nan")), r"annotation 442619: keypoints contains NaN"),
+    "unknown image": (_set("image_id", 999), r"annotation 442619: image_id 999 is not in images"),
+    "wrong box": (_set("face_box", [1, 2, 3]), r"annotation 442619: face_box has 3 values, expected 4"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_annotation_is_refused_by_id_and_field(tmp_path, original, case):
+    change, message = BAD[case]
+    with pytest.raises(ValueError, match=message):
+        coco_wholebody.load(_write(tmp_path, original, change))
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_strict_false_skips_and_reports_only_the_bad_annotation(tmp_path, original, case):
+    samples = coco_wholebody.load(_write(tmp_path, original, BAD[case][0]), strict=False)
+    assert len(samples) == 13 and 442619 not in [s.ann_id for s in samples]
+    assert len(samples.skipped) == 1 and samples.skipped[0].startswith("annotation 442619:")
+
+
+def test_file_level_problems_are_refused(tmp_path, original):
+    not_json = tmp_path / "x.json"
+    not_json.write_text("{ this is not json")
+    with pytest.raises(ValueError, match="not a JSON file"):
+        coco_wholebody.load(not_json)
+    with pytest.raises(ValueError, match="missing key 'annotations'"):
+        coco_wholebody.load(_write(tmp_path, original, lambda d: d.pop("annotations")))
+    with pytest.raises(ValueError, match="image 785: missing field 'width'"):
+        coco_wholebody.load(_write(tmp_path, original, lambda d: d["images"][0].pop("width")), strict=False)
+    with pytest.raises(ValueError, match="not found"):
+        coco_wholebody.load(tmp_path / "absent.json")
+
+
+def test_teacher_labels_export_as_coco_wholebody_and_read_back(tmp_path):
+    result = sample_labels("astronaut")
+    sample = Sample.from_result(result, "astronaut.png")
+    data = coco_wholebody.to_coco([sample])
+    (annotation,) = data["annotations"]
+    assert annotation["face_valid"] and annotation["num_keypoints"] == 17
+    assert not annotation["lefthand_valid"]  # the teacher found no hands on this portrait
+    back = coco_wholebody.load(coco_wholebody.save(tmp_path / "t.json", [sample]), image_root=tmp_path)[0]
+    rows = COCO_WHOLEBODY_TO_543[COCO_WHOLEBODY_TO_543 >= 0]
+    known = sample.mask[rows]
+    np.testing.assert_allclose(back.pixels()[rows[known]], sample.pixels()[rows[known]], atol=1e-3)
