@@ -15,6 +15,11 @@ from .images import check_rgb
 from .native_logs import filtered_native_stderr
 from .result import HolisticResult
 
+# Context around a hand box for `process_hand`: palm detection needs the whole palm plus
+# some wrist and background inside its 192 x 192 input, so the crop is a square 2x the
+# box's long side.
+HAND_CROP_SCALE = 2.0
+
 _MEDIAPIPE_PARTS = {
     "pose": "pose_landmarks",
     "face": "face_landmarks",
@@ -56,6 +61,7 @@ class MediaPipeTeacher:
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in 0..1, got {value}")
         self.static_image_mode = static_image_mode
+        self._hands = None  # mp.solutions.hands, created on the first process_hand call
         with filtered_native_stderr():
             import mediapipe as mp
 
@@ -83,16 +89,15 @@ class MediaPipeTeacher:
 
     def close(self) -> None:
         self._holistic.close()
+        if self._hands is not None:
+            self._hands.close()
+            self._hands = None
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
-
-    # Context around a hand box: palm detection needs the whole palm plus some wrist and
-    # background inside its 192 x 192 input, so the crop is a square 2x the box's long side.
-    HAND_CROP_SCALE = 2.0
 
     def process_hand(self, rgb: np.ndarray, box=None, side: str = "right") -> np.ndarray:
         """MediaPipe's hand stage alone on one region: (21, 3) points normalised to the full
@@ -105,10 +110,6 @@ class MediaPipeTeacher:
         crop. `side` ("left" or "right", the subject's hand) names which hand the caller
         expects; with one hand per crop the teacher keeps whatever hand it finds.
         """
-        import weakref
-
-        import mediapipe as mp
-
         check_rgb(rgb)
         if side not in ("left", "right"):
             raise ValueError(f"side must be 'left' or 'right', got {side!r}")
@@ -119,16 +120,18 @@ class MediaPipeTeacher:
             bx0, by0, bx1, by1 = (float(v) for v in box)
             if not (np.isfinite([bx0, by0, bx1, by1]).all() and bx1 > bx0 and by1 > by0):
                 raise ValueError(f"box must be finite (x0, y0, x1, y1) pixels with x1 > x0 and y1 > y0, got {box}")
-            half = max(bx1 - bx0, by1 - by0) * self.HAND_CROP_SCALE / 2
+            half = max(bx1 - bx0, by1 - by0) * HAND_CROP_SCALE / 2
             cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
             x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
             x1, y1 = min(width, int(np.ceil(cx + half))), min(height, int(np.ceil(cy + half)))
             if x1 <= x0 or y1 <= y0:
                 raise ValueError(f"box {box} lies outside the {width}x{height} image")
-        if getattr(self, "_hands", None) is None:
-            self._hands = mp.solutions.hands.Hands(static_image_mode=True, model_complexity=1, max_num_hands=1)
-            weakref.finalize(self, self._hands.close)
-        found = self._hands.process(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
+        with filtered_native_stderr():
+            if self._hands is None:
+                import mediapipe as mp
+
+                self._hands = mp.solutions.hands.Hands(static_image_mode=True, model_complexity=1, max_num_hands=1)
+            found = self._hands.process(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
         if not found.multi_hand_landmarks:
             return np.full((21, 3), np.nan, np.float32)
         local = np.array([(p.x, p.y, p.z) for p in found.multi_hand_landmarks[0].landmark], np.float64)
