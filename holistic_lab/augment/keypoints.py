@@ -14,8 +14,9 @@ bookkeeping it cannot:
   scale 0 (format "xys"; every transform multiplies the scale, so 0 stays 0) and is NaN
   again afterwards. `PartOccluder` reads the same scale to skip absent points.
 - Out of frame. Points are never dropped (`remove_invisible=False`) nor clipped: a point
-  that leaves the frame keeps its true coordinates (outside 0..1) and gets visibility 0,
-  the mask a loss weights by, as MediaPipe itself reports off-frame pose points.
+  outside the output frame (moved out, or outside already, like legs MediaPipe places
+  below a portrait) keeps its true coordinates (outside 0..1) and gets visibility 0, the
+  mask a loss weights by; its row and its part's `present` flag stay.
 - z. MediaPipe's z has the scale of x, i.e. it is normalised by the image width. It travels
   in pixels (z * width), is multiplied by the geometric scale albumentations tracks per
   keypoint (affine scale, resize after a crop, the perspective warp's scale) and is
@@ -32,6 +33,8 @@ transforms it names (HorizontalFlip, VerticalFlip, D4, ...), and it works on lab
 while our layout is positional (row i is always point i, absent rows included).
 """
 from __future__ import annotations
+
+import warnings
 
 import albumentations as A
 import numpy as np
@@ -120,14 +123,16 @@ class KeypointAugmenter:
     def __init__(self, transforms, swap_twins: bool = True, seed: int | None = None):
         self.transforms = list(transforms)
         for transform in self.transforms:
-            if not isinstance(transform, A.BasicTransform):
+            if not isinstance(transform, (A.BasicTransform, A.BaseCompose)):
                 raise TypeError(f"transforms must be albumentations transforms, got {type(transform).__name__}")
         self.swap_twins = swap_twins
-        self.compose = A.Compose(
-            self.transforms,
-            keypoint_params=A.KeypointParams(format="xys", remove_invisible=False),
-            seed=seed,
-        )
+        with warnings.catch_warnings():  # a pixel-only or empty pipeline is fine: points pass unchanged
+            warnings.filterwarnings("ignore", message="Got processor for keypoints, but no transform")
+            self.compose = A.Compose(
+                self.transforms,
+                keypoint_params=A.KeypointParams(format="xys", remove_invisible=False),
+                seed=seed,
+            )
 
     def __call__(self, rgb: np.ndarray, result: HolisticResult) -> tuple[np.ndarray, HolisticResult]:
         check_rgb(rgb)
