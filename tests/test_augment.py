@@ -220,3 +220,21 @@ def test_naive_flip_is_clearly_worse(agreement):
     for part in ("pose", "face", "left_hand", "right_hand"):
         assert agreement.median_px(naive, part) > 5 * agreement.median_px(right, part), part
     assert agreement.median_px(naive, "left_hand") > 50
+
+
+def test_cli_augments_a_labelled_set(tmp_path, monkeypatch, capsys):
+    from holistic_lab.cli import main
+    from holistic_lab.datasets import SAMPLES_DIR
+    from holistic_lab.images import load_rgb
+    from holistic_lab.result import load_results
+
+    monkeypatch.chdir(SAMPLES_DIR.parent)  # the labels name their images relative to the repository
+    args = ["augment", "data_samples/teacher_labels.npz", "--out", str(tmp_path), "--copies", "2"]
+    assert main(args + ["--preset", "geometric"]) == 0
+    names, results = load_results(tmp_path / "labels.npz")
+    assert len(names) == 4 and all(name.endswith(".png") for name in names)
+    for name, result in zip(names, results):
+        assert load_rgb(name).shape == (result.height, result.width, 3)
+        assert result.present["pose"] and result.present["face"]
+    assert main(args + ["--preset", "heavy"]) == 2
+    assert "unknown augmentation preset 'heavy'" in capsys.readouterr().err
