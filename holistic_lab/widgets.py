@@ -11,6 +11,7 @@ ipywidgets' Image reports no clicks, so "the point nearest a position" is `neare
 """
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 
@@ -248,17 +249,14 @@ class KeypointExplorer:
         self.w_message.value = f'<span style="color:{color}">{text}</span>'
 
     # ----- widgets -----
+    @contextlib.contextmanager
     def _syncing_widgets(self):
-        explorer = self
-
-        class _Syncing:
-            def __enter__(self):
-                explorer._syncing = True
-
-            def __exit__(self, *exc):
-                explorer._syncing = False
-
-        return _Syncing()
+        """Widget values set from code inside this block do not call the callbacks back."""
+        self._syncing = True
+        try:
+            yield
+        finally:
+            self._syncing = False
 
     def _set_widget(self, widget, value) -> None:
         with self._syncing_widgets():
@@ -286,7 +284,7 @@ class KeypointExplorer:
         for name, spec in knob_specs().items():
             slider_type = w.IntSlider if spec["integer"] else w.FloatSlider
             self.w_knobs[name] = slider_type(value=getattr(self.params, name), min=spec["low"], max=spec["high"],
-                                             step=spec["step"], description=name, description_tooltip=spec["doc"],
+                                             step=spec["step"], description=name, tooltip=spec["doc"],
                                              style={"description_width": "110px"}, continuous_update=False)
         self.w_point = w.Dropdown(options=[(f"{i} {name}", i) for i, name in enumerate(LANDMARK_NAMES)],
                                   value=self.point, description="point")
