@@ -68,6 +68,15 @@ def cmd_evaluate(args) -> int:
     with MediaPipeTeacher(static_image_mode=True) as teacher:
         table = evaluate_fixtures(teacher, args.sets or None, progress=not args.quiet)
     print(table.to_markdown())
+
+def cmd_augment(args) -> int:
+    """Augment a labelled image set (.npz from `label`) into new images and labels."""
+    from .augment.files import augment_labelled_files
+
+    out, skipped = augment_labelled_files(args.labels, args.out, args.preset, args.copies, args.seed)
+    for line in skipped:
+        print(f"skipped {line}")
+    print(f"wrote {out}")
     return 0
 
 
@@ -102,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sets", nargs="*", help="fixture sets (default: all); data from $HOLISTIC_LAB_DATA or the registry")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("augment", help=cmd_augment.__doc__)
+    p.add_argument("labels", help="labels .npz written by `holistic-lab label` (names are image paths)")
+    p.add_argument("--out", required=True, help="output folder for the PNGs and labels.npz")
+    p.add_argument("--preset", default="train", help="augmentation preset: none, light, train, geometric, low_light, occlusion")
+    p.add_argument("--copies", type=int, default=4, help="augmented copies per image")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
+    p.set_defaults(func=cmd_augment)
     return parser
 
 
