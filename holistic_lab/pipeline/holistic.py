@@ -18,6 +18,7 @@ keeps tracking that person until the pose presence score drops, then detects aga
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -189,19 +190,26 @@ class HolisticPipeline:
             self._previous[part] = landmarks
         return landmarks
 
-    def process_hand(self, rgb: np.ndarray, box=None, side: str = "right", scale: float = 2.0) -> np.ndarray:
-        """Hand landmark stage alone on one ROI -> (21, 3) normalised to the full image, NaN if
-        the hand presence score is not above 0.5.
+    def process_hand(self, rgb: np.ndarray, box=None, side: str = "right", scale: float | None = None) -> np.ndarray:
+        """Hand landmark stage alone on one hand box -> (21, 3) normalised to the full image,
+        NaN if the hand presence score is not above 0.5.
 
-        box = (x0, y0, x1, y1) in pixels (default: the whole image) is squared on its long
-        side and enlarged `scale` times, as MediaPipe's hand tracking ROI (2x the tight
-        landmark box). `side` names the hand for the caller; Holistic runs the same model,
-        unmirrored, on both hands, so it does not change the computation.
+        box = (x0, y0, x1, y1) in pixels, a tight hand box, is squared on its long side and
+        enlarged `scale` (default 2) times, like MediaPipe's hand tracking ROI (2x the tight
+        landmark box). Without a box the whole image is the (squared) ROI at scale 1: a hand
+        crop (FreiHAND, say) already has the margin; enlarging it twice more leaves the hand
+        too small for the model (presence fails on most FreiHAND crops). In Holistic the ROI's rotation (wrist -> fingers up) comes from the
+        pose; a bare box has none, so the four right-angle rotations are tried and the most
+        confident kept, then the hand is re-cropped once on its own landmarks, exactly as
+        MediaPipe's hand tracking ROI (hand_landmarks_to_roi). `side` names the hand for
+        the caller: Holistic runs the same model, unmirrored, on both hands.
         """
         check_rgb(rgb)
         if side not in ("left", "right"):
             raise ValueError(f"side must be 'left' or 'right', got {side!r}")
         height, width = rgb.shape[:2]
+        if scale is None:
+            scale = 1.0 if box is None else 2.0
         box = (0.0, 0.0, float(width), float(height)) if box is None else box
         try:
             x0, y0, x1, y1 = (float(v) for v in box)
@@ -211,11 +219,16 @@ class HolisticPipeline:
             raise ValueError(f"box must be finite with x1 > x0 and y1 > y0, got {(x0, y0, x1, y1)}")
         if not scale > 0:
             raise ValueError(f"scale must be positive, got {scale}")
-        size = (width, height)
-        rect = Rect((x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height)
-        rect = transform_rect(rect, size, scale=scale)
-        landmarks = self.hand_landmark.landmarks(self.hand_landmark.crop(rgb, rect))
-        return np.full((21, 3), np.nan, np.float32) if landmarks is None else landmarks
+        size, stage = (width, height), self.hand_landmark
+        square = transform_rect(Rect((x0 + x1) / 2 / width, (y0 + y1) / 2 / height,
+                                     (x1 - x0) / width, (y1 - y0) / height), size, scale=scale)
+        candidates = [stage.scored_landmarks(stage.crop(rgb, replace(square, rotation=np.pi / 2 * k)))
+                      for k in range(4)]
+        score, landmarks = max(candidates, key=lambda c: c[0])
+        if not score > 0.5:
+            return np.full((21, 3), np.nan, np.float32)
+        refined = stage.landmarks(stage.crop(rgb, hand_tracking_rect(landmarks, size)))
+        return landmarks if refined is None else refined
 
     def process_frames(self, frames: Iterable[np.ndarray]) -> Iterator[HolisticResult]:
         """Process consecutive frames in order (tracking unless static_image_mode)."""

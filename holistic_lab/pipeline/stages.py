@@ -240,9 +240,12 @@ class HandLandmark(Stage):
     def crop(self, rgb: np.ndarray, rect: Rect) -> Crop:
         return crop(rgb, rect, (224, 224), keep_aspect=True)
 
-    def landmarks(self, model_input: Crop) -> np.ndarray | None:
+    def scored_landmarks(self, model_input: Crop) -> tuple[float, np.ndarray]:
+        """(hand presence score, (21, 3) image-normalised landmarks) whatever the score."""
         landmarks, flag = check_outputs(self.infer(model_input), [63, 1], self.name)[:2]
-        if not float(flag[0]) > 0.5:
-            return None
         xyz = landmarks.reshape(21, 3) / np.array([224.0, 224.0, 224.0 * 0.4], np.float32)
-        return project_landmarks(xyz, model_input.rect, model_input.padding)
+        return float(flag[0]), project_landmarks(xyz, model_input.rect, model_input.padding)
+
+    def landmarks(self, model_input: Crop) -> np.ndarray | None:
+        score, xyz = self.scored_landmarks(model_input)
+        return xyz if score > 0.5 else None
