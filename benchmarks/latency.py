@@ -17,21 +17,8 @@ from dataclasses import asdict
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from holistic_lab.datasets import sample_image, sample_names  # noqa: E402
-from holistic_lab.images import load_rgb  # noqa: E402
-from holistic_lab.pipeline.compare import fixture_dir  # noqa: E402
-from holistic_lab.pipeline.profile import latency_table, machine_info, profile_latency  # noqa: E402
+from holistic_lab.pipeline.profile import latency_images, latency_table, machine_info, profile_latency  # noqa: E402
 from holistic_lab.settings import quick_or  # noqa: E402
-
-FIXTURE_IMAGES = ("aic/ff945ae2e729f24eea992814639d59b3bdec8bd8.jpg", "panoptic/ex2_2.flv_000040_l.jpg")
-
-
-def latency_images() -> list:
-    images = [sample_image(name) for name in sample_names()]
-    root = fixture_dir()
-    images += [load_rgb(root / name) for name in FIXTURE_IMAGES if (root / name).is_file()]
-    return images
-
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -35,6 +35,31 @@ def cmd_label(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    """Run the Python Holistic cascade on images or a video into one results .npz."""
+    from pathlib import Path
+
+    from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, load_rgb
+    from .pipeline import HolisticPipeline
+    from .result import save_results
+
+    path = Path(args.path)
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        pipeline = HolisticPipeline(static_image_mode=False, num_threads=args.threads)
+        results = list(pipeline.process_video(path))
+        names = [f"{path.name}#{i}" for i in range(len(results))]
+    elif path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+        if not files:
+            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {path}")
+        pipeline = HolisticPipeline(static_image_mode=True, num_threads=args.threads)
+        results, names = [pipeline.process(load_rgb(f)) for f in files], [str(f) for f in files]
+    else:
+        raise ValueError(f"{path}: expected an image, a folder of images or a video ({', '.join(VIDEO_SUFFIXES)})")
+    print(f"wrote {save_results(args.out, results, names)} ({len(results)} results)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="holistic-lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=float, default=10.0, help="checkpoint interval in seconds")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_label)
+
+    p = sub.add_parser("run", help=cmd_run.__doc__)
+    p.add_argument("path", help="an image, a folder of images, or a video file (tracked frame to frame)")
+    p.add_argument("--out", required=True, help="output .npz of HolisticResults")
+    p.add_argument("--threads", type=int, default=1, help="TFLite threads per stage")
+    p.set_defaults(func=cmd_run)
     return parser
 
 

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..datasets import sample_image, sample_names
+from ..images import load_rgb
+from .compare import fixture_dir
 from .holistic import HolisticPipeline
+
+# Fixture images where every stage runs (pose, face and both hands found).
+LATENCY_FIXTURES = ("aic/ff945ae2e729f24eea992814639d59b3bdec8bd8.jpg", "panoptic/ex2_2.flv_000040_l.jpg")
 
 
 @dataclass
@@ -42,6 +48,13 @@ class LatencyProfile:
 
 def machine_info() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}"
+
+
+def latency_images() -> list[np.ndarray]:
+    """The data_samples portraits plus the LATENCY_FIXTURES found under HOLISTIC_LAB_DATA."""
+    images = [sample_image(name) for name in sample_names()]
+    root = fixture_dir()
+    return images + [load_rgb(root / name) for name in LATENCY_FIXTURES if (root / name).is_file()]
 
 
 def profile_latency(images: list[np.ndarray], num_threads: int, repeats: int = 30, warmup: int = 3,
