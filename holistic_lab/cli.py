@@ -68,6 +68,8 @@ def cmd_evaluate(args) -> int:
     with MediaPipeTeacher(static_image_mode=True) as teacher:
         table = evaluate_fixtures(teacher, args.sets or None, progress=not args.quiet)
     print(table.to_markdown())
+    return 0
+
 
 def cmd_augment(args) -> int:
     """Augment a labelled image set (.npz from `label`) into new images and labels."""
@@ -77,6 +79,31 @@ def cmd_augment(args) -> int:
     for line in skipped:
         print(f"skipped {line}")
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    """Run the Python Holistic cascade on images or a video into one results .npz."""
+    from pathlib import Path
+
+    from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, load_rgb
+    from .pipeline import HolisticPipeline
+    from .result import save_results
+
+    path = Path(args.path)
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        pipeline = HolisticPipeline(static_image_mode=False, num_threads=args.threads)
+        results = list(pipeline.process_video(path))
+        names = [f"{path}#{i:06d}" for i in range(len(results))]
+    elif path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+        if not files:
+            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {path}")
+        pipeline = HolisticPipeline(static_image_mode=True, num_threads=args.threads)
+        results, names = [pipeline.process(load_rgb(f)) for f in files], [str(f) for f in files]
+    else:
+        raise ValueError(f"{path}: expected an image, a folder of images or a video ({', '.join(VIDEO_SUFFIXES)})")
+    print(f"wrote {save_results(args.out, results, names)} ({len(results)} results)")
     return 0
 
 
@@ -119,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--copies", type=int, default=4, help="augmented copies per image")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
     p.set_defaults(func=cmd_augment)
+
+    p = sub.add_parser("run", help=cmd_run.__doc__)
+    p.add_argument("path", help="an image, a folder of images, or a video file (tracked frame to frame)")
+    p.add_argument("--out", required=True, help="output .npz of HolisticResults")
+    p.add_argument("--threads", type=int, default=1, help="TFLite threads per stage")
+    p.set_defaults(func=cmd_run)
     return parser
 
 

@@ -1,0 +1,98 @@
+"""How closely the Python cascade agrees with `mp.solutions.holistic` (the agreement benchmark).
+
+Per part: on how many (image, part) pairs both agree on presence, and over the pairs
+where both found the part, the median and max pixel distance between the same points.
+Each image gets a fresh MediaPipe graph: its face and hand ROI tracking stays active
+even in static_image_mode and would otherwise carry state from one image to the next.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets import sample_image, sample_names
+from ..images import IMAGE_SUFFIXES, load_rgb
+from ..result import HolisticResult
+from ..topology import PART_NAMES, PARTS
+
+# Fixture folders with people in them (freihand, 300w and lapa are tight crops where
+# Holistic mostly finds no pose; they still count for presence agreement).
+FIXTURE_FOLDERS = ("coco", "aic", "exlpose", "300w", "lapa", "panoptic", "freihand",
+                   "posetrack18/images/val", "posetrack18/videos")
+
+
+def fixture_dir() -> Path:
+    """HOLISTIC_LAB_DATA, or ../shared/fixtures/mmpose beside the repository."""
+    default = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "mmpose"
+    return Path(os.environ.get("HOLISTIC_LAB_DATA", default)).resolve()
+
+
+def agreement_images(data_dir=None, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """(name, rgb) for the data_samples portraits and every fixture image, sorted by name;
+    `limit` keeps an even spread (quick mode)."""
+    images = [(f"data_samples/{name}", sample_image(name)) for name in sample_names()]
+    root = Path(data_dir) if data_dir is not None else fixture_dir()
+    if not root.is_dir():
+        raise ValueError(f"fixture folder {root} not found: set HOLISTIC_LAB_DATA")
+    paths = sorted(p for folder in FIXTURE_FOLDERS for p in (root / folder).rglob("*")
+                   if p.suffix.lower() in IMAGE_SUFFIXES)
+    images += [(str(p.relative_to(root)), load_rgb(p)) for p in paths]
+    if limit is not None and limit < len(images):
+        images = [images[i] for i in np.linspace(0, len(images) - 1, limit).round().astype(int)]
+    return images
+
+
+@dataclass
+class PartAgreement:
+    part: str
+    pairs: int
+    presence_equal: int
+    both_present: int
+    median_px: float
+    max_px: float
+
+    @property
+    def presence_rate(self) -> float:
+        return self.presence_equal / self.pairs if self.pairs else float("nan")
+
+
+def compare(reference: list[HolisticResult], ours: list[HolisticResult]) -> list[PartAgreement]:
+    """Per part presence agreement and pixel deviation (median, max over all points of the
+    images where both found the part)."""
+    rows = []
+    for part in PART_NAMES:
+        sl, distances, equal = PARTS[part], [], 0
+        for ref, mine in zip(reference, ours):
+            equal += ref.present[part] == mine.present[part]
+            if ref.present[part] and mine.present[part]:
+                distances.append(np.linalg.norm(ref.pixels()[sl] - mine.pixels()[sl], axis=1))
+        flat = np.concatenate(distances) if distances else np.array([np.nan])
+        rows.append(PartAgreement(part, len(reference), equal, len(distances),
+                                  float(np.median(flat)), float(np.max(flat))))
+    return rows
+
+
+def run_agreement(images, pipeline) -> tuple[list[PartAgreement], list[HolisticResult], list[HolisticResult]]:
+    """Run MediaPipe (a fresh graph per image) and `pipeline` on every image and compare."""
+    from ..teacher import MediaPipeTeacher
+
+    reference, ours = [], []
+    for _, rgb in images:
+        with MediaPipeTeacher(static_image_mode=True) as teacher:
+            reference.append(teacher.process(rgb))
+        ours.append(pipeline.process(rgb))
+    return compare(reference, ours), reference, ours
+
+
+def agreement_table(rows: list[PartAgreement]) -> str:
+    """Markdown table of `compare`'s rows plus the overall presence agreement."""
+    lines = ["| part | presence equal | both present | median px | max px |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r.part} | {r.presence_equal}/{r.pairs} ({r.presence_rate:.0%}) | {r.both_present} "
+                     f"| {r.median_px:.2f} | {r.max_px:.1f} |")
+    equal, pairs = sum(r.presence_equal for r in rows), sum(r.pairs for r in rows)
+    lines.append(f"| all | {equal}/{pairs} ({equal / pairs:.0%}) | | | |")
+    return "\n".join(lines)

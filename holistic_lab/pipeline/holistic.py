@@ -1,0 +1,242 @@
+"""HolisticPipeline: MediaPipe Holistic's cascade in readable Python over swappable models.
+
+Reproduces `mp.solutions.holistic` at model_complexity=1 (graph
+mediapipe/modules/holistic_landmark/holistic_landmark_cpu.pbtxt and its sub-graphs):
+
+1. pose detection on the letterboxed image -> rotated pose ROI (skipped in video mode
+   while the previous frame's landmarks track the pose);
+2. pose landmarks (33 + 2 auxiliary) in that ROI;
+3. face: ROI from the pose's 11 face points -> face detection inside it re-crops the
+   face -> 468 face landmarks;
+4. each hand: ROI from the pose's wrist, pinky and index -> hand re-crop model -> 21 hand
+   landmarks; the pose side decides left/right (no handedness classifier).
+
+Several people: like MediaPipe, the pipeline follows one person, the pose detection
+with the highest score after weighted NMS (the most prominent person); in video mode it
+keeps tracking that person until the pose presence score drops, then detects again.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ..images import check_rgb, iter_video_frames
+from ..result import HolisticResult
+from .roi import Rect, transform_rect
+from .smoothing import POSE_AUXILIARY_FILTER, POSE_LANDMARKS_FILTER, LandmarkSmoother
+from .stages import (FaceDetection, FaceLandmark, HandLandmark, HandRecrop, PoseDetection, PoseLandmark,
+                     face_rect_from_landmarks, face_rect_from_pose, hand_rect_from_pose_landmarks,
+                     hand_tracking_rect, pose_alignment_rect, pose_rect_from_detection,
+                     pose_rect_from_landmarks)
+from .tracking import FACE_TRACKING, HAND_TRACKING, keep_tracking
+
+HANDS = ("left_hand", "right_hand")
+FRAME_INTERVAL_S = 0.033333  # mp.solutions feeds frames 33333 us apart (30 fps) whatever the video's rate
+
+
+class HolisticPipeline:
+    """The Holistic cascade; `process(rgb) -> HolisticResult`, `last_timings` per stage (ms).
+
+    Each `*_model` argument replaces one stage's model: None (the shipped .tflite), a
+    shipped model name (`holistic_lab.mediapipe_models.HOLISTIC_MODELS`), a path to any
+    .tflite (a quantized one, say), a keras.Model, or a callable; the model takes one
+    float32 (1, H, W, 3) tensor and returns its outputs in the TFLite output order.
+
+    static_image_mode=True: every image is independent (detection each time, no state).
+    False: consecutive video frames; the pose ROI comes from the previous landmarks,
+    face and hand ROIs follow the previous landmarks while they agree with this frame's
+    re-crop, and (smooth_landmarks) pose landmarks are one-euro filtered, as MediaPipe.
+    num_threads: TFLite interpreter threads for every stage.
+    """
+
+    def __init__(self, static_image_mode: bool = True, num_threads: int = 1, smooth_landmarks: bool = True,
+                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
+                 pose_detection_model=None, pose_landmark_model=None, face_detection_model=None,
+                 face_landmark_model=None, hand_recrop_model=None, hand_landmark_model=None):
+        for name, value in (("min_detection_confidence", min_detection_confidence),
+                            ("min_tracking_confidence", min_tracking_confidence)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in 0..1, got {value}")
+        self.static_image_mode = static_image_mode
+        self.smooth_landmarks = smooth_landmarks
+        self.pose_detection = PoseDetection(pose_detection_model, num_threads, min_score=min_detection_confidence)
+        self.pose_landmark = PoseLandmark(pose_landmark_model, num_threads, min_presence=min_tracking_confidence)
+        self.face_detection = FaceDetection(face_detection_model, num_threads)
+        self.face_landmark = FaceLandmark(face_landmark_model, num_threads)
+        self.hand_recrop = HandRecrop(hand_recrop_model, num_threads)
+        self.hand_landmark = HandLandmark(hand_landmark_model, num_threads)
+        self.last_timings: dict[str, float] = {}
+        self.last_rois: dict[str, Rect] = {}
+        self.last_roi_sources: dict[str, str] = {}
+        self.last_crops: dict = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the previous frame (start of a new video)."""
+        self._frame_index = 0
+        self._pose_rect: Rect | None = None
+        self._previous: dict[str, np.ndarray | None] = {"face": None, "left_hand": None, "right_hand": None}
+        self._pose_smoother = LandmarkSmoother(POSE_LANDMARKS_FILTER)
+        self._auxiliary_smoother = LandmarkSmoother(POSE_AUXILIARY_FILTER)
+
+    def process(self, rgb: np.ndarray) -> HolisticResult:
+        """Run the cascade on one uint8 RGB image; parts not found are absent (NaN)."""
+        check_rgb(rgb)
+        start = time.perf_counter()
+        height, width = rgb.shape[:2]
+        self._image_size = (width, height)
+        self.last_timings, self.last_rois, self.last_roi_sources, self.last_crops = {}, {}, {}, {}
+        result = HolisticResult.empty(width, height)
+        pose = self._pose(rgb)
+        if pose is not None:
+            result.set_part("pose", pose.xyz)
+            result.visibility[:33] = pose.visibility
+            face = self._tracked_part(rgb, "face", self._face_recrop_rect(rgb, pose))
+            if face is not None:
+                result.set_part("face", face)
+            for side in HANDS:
+                hand = self._tracked_part(rgb, side, self._hand_recrop_rect(rgb, pose, side))
+                if hand is not None:
+                    result.set_part(side, hand)
+        if not self.static_image_mode:
+            self._frame_index += 1
+        total_ms = (time.perf_counter() - start) * 1e3
+        self.last_timings["pre_post_processing"] = total_ms - sum(self.last_timings.values())
+        self.last_timings["total"] = total_ms
+        result.extras.update(rois=dict(self.last_rois), roi_sources=dict(self.last_roi_sources))
+        return result
+
+    def _infer(self, stage, key: str, model_input, decode, *args):
+        """Decode one stage's model output, recording its crop and model time under `key`."""
+        self.last_crops[key] = model_input
+        output = decode(model_input, *args)
+        self.last_timings[key] = stage.last_inference_ms
+        return output
+
+    def _pose(self, rgb):
+        size = self._image_size
+        if self.static_image_mode or self._pose_rect is None:
+            detections = self._infer(self.pose_detection, "pose_detection", self.pose_detection.crop(rgb),
+                                     self.pose_detection.detect)
+            if not detections:
+                self._lose_pose()
+                return None
+            rect, source = pose_rect_from_detection(detections[0], size), "detection"
+        else:
+            rect, source = self._pose_rect, "tracking"
+        self.last_rois["pose"], self.last_roi_sources["pose"] = rect, source
+        pose = self._infer(self.pose_landmark, "pose_landmark", self.pose_landmark.crop(rgb, rect),
+                           self.pose_landmark.landmarks)
+        if pose is None:
+            self._lose_pose()
+            return None
+        if not self.static_image_mode:
+            self._smooth_and_track(pose)
+        return pose
+
+    def _lose_pose(self) -> None:
+        """Pose lost: the next frame detects again; filters and part tracking restart."""
+        self._pose_rect = None
+        self._pose_smoother.reset()
+        self._auxiliary_smoother.reset()
+        self._previous = dict.fromkeys(self._previous)
+
+    def _smooth_and_track(self, pose) -> None:
+        size = self._image_size
+        scale_rect = pose_alignment_rect(pose.auxiliary, size)
+        object_scale_px = (scale_rect.width * size[0] + scale_rect.height * size[1]) / 2
+        timestamp_s = (self._frame_index + 1) * FRAME_INTERVAL_S
+        auxiliary, _ = self._auxiliary_smoother.apply(pose.auxiliary, None, timestamp_s, object_scale_px, size)
+        if self.smooth_landmarks:
+            pose.xyz, pose.visibility = self._pose_smoother.apply(pose.xyz, pose.visibility, timestamp_s,
+                                                                  object_scale_px, size)
+        self._pose_rect = pose_rect_from_landmarks(auxiliary, size)
+
+    def _face_recrop_rect(self, rgb, pose) -> Rect | None:
+        rect = face_rect_from_pose(pose.xyz, self._image_size)
+        self.last_rois["face_from_pose"] = rect
+        return self._infer(self.face_detection, "face_detection", self.face_detection.crop(rgb, rect),
+                           self.face_detection.recrop_rect, self._image_size)
+
+    def _hand_recrop_rect(self, rgb, pose, side: str) -> Rect | None:
+        rect = hand_rect_from_pose_landmarks(pose, side, self._image_size)
+        if rect is None:
+            return None
+        self.last_rois[f"{side}_from_pose"] = rect
+        return self._infer(self.hand_recrop, f"{side}_recrop", self.hand_recrop.crop(rgb, rect),
+                           self.hand_recrop.recrop_rect, self._image_size)
+
+    def _tracked_part(self, rgb, part: str, recrop_rect: Rect | None) -> np.ndarray | None:
+        """Landmarks of the face or one hand in this frame's ROI: the re-crop ROI, or in
+        video mode the previous landmarks' ROI while it still agrees with the re-crop."""
+        size = self._image_size
+        landmarks = None
+        if recrop_rect is not None:
+            rect, source = recrop_rect, "recrop"
+            previous = self._previous[part]
+            if not self.static_image_mode and previous is not None:
+                is_face = part == "face"
+                tracking_rect = face_rect_from_landmarks(previous, size) if is_face else hand_tracking_rect(previous, size)
+                if keep_tracking(tracking_rect, previous, recrop_rect, size, FACE_TRACKING if is_face else HAND_TRACKING):
+                    rect, source = tracking_rect, "tracking"
+            self.last_rois[part], self.last_roi_sources[part] = rect, source
+            stage = self.face_landmark if part == "face" else self.hand_landmark
+            key = "face_landmark" if part == "face" else f"{part}_landmark"
+            landmarks = self._infer(stage, key, stage.crop(rgb, rect), stage.landmarks)
+        if not self.static_image_mode:
+            self._previous[part] = landmarks
+        return landmarks
+
+    def process_hand(self, rgb: np.ndarray, box=None, side: str = "right", scale: float | None = None) -> np.ndarray:
+        """Hand landmark stage alone on one hand box -> (21, 3) normalised to the full image,
+        NaN if the hand presence score is not above 0.5.
+
+        box = (x0, y0, x1, y1) in pixels, a tight hand box, is squared on its long side and
+        enlarged `scale` (default 2) times, like MediaPipe's hand tracking ROI (2x the tight
+        landmark box). Without a box the whole image is the (squared) ROI at scale 1: a hand
+        crop (FreiHAND, say) already has the margin; enlarging it twice more leaves the hand
+        too small for the model (presence fails on most FreiHAND crops). In Holistic the ROI's rotation (wrist -> fingers up) comes from the
+        pose; a bare box has none, so the four right-angle rotations are tried and the most
+        confident kept, then the hand is re-cropped once on its own landmarks, exactly as
+        MediaPipe's hand tracking ROI (hand_landmarks_to_roi). `side` names the hand for
+        the caller: Holistic runs the same model, unmirrored, on both hands.
+        """
+        check_rgb(rgb)
+        if side not in ("left", "right"):
+            raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+        height, width = rgb.shape[:2]
+        if scale is None:
+            scale = 1.0 if box is None else 2.0
+        box = (0.0, 0.0, float(width), float(height)) if box is None else box
+        try:
+            x0, y0, x1, y1 = (float(v) for v in box)
+        except (TypeError, ValueError):
+            raise ValueError(f"box must be 4 numbers (x0, y0, x1, y1) in pixels, got {box!r}") from None
+        if not (np.isfinite([x0, y0, x1, y1]).all() and x1 > x0 and y1 > y0):
+            raise ValueError(f"box must be finite with x1 > x0 and y1 > y0, got {(x0, y0, x1, y1)}")
+        if not scale > 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        size, stage = (width, height), self.hand_landmark
+        square = transform_rect(Rect((x0 + x1) / 2 / width, (y0 + y1) / 2 / height,
+                                     (x1 - x0) / width, (y1 - y0) / height), size, scale=scale)
+        candidates = [stage.scored_landmarks(stage.crop(rgb, replace(square, rotation=np.pi / 2 * k)))
+                      for k in range(4)]
+        score, landmarks = max(candidates, key=lambda c: c[0])
+        if not score > 0.5:
+            return np.full((21, 3), np.nan, np.float32)
+        refined = stage.landmarks(stage.crop(rgb, hand_tracking_rect(landmarks, size)))
+        return landmarks if refined is None else refined
+
+    def process_frames(self, frames: Iterable[np.ndarray]) -> Iterator[HolisticResult]:
+        """Process consecutive frames in order (tracking unless static_image_mode)."""
+        for frame in frames:
+            yield self.process(frame)
+
+    def process_video(self, path) -> Iterator[HolisticResult]:
+        """Process a video file frame by frame; starts a fresh track."""
+        self.reset()
+        for _, frame in iter_video_frames(path):
+            yield self.process(frame)

@@ -1,0 +1,107 @@
+"""Per-stage latency of the Python cascade, with MediaPipe's end-to-end time beside it.
+
+Warm-up runs first, then `repeats` timed runs over the same images for each thread
+count; per stage the median and p90 of its milliseconds per image (a stage that did not
+run on an image, e.g. a hand not found, counts as 0 there) and its share of the
+pipeline's total; end to end, our median and MediaPipe's (`mp.solutions.holistic`,
+static mode, same images, same process, interleaved) and their ratio.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..datasets import sample_image, sample_names
+from ..images import load_rgb
+from .compare import fixture_dir
+from .holistic import HolisticPipeline
+
+# Fixture images where every stage runs (pose, face and both hands found).
+LATENCY_FIXTURES = ("aic/ff945ae2e729f24eea992814639d59b3bdec8bd8.jpg", "panoptic/ex2_2.flv_000040_l.jpg")
+
+
+@dataclass
+class StageLatency:
+    stage: str
+    share: float
+    median_ms: float
+    p90_ms: float
+
+
+@dataclass
+class LatencyProfile:
+    num_threads: int
+    stages: list[StageLatency]
+    ours_ms: float
+    ours_p90_ms: float
+    mediapipe_ms: float
+    mediapipe_p90_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.ours_ms / self.mediapipe_ms
+
+
+def machine_info() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}"
+
+
+def latency_images() -> list[np.ndarray]:
+    """The data_samples portraits plus the LATENCY_FIXTURES found under HOLISTIC_LAB_DATA."""
+    images = [sample_image(name) for name in sample_names()]
+    root = fixture_dir()
+    return images + [load_rgb(root / name) for name in LATENCY_FIXTURES if (root / name).is_file()]
+
+
+def profile_latency(images: list[np.ndarray], num_threads: int, repeats: int = 30, warmup: int = 3,
+                    pipeline_kwargs: dict | None = None) -> LatencyProfile:
+    """Time our stages and both end-to-end pipelines on `images`, `repeats` rounds each.
+
+    mp.solutions.holistic exposes no thread setting; it runs its own default (XNNPACK) CPU
+    threading, which is why its time is the same reference for every `num_threads`.
+    """
+    import mediapipe as mp
+
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    pipeline = HolisticPipeline(static_image_mode=True, num_threads=num_threads, **(pipeline_kwargs or {}))
+    ours, theirs, stage_ms = [], [], []
+    with mp.solutions.holistic.Holistic(static_image_mode=True, model_complexity=1) as holistic:
+        for round_index in range(warmup + repeats):
+            for rgb in images:
+                start = time.perf_counter()
+                holistic.process(rgb)
+                mediapipe_ms = (time.perf_counter() - start) * 1e3
+                pipeline.process(rgb)
+                if round_index >= warmup:
+                    theirs.append(mediapipe_ms)
+                    ours.append(pipeline.last_timings["total"])
+                    stage_ms.append(dict(pipeline.last_timings))
+    names = [k for k in dict.fromkeys(k for t in stage_ms for k in t) if k != "total"]
+    total = sum(t["total"] for t in stage_ms)
+    stages = []
+    for name in names:
+        values = np.array([t.get(name, 0.0) for t in stage_ms])
+        stages.append(StageLatency(name, values.sum() / total, float(np.median(values)),
+                                   float(np.percentile(values, 90))))
+    return LatencyProfile(num_threads, stages, float(np.median(ours)), float(np.percentile(ours, 90)),
+                          float(np.median(theirs)), float(np.percentile(theirs, 90)))
+
+
+def latency_table(profiles: list[LatencyProfile]) -> str:
+    """Markdown: one stage table per thread count, then the end-to-end comparison."""
+    lines = []
+    for p in profiles:
+        lines += [f"**{p.num_threads} thread(s)**", "", "| stage | share | median ms | p90 ms |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {s.stage} | {s.share:.0%} | {s.median_ms:.2f} | {s.p90_ms:.2f} |" for s in p.stages]
+        lines.append("")
+    lines += ["| threads | ours median ms | ours p90 ms | mp.solutions.holistic median ms | p90 ms | ratio |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {p.num_threads} | {p.ours_ms:.1f} | {p.ours_p90_ms:.1f} | {p.mediapipe_ms:.1f} "
+              f"| {p.mediapipe_p90_ms:.1f} | {p.ratio:.2f}x |" for p in profiles]
+    return "\n".join(lines)
