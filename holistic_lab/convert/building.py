@@ -28,10 +28,14 @@ from .reading import TFLiteGraph, TFLiteOp, read_tflite
 _ACTIVATIONS = {schema.ActivationFunctionType.NONE: None, schema.ActivationFunctionType.RELU: "relu",
                 schema.ActivationFunctionType.RELU6: "relu6", schema.ActivationFunctionType.TANH: "tanh"}
 _PADDING = {schema.Padding.SAME: "same", schema.Padding.VALID: "valid"}
-# Which part of a fused tensor name is the op's own layer: e.g. a CONV_2D output is named
-# after every op folded into it (batch norm, relu6, ...), the conv itself ends in 'Conv2D'.
-_OWN_NAME_OP_PREFIX = {"CONV_2D": "Conv2D", "DEPTHWISE_CONV_2D": "depthwise", "ADD": "add",
-                       "FULLY_CONNECTED": "MatMul", "MAX_POOL_2D": "MaxPool", "CONCATENATION": "concat"}
+# Where a layer's original name is found. A TFLite tensor is named after every TF op folded
+# into it ('re_lu_3/Relu6;batch_normalization_4/...;depthwise_conv2d_1/depthwise'), and
+# constants shared between ops add names of unrelated layers. A weighted op's own layer is
+# the first part of its *weight* tensor's name with the op's name prefix (the weight's own
+# batch norm and conv come first); other ops use the last matching part of their output name.
+_WEIGHT_NAME_PREFIX = {"CONV_2D": "Conv2D", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "MatMul",
+                       "PRELU": "mul"}
+_OUTPUT_NAME_PREFIX = {"ADD": "add", "MAX_POOL_2D": "MaxPool", "CONCATENATION": "concat"}
 _WRAPPER_SCOPE = re.compile(r"^model(_\d+)?$")
 
 
@@ -70,7 +74,8 @@ class KerasBuilder:
         missing = [graph.tensor_names[i] for i in graph.outputs if i not in self.tensors]
         if missing:
             raise ValueError(f"{graph.name}: outputs {missing} are not computed by any op")
-        return keras.Model(inputs=[self.tensors[i] for i in graph.inputs],
+        inputs = [self.tensors[i] for i in graph.inputs]
+        return keras.Model(inputs=inputs[0] if len(inputs) == 1 else inputs,
                            outputs=[self.tensors[i] for i in graph.outputs], name=_sanitise(graph.name))
 
     # --- naming ---------------------------------------------------------------------------
@@ -82,12 +87,17 @@ class KerasBuilder:
         self.used_names.add(candidate)
         return candidate
 
-    def _name(self, op: TFLiteOp, prefix: str | None = None, last: bool = True) -> str:
-        """Layer name for `op`'s output; `last` is False for a layer an activation layer follows."""
+    def _name(self, op: TFLiteOp, activation: str | None = None, last: bool = True) -> str:
+        """Layer name for `op` (or its separate `activation` layer); `last` is False if one follows."""
         tensor = op.outputs[0]
         if last and tensor in self.reserved:
             return self.reserved[tensor]
-        return self._unique(_own_layer_name(self.graph.tensor_names[tensor], prefix or _OWN_NAME_OP_PREFIX.get(op.kind)))
+        names = self.graph.tensor_names
+        if activation:
+            return self._unique(_own_layer_name(names[tensor], activation.capitalize(), pick=-1))
+        if op.kind in _WEIGHT_NAME_PREFIX:
+            return self._unique(_own_layer_name(names[op.inputs[1]], _WEIGHT_NAME_PREFIX[op.kind], pick=0))
+        return self._unique(_own_layer_name(names[tensor], _OUTPUT_NAME_PREFIX.get(op.kind), pick=-1))
 
     def _input(self, op: TFLiteOp, position: int = 0) -> keras.KerasTensor:
         tensor = op.inputs[position]
@@ -116,7 +126,7 @@ class KerasBuilder:
             layer.set_weights(weights)
         if activation is None:
             return output
-        return keras.layers.Activation(activation, name=self._name(op, prefix=activation.capitalize()))(output)
+        return keras.layers.Activation(activation, name=self._name(op, activation=activation))(output)
 
     def _bias(self, op: TFLiteOp, filters: int) -> list[np.ndarray]:
         if len(op.inputs) > 2 and op.inputs[2] >= 0:
@@ -242,12 +252,11 @@ def _sanitise(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]", "_", name).strip("_") or "tensor"
 
 
-def _own_layer_name(tensor_name: str, op_prefix: str | None) -> str:
-    """The original Keras layer name inside a TFLite tensor name.
+def _own_layer_name(tensor_name: str, op_prefix: str | None, pick: int) -> str:
+    """The original Keras layer name inside a (fused, ';'-joined) TFLite tensor name.
 
-    A name such as 'model_1/model/batch_normalization_4/FusedBatchNormV3;model_1/model/
-    depthwise_conv2d_1/depthwise' lists every op folded into the tensor; the op's own
-    part is the last one whose op name starts with `op_prefix` (else the last part).
+    Of the parts whose op name starts with `op_prefix`, the first (`pick` 0) or last (-1);
+    the last part where none matches.
     """
     parts = []
     for component in tensor_name.split(";"):
@@ -256,4 +265,4 @@ def _own_layer_name(tensor_name: str, op_prefix: str | None) -> str:
             scopes = scopes[1:]
         parts.append((scopes[0], scopes[1] if len(scopes) > 1 else ""))
     own = [layer for layer, op_name in parts if op_prefix and op_name.startswith(op_prefix)]
-    return _sanitise(own[-1] if own else parts[-1][0])
+    return _sanitise(own[pick] if own else parts[-1][0])

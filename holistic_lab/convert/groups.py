@@ -47,8 +47,8 @@ def layer_groups(model: keras.Model) -> list[LayerGroup]:
     """The backbone (feeds every output) then one head per set of outputs fed; input layers left out."""
     config = model.get_config()
     parents = {layer["name"]: _inbound_layer_names(layer.get("inbound_nodes", [])) for layer in config["layers"]}
-    input_names = {entry[0] for entry in config["input_layers"]}
-    output_names = [entry[0] for entry in config["output_layers"]]
+    input_names = {entry[0] for entry in _layer_entries(config["input_layers"])}
+    output_names = [entry[0] for entry in _layer_entries(config["output_layers"])]
     fed: dict[str, set[str]] = {name: set() for name in parents}
     for output in output_names:
         stack, seen = [output], set()
@@ -68,6 +68,11 @@ def layer_groups(model: keras.Model) -> list[LayerGroup]:
     groups = [LayerGroup("backbone" if set(key) == set(output_names) else "head:" + "+".join(key), tuple(layers), key)
               for key, layers in by_outputs.items()]
     return sorted(groups, key=lambda group: (not group.is_backbone, -len(group.outputs), output_names.index(group.outputs[0])))
+
+
+def _layer_entries(value) -> list:
+    """A config's input/output layers as a list of [name, node, tensor] (one entry is stored bare)."""
+    return [value] if value and isinstance(value[0], str) else list(value)
 
 
 def _inbound_layer_names(node) -> set[str]:

@@ -68,20 +68,20 @@ class TFLiteGraph:
 def read_tflite(source) -> TFLiteGraph:
     """Read a .tflite path (or its bytes) into a TFLiteGraph; a non-TFLite file raises ValueError."""
     if isinstance(source, (bytes, bytearray)):
-        data, name = bytes(source), "model"
+        data, name, where = bytes(source), "model", "model bytes"
     else:
         path = Path(source)
         if not path.is_file():
             raise ValueError(f"TFLite model not found: {path}")
-        data, name = path.read_bytes(), path.stem
+        data, name, where = path.read_bytes(), path.stem, str(path)
     if len(data) < 8 or not schema.Model.ModelBufferHasIdentifier(data, 0):
-        raise ValueError(f"{name}: not a TFLite model (no 'TFL3' flatbuffer identifier in the first 8 bytes)")
+        raise ValueError(f"{where}: not a TFLite model (no 'TFL3' flatbuffer identifier in bytes 4-8)")
     try:
         model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
     except Exception as exc:  # the flatbuffer runtime raises struct/index errors on damaged files
-        raise ValueError(f"{name}: damaged TFLite model ({type(exc).__name__}: {exc}); is the file truncated?") from exc
+        raise ValueError(f"{where}: damaged TFLite model ({type(exc).__name__}: {exc}); is the file truncated?") from exc
     if len(model.subgraphs) != 1:
-        raise ValueError(f"{name}: {len(model.subgraphs)} subgraphs; only single-subgraph models "
+        raise ValueError(f"{where}: {len(model.subgraphs)} subgraphs; only single-subgraph models "
                          "(no control flow) can be rebuilt")
     return _graph_from_model(model, name)
 
