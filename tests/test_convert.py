@@ -1,9 +1,9 @@
 """The seven Holistic .tflite models rebuilt as Keras: read, rebuilt, verified, trained, saved, round-tripped.
 
 The reference is always the TFLite interpreter running the shipped file. The models are
-converted once per module (fixture `converted`); the TFLite converter round trip runs here
-on the two quickest models and on all seven in notebook 04 (about 100 s for all seven on
-the 2-core machine, too slow for the default test run).
+converted once per module (fixture `converted`). The TFLite converter round trip of all
+seven took 34 s on the shared 2-core machine (97 s when it was heavily loaded), so it runs
+here on all seven.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tensorflow.lite.tools import flatbuffer_utils
 
 from holistic_lab import cli
 from holistic_lab.convert import (OUTPUT_MEANINGS, TOLERANCE, UnsupportedOpError, keras_to_tflite, layer_groups,
-                                  read_tflite, run_keras, run_tflite, supported_ops, tflite_to_keras, verify)
+                                  read_tflite, run_keras, supported_ops, tflite_to_keras, verify)
 from holistic_lab.convert.samples import part_crop, to_model_input
 from holistic_lab.convert.sparsity import densify
 from holistic_lab.mediapipe_models import HOLISTIC_MODELS, model_path
@@ -222,21 +222,13 @@ def test_keras_file_saves_and_loads_with_the_same_outputs(converted, name, tmp_p
     assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
 
 
-@pytest.mark.parametrize("name", ["face_detection_short_range", "hand_recrop"])
+@pytest.mark.parametrize("name", MODELS)
 def test_round_trip_through_the_tflite_converter_matches_the_original(converted, name):
+    """Also checks run_tflite's output order on converter-written files: the outputs differ in shape."""
     flatbuffer = keras_to_tflite(converted[name])
     assert "DEQUANTIZE" not in read_tflite(flatbuffer).op_counts   # float32 weights now
     report = verify(model_path(name), flatbuffer)
     assert report.passed and report.max_error <= TOLERANCE, str(report)
-
-
-def test_run_tflite_keeps_the_output_order_of_converter_written_files(converted):
-    model = converted["hand_landmark_full"]
-    batch = _random_batch(model)
-    flatbuffer = keras_to_tflite(model)
-    for ours, theirs in zip(run_keras(model, batch), run_tflite(flatbuffer, batch)):
-        assert ours.shape == theirs.shape
-        assert np.abs(ours - theirs).max() <= TOLERANCE * max(np.abs(theirs).max(), 1e-6)
 
 
 # --- bad input ----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +47,7 @@ def run_tflite(model, batch: np.ndarray, op_resolver=tf.lite.experimental.OpReso
     Converter-written files (with a signature) give their outputs in the Keras order output_0,
     output_1, ...; files without one in the subgraph's output order.
     """
-    source = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
-    interpreter = tf.lite.Interpreter(**source, experimental_op_resolver_type=op_resolver)
+    interpreter = _interpreter(model, op_resolver)
     signatures = interpreter.get_signature_list()
     rows = []
     if signatures:
@@ -83,8 +83,13 @@ def run_keras(model: keras.Model, batch: np.ndarray) -> list[np.ndarray]:
 def keras_to_tflite(model: keras.Model) -> bytes:
     """A float32 .tflite flatbuffer of `model`, written by TensorFlow's own TFLite converter."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    with contextlib.redirect_stdout(io.StringIO()):  # the export prints every captured variable
-        return converter.convert()
+    logger, level = tf.get_logger(), tf.get_logger().level
+    logger.setLevel("ERROR")  # "Assets written to ..." for the temporary SavedModel the converter makes
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the export prints every captured variable
+            return converter.convert()
+    finally:
+        logger.setLevel(level)
 
 
 @dataclass(frozen=True)
@@ -157,18 +162,25 @@ def verify(path, candidate, inputs: dict[str, np.ndarray] | None = None, toleran
     return VerificationReport(path.stem, tuple(checks), tolerance)
 
 
-def default_inputs(path, data_dir=None, seed: int = 0) -> dict[str, np.ndarray]:
+def default_inputs(path, data_dir=None, seed: int = 0, random_count: int = 2) -> dict[str, np.ndarray]:
     """A random batch in the model's input range plus one batch per real image (for the 7 Holistic models)."""
     path = Path(path)
-    interpreter = tf.lite.Interpreter(model_path=str(path))
-    shape = tuple(interpreter.get_input_details()[0]["shape"][1:])
+    shape = tuple(_interpreter(path).get_input_details()[0]["shape"][1:])
     low, high = INPUT_RANGE.get(path.stem, (-1.0, 1.0))
-    inputs = {"random": np.random.default_rng(seed).uniform(low, high, (2,) + shape).astype(np.float32)}
+    inputs = {"random": np.random.default_rng(seed).uniform(low, high, (random_count,) + shape).astype(np.float32)}
     if path.stem in INPUT_RANGE:
         inputs.update({label: crop[None] for label, crop in real_inputs(path.stem, shape[0], data_dir).items()})
     return inputs
 
 
 def _output_names(path: Path) -> list[str]:
-    interpreter = tf.lite.Interpreter(model_path=str(path))
-    return [detail["name"] for detail in interpreter.get_output_details()]
+    return [detail["name"] for detail in _interpreter(path).get_output_details()]
+
+
+def _interpreter(model, op_resolver=tf.lite.experimental.OpResolverType.AUTO) -> tf.lite.Interpreter:
+    """tf.lite.Interpreter for a path or flatbuffer bytes, without its TF 2.20 deprecation notice
+    (the project pins TF 2.19, whose interpreter is the reference every check here is made against)."""
+    source = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        return tf.lite.Interpreter(**source, experimental_op_resolver_type=op_resolver)
