@@ -260,11 +260,12 @@ def test_unsupported_op_is_named_with_its_index():
 
 
 def test_cli_convert_writes_a_loadable_keras_file_and_reports(tmp_path, capsys):
-    assert cli.main(["convert", "hand_recrop", "--out", str(tmp_path)]) == 0
+    assert cli.main(["convert", "hand_recrop", "--out", str(tmp_path), "--round-trip"]) == 0
     printed = capsys.readouterr().out
-    assert "hand_recrop: max relative error" in printed and "PASSED" in printed
+    assert "hand_recrop: max relative error" in printed and "PASSED" in printed and "round trip" in printed
     loaded = keras.saving.load_model(tmp_path / "hand_recrop.keras")
     assert loaded.output_names == ["output_crop"]
+    assert verify(model_path("hand_recrop"), (tmp_path / "hand_recrop_float32.tflite").read_bytes()).passed
 
 
 def test_cli_convert_rejects_a_bad_file_and_keeps_what_was_written(tmp_path, capsys):

@@ -11,8 +11,9 @@ constants fix it to 1 (RESHAPE, STRIDED_SLICE) are rebuilt on the non-batch axes
 
 Layer names follow the TFLite tensor names: the model outputs keep theirs exactly
 (`Identity_1`, `conv2d_21`, ...), other layers take the original Keras layer name found
-in the (often fused, ';'-joined) tensor name, e.g. `conv2d_47` out of
-`model_1/model/re_lu_65/Relu6;...;model_1/model/conv2d_47/Conv2D1`.
+in the (often fused, ';'-joined) name of their weight or output tensor, e.g.
+`depthwise_conv2d_2` out of the weight
+`model_1/model/batch_normalization_7/FusedBatchNormV3;model_1/model/depthwise_conv2d_2/depthwise;...`.
 """
 from __future__ import annotations
 
@@ -42,9 +43,11 @@ _WRAPPER_SCOPE = re.compile(r"^model(_\d+)?$")
 def tflite_to_keras(path) -> keras.Model:
     """Rebuild the .tflite model at `path` (or its bytes) as a keras.Model with the same weights.
 
-    The model takes float32 NHWC batches and returns its outputs in the TFLite output order,
-    named as in the file: `model(x)` gives a list (one entry per output, also for a single
-    output). Unsupported ops raise UnsupportedOpError naming the op and its index.
+    The model takes float32 NHWC batches (batch size free) in the original's input range and
+    returns its outputs in the TFLite output order, named as in the file. `model(x)` gives a
+    list for a multi-output model and a single tensor for a one-output model (Keras unwraps
+    it); `verification.run_keras(model, x)` always gives a list of numpy arrays, the same as
+    the interpreter. Unsupported ops raise UnsupportedOpError naming the op and its index.
     """
     graph = read_tflite(path)
     return KerasBuilder(graph).build()
@@ -70,6 +73,8 @@ class KerasBuilder:
             convert = getattr(self, f"_op_{op.kind.lower()}", None)
             if convert is None:
                 raise graph.unsupported(op, f"no Keras equivalent is implemented; supported ops: {supported_ops()}")
+            if len(op.outputs) != 1:
+                raise graph.unsupported(op, f"{len(op.outputs)} outputs (every rebuilt op has one)")
             self.tensors[op.outputs[0]] = convert(op)
         missing = [graph.tensor_names[i] for i in graph.outputs if i not in self.tensors]
         if missing:

@@ -18,16 +18,17 @@ import keras
 OUTPUT_MEANINGS: dict[str, dict[str, str]] = {
     "pose_detection": {"Identity": "box + 4 keypoint regressors per anchor (2254 x 12)",
                        "Identity_1": "person score logit per anchor"},
-    "pose_landmark_full": {"Identity": "33 landmarks x (x, y, z, visibility, presence)",
-                           "Identity_1": "pose presence logit", "Identity_2": "segmentation logits 256 x 256",
-                           "Identity_3": "landmark heatmaps 64 x 64 x 39", "Identity_4": "33 world landmarks (m)"},
+    "pose_landmark_full": {"Identity": "39 points (33 landmarks + 6 auxiliary) x (x, y, z, visibility, presence)",
+                           "Identity_1": "pose presence (sigmoid)", "Identity_2": "segmentation logits 256 x 256",
+                           "Identity_3": "heatmaps of the 39 points, 64 x 64",
+                           "Identity_4": "39 world points (x, y, z in metres)"},
     "face_detection_short_range": {"regressors": "box + 6 keypoint regressors per anchor (896 x 16)",
                                    "classificators": "face score logit per anchor"},
     "face_landmark": {"conv2d_21": "468 mesh landmarks x (x, y, z)", "conv2d_31": "face presence logit"},
     "palm_detection_full": {"Identity": "box + 7 keypoint regressors per anchor (2016 x 18)",
                             "Identity_1": "palm score logit per anchor"},
     "hand_landmark_full": {"Identity": "21 landmarks x (x, y, z)", "Identity_1": "hand presence (sigmoid)",
-                           "Identity_2": "handedness (sigmoid)", "Identity_3": "21 world landmarks (m)"},
+                           "Identity_2": "handedness (sigmoid)", "Identity_3": "21 world landmarks (x, y, z in metres)"},
     "hand_recrop": {"output_crop": "2 virtual keypoints: recrop centre and scale"},
 }
 
