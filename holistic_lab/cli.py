@@ -107,6 +107,30 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_convert(args) -> int:
+    """Rebuild a Holistic .tflite as a Keras model, verify it against the interpreter, save it."""
+    from pathlib import Path
+
+    from .convert import keras_to_tflite, tflite_to_keras, verify
+    from .convert.files import resolve_tflite, save_keras, write_atomically
+
+    source = resolve_tflite(args.model)
+    model = tflite_to_keras(source)
+    report = verify(source, model)
+    print(report)
+    saved = save_keras(model, Path(args.out) / f"{source.stem}.keras")
+    print(f"wrote {saved}")
+    passed = report.passed
+    if args.round_trip:
+        flatbuffer = keras_to_tflite(model)
+        round_trip = verify(source, flatbuffer)
+        print(f"round trip (float32 .tflite from the Keras model):\n{round_trip}")
+        written = write_atomically(Path(args.out) / f"{source.stem}_float32.tflite", lambda p: p.write_bytes(flatbuffer))
+        print(f"wrote {written}")
+        passed = passed and round_trip.passed
+    return 0 if passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="holistic-lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .npz of HolisticResults")
     p.add_argument("--threads", type=int, default=1, help="TFLite threads per stage")
     p.set_defaults(func=cmd_run)
+
+
+    p = sub.add_parser("convert", help=cmd_convert.__doc__)
+    p.add_argument("model", help="a Holistic model name (e.g. hand_landmark_full) or a .tflite path")
+    p.add_argument("--out", required=True, help="folder for <name>.keras (and <name>_float32.tflite)")
+    p.add_argument("--round-trip", action="store_true", help="also write and verify a float32 .tflite of the Keras model")
+    p.set_defaults(func=cmd_convert)
     return parser
 
 

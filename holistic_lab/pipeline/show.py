@@ -15,17 +15,24 @@ ROI_STYLES = {
 
 
 def draw_roi_chain(rgb: np.ndarray, rois: dict, ax) -> None:
-    """Draw every rotated ROI of one `process` call; a dot marks each crop's top edge centre."""
+    """Draw every rotated ROI of one `process` call; a dot marks each crop's top edge centre.
+
+    The view grows past the image where a ROI does (the pose ROI of an upper-body shot
+    reaches far below the frame), so every box is seen whole.
+    """
     image_size = (rgb.shape[1], rgb.shape[0])
     ax.imshow(rgb)
+    corners_all = [np.array([[0, 0], image_size])]
     for name, rect in rois.items():
         part, style = ROI_STYLES[name]
         corners = rect.corners_px(image_size)
         color = np.array(PART_COLORS[part]) / 255
         ax.plot(*np.vstack([corners, corners[:1]]).T, style, color=color, lw=1.5, label=name)
         ax.plot(*corners[:2].mean(0), "o", color=color, ms=4)
-    ax.set_xlim(0, image_size[0])
-    ax.set_ylim(image_size[1], 0)
+        corners_all.append(corners)
+    (x0, y0), (x1, y1) = np.vstack(corners_all).min(0), np.vstack(corners_all).max(0)
+    ax.set_xlim(x0 - 5, x1 + 5)
+    ax.set_ylim(y1 + 5, y0 - 5)
     ax.set_axis_off()
 
 
