@@ -24,9 +24,8 @@ import cv2
 import numpy as np
 
 from holistic_lab.augment import PRESETS, make_augmenter
-from holistic_lab.augment.agreement import fixture_dir
 from holistic_lab.augment.keypoints import keypoints_for_albumentations
-from holistic_lab.datasets import sample_image, sample_labels
+from holistic_lab.datasets import data_dir, fixture_image, sample_image, sample_labels
 from holistic_lab.result import HolisticResult
 from holistic_lab.settings import QUICK
 
@@ -43,13 +42,11 @@ def resize_sample(rgb: np.ndarray, labels: HolisticResult, size: int) -> tuple[n
 
 def load_inputs(size: int) -> list[tuple[np.ndarray, HolisticResult]]:
     inputs = [(sample_image(n), sample_labels(n)) for n in ("astronaut", "grace_hopper")]
-    paths = [fixture_dir() / rel for rel in FIXTURES_WITH_HANDS if (fixture_dir() / rel).is_file()]
-    if paths:
-        from holistic_lab.images import load_rgb
+    if data_dir() is not None:
         from holistic_lab.teacher import MediaPipeTeacher
 
         with MediaPipeTeacher() as teacher:
-            inputs += [(rgb, teacher.process(rgb)) for rgb in map(load_rgb, paths)]
+            inputs += [(rgb, teacher.process(rgb)) for rgb in map(fixture_image, FIXTURES_WITH_HANDS)]
     return [resize_sample(rgb, labels, size) for rgb, labels in inputs]
 
 

@@ -137,6 +137,11 @@ def fixture_path(name: str, folder=None) -> Path:
     return path
 
 
+def fixture_image(name: str, folder=None) -> np.ndarray:
+    """One fixture image by its pack path (e.g. "coco/000000000785.jpg"), checksum-checked, as uint8 RGB."""
+    return load_rgb(fixture_path(name, folder))
+
+
 @dataclass(frozen=True)
 class FixtureSpec:
     """One annotated fixture set: its JSON, its layout (or a per-image layout choice), and

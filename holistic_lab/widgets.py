@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 
 from .augment import PRESETS, KeypointAugmenter, build_transforms, preset
-from .augment.agreement import AGREEMENT_FIXTURES, fixture_dir
+from .augment.agreement import AGREEMENT_FIXTURES
 from .augment.presets import knob_specs
-from .datasets import sample_image, sample_labels, sample_names
+from .datasets import data_dir, fixture_path, sample_image, sample_labels, sample_names
 from .images import IMAGE_SUFFIXES, load_rgb
 from .result import HolisticResult
 from .topology import FLIP_PERMUTATION, LANDMARK_NAMES, NUM_KEYPOINTS, PART_NAMES, PARTS, part_of
@@ -65,10 +65,12 @@ def decode_upload(name: str, content: bytes) -> np.ndarray:
 def image_choices() -> dict[str, object]:
     """Explorer image name -> sample name or fixture path (only fixtures present on this machine)."""
     choices: dict[str, object] = {f"sample: {name}": name for name in sample_names()}
-    for relative in AGREEMENT_FIXTURES:
-        path = fixture_dir() / relative
-        if path.is_file():
-            choices[f"fixture: {relative}"] = path
+    if data_dir() is not None:  # never download just to fill a menu
+        for relative in AGREEMENT_FIXTURES:
+            try:
+                choices[f"fixture: {relative}"] = fixture_path(relative)
+            except ValueError:  # not in this local copy of the pack
+                continue
     return choices
 
 

@@ -8,18 +8,15 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def fixtures_dir() -> Path:
-    """The mmpose fixture pack: $HOLISTIC_LAB_DATA, else ../shared/fixtures/mmpose beside the repo."""
-    return Path(os.environ.get("HOLISTIC_LAB_DATA", REPO_ROOT.parent / "shared" / "fixtures" / "mmpose"))
 
 
 @pytest.fixture(scope="session")
 def fixtures() -> Path:
-    path = fixtures_dir()
-    if not (path / "SHA256SUMS").is_file():
+    """The local mmpose fixture pack (tests never download): a missing pack fails loudly."""
+    from holistic_lab.datasets import data_dir
+
+    path = data_dir()
+    if path is None or not (path / "SHA256SUMS").is_file():
         pytest.fail(f"fixture pack not found at {path}: set HOLISTIC_LAB_DATA to the mmpose fixtures folder")
     return path
 

@@ -5,7 +5,8 @@ import pytest
 
 from holistic_lab.augment import (PRESETS, AugmentParams, KeypointAugmenter, PartOccluder, flip_horizontal,
                                   make_augmenter, naive_flip_horizontal, preset)
-from holistic_lab.augment.agreement import AGREEMENT_FIXTURES, fixture_dir, geometric_checks, load_fixture, teacher_agreement
+from holistic_lab.augment.agreement import AGREEMENT_FIXTURES, geometric_checks, teacher_agreement
+from holistic_lab.datasets import fixture_image
 from holistic_lab.augment.occlusion import part_box
 from holistic_lab.datasets import sample_image, sample_labels
 from holistic_lab.result import HolisticResult
@@ -140,7 +141,7 @@ def test_mouth_occluder_covers_the_lips(astronaut):
 
 
 def test_hand_occluder_covers_a_real_hand():
-    rgb = load_fixture("panoptic/ex2_2.flv_000040_l.jpg")
+    rgb = fixture_image("panoptic/ex2_2.flv_000040_l.jpg")
     labels = HolisticResult.empty(rgb.shape[1], rgb.shape[0])
     hand = np.array([[0.40, 0.50, 0], [0.46, 0.58, 0]] * 10 + [[0.43, 0.54, 0]], np.float32)
     labels.set_part("right_hand", hand)
@@ -187,14 +188,12 @@ def test_bad_inputs_are_clear_errors(astronaut):
 
 
 @pytest.fixture(scope="module")
-def agreement():
-    if not fixture_dir().is_dir():
-        pytest.skip(f"fixture pack not found at {fixture_dir()} (set HOLISTIC_LAB_DATA)")
+def agreement(fixtures):
     from holistic_lab.teacher import MediaPipeTeacher
 
     names = ("astronaut", "grace_hopper")
     images = {name: sample_image(name) for name in names}
-    images.update({relative: load_fixture(relative) for relative in AGREEMENT_FIXTURES})
+    images.update({relative: fixture_image(relative) for relative in AGREEMENT_FIXTURES})
     with MediaPipeTeacher() as teacher:
         return teacher_agreement(images, teacher, labels={name: sample_labels(name) for name in names})
 

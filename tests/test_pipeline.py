@@ -1,8 +1,5 @@
 """The cascade on real images: agreement with mp.solutions.holistic, video tracking on the
 PoseTrack clip, swappable models, per-stage timings and bad input."""
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -10,16 +7,14 @@ from holistic_lab.datasets import sample_image, sample_names
 from holistic_lab.images import load_rgb
 from holistic_lab.mediapipe_models import model_path
 from holistic_lab.pipeline import HolisticPipeline
-from holistic_lab.pipeline.compare import compare, fixture_dir, run_agreement
+from holistic_lab.pipeline.compare import run_agreement
 from holistic_lab.pipeline.runners import TFLiteRunner
 from holistic_lab.teacher import MediaPipeTeacher
 from holistic_lab.topology import PARTS
 
-DATA = fixture_dir()
 HAND_IMAGES = ("aic/ff945ae2e729f24eea992814639d59b3bdec8bd8.jpg", "panoptic/ex2_2.flv_000040_l.jpg",
                "panoptic/005880453_01_l.jpg")
-CLIP = DATA / "posetrack18" / "videos" / "000001_mpiinew_test"
-needs_fixtures = pytest.mark.skipif(not DATA.is_dir(), reason=f"fixtures not found at {DATA} (HOLISTIC_LAB_DATA)")
+CLIP = "posetrack18/videos/000001_mpiinew_test"
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +33,8 @@ def test_agrees_with_mediapipe_on_the_sample_portraits(pipeline):
     assert by_part["face"].max_px < 3.0
 
 
-@needs_fixtures
-def test_agrees_with_mediapipe_on_hands(pipeline):
-    images = [(name, load_rgb(DATA / name)) for name in HAND_IMAGES]
+def test_agrees_with_mediapipe_on_hands(pipeline, fixtures):
+    images = [(name, load_rgb(fixtures / name)) for name in HAND_IMAGES]
     rows, reference, ours = run_agreement(images, pipeline)
     by_part = {r.part: r for r in rows}
     assert sum(r.presence_equal for r in rows) / sum(r.pairs for r in rows) >= 0.9
@@ -104,8 +98,7 @@ def test_wrong_model_output_is_reported(pipeline):
         broken.process(sample_image("astronaut"))
 
 
-@needs_fixtures
-def test_any_stage_takes_a_callable_or_keras_model(pipeline):
+def test_any_stage_takes_a_callable_or_keras_model(pipeline, fixtures):
     """A stand-in model (the same .tflite, run through another interpreter) gives the same result."""
     import keras
     import tensorflow as tf
@@ -124,21 +117,20 @@ def test_any_stage_takes_a_callable_or_keras_model(pipeline):
         output_shape=[(1, 1, 1, 1404), (1, 1, 1, 1)])(inputs)
     face_model = keras.Model(inputs, outputs)
     swapped = HolisticPipeline(hand_landmark_model=hand_model, face_landmark_model=face_model)
-    rgb = load_rgb(DATA / HAND_IMAGES[1])
+    rgb = load_rgb(fixtures / HAND_IMAGES[1])
     expected, got = pipeline.process(rgb), swapped.process(rgb)
     assert calls and calls[0] == (1, 224, 224, 3)
     assert got.present == expected.present and got.present["face"] and got.present["left_hand"]
     np.testing.assert_allclose(got.xyz, expected.xyz, atol=1e-5)
 
 
-@needs_fixtures
-def test_process_hand_on_a_panoptic_hand_box(pipeline):
+def test_process_hand_on_a_panoptic_hand_box(pipeline, fixtures):
     import json
 
-    annotations = json.loads((DATA / "panoptic" / "test_panoptic.json").read_text())
+    annotations = json.loads((fixtures / "panoptic" / "test_panoptic.json").read_text())
     image = next(i for i in annotations["images"] if i["file_name"].startswith("ex2_2"))
     annotation = next(a for a in annotations["annotations"] if a["image_id"] == image["id"])
-    rgb = load_rgb(DATA / "panoptic" / image["file_name"])
+    rgb = load_rgb(fixtures / "panoptic" / image["file_name"])
     truth = np.array(annotation["keypoints"], np.float32).reshape(21, 3)[:, :2]
     box = (*truth.min(0), *truth.max(0))
     hand = pipeline.process_hand(rgb, box=box, side="left")
@@ -148,9 +140,8 @@ def test_process_hand_on_a_panoptic_hand_box(pipeline):
     assert np.isnan(pipeline.process_hand(np.zeros((224, 224, 3), np.uint8))).all()
 
 
-@needs_fixtures
-def test_video_mode_tracks_the_posetrack_clip():
-    frames = [load_rgb(p) for p in sorted(CLIP.glob("*.jpg"))]
+def test_video_mode_tracks_the_posetrack_clip(fixtures):
+    frames = [load_rgb(p) for p in sorted((fixtures / CLIP).glob("*.jpg"))]
     assert len(frames) == 5
     tracker = HolisticPipeline(static_image_mode=False)
     teacher = MediaPipeTeacher(static_image_mode=False)
@@ -168,5 +159,5 @@ def test_video_mode_tracks_the_posetrack_clip():
         assert np.median(deviation) < 1.5
     # the right hand is found on frame 1 and its landmarks place the next frame's hand crop
     assert hand_sources[2] == "tracking"
-    video = list(HolisticPipeline(static_image_mode=False).process_video(CLIP / "000001_mpiinew_test.mp4"))
+    video = list(HolisticPipeline(static_image_mode=False).process_video(fixtures / CLIP / "000001_mpiinew_test.mp4"))
     assert len(video) == 5 and all(r.present["pose"] for r in video)

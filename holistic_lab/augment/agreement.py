@@ -13,14 +13,11 @@ any change of the image, right or wrong labels alike).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import albumentations as A
 import numpy as np
 
-from ..images import load_rgb
 from ..result import HolisticResult
 from ..topology import PART_NAMES, PARTS
 from .keypoints import KeypointAugmenter
@@ -38,20 +35,6 @@ AGREEMENT_FIXTURES = (
     "lapa/13609937564_5.jpg",
     "300w/indoor_029.png",
 )
-
-
-def fixture_dir() -> Path:
-    """The MMPose fixture pack: $HOLISTIC_LAB_DATA, else ../shared/fixtures/mmpose beside the repository."""
-    default = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "mmpose"
-    return Path(os.environ.get("HOLISTIC_LAB_DATA") or default)
-
-
-def load_fixture(relative: str) -> np.ndarray:
-    path = fixture_dir() / relative
-    if not path.is_file():
-        raise ValueError(f"fixture {relative} not found under {fixture_dir()}: set HOLISTIC_LAB_DATA to the "
-                         "MMPose fixture folder (see README, Real data)")
-    return load_rgb(path)
 
 
 def geometric_checks() -> dict[str, KeypointAugmenter]:

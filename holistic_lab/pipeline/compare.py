@@ -7,14 +7,13 @@ even in static_image_mode and would otherwise carry state from one image to the 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..datasets import sample_image, sample_names
-from ..images import IMAGE_SUFFIXES, load_rgb
+from ..datasets import fixture_image, fixture_registry, sample_image, sample_names
+from ..images import IMAGE_SUFFIXES
 from ..result import HolisticResult
 from ..topology import PART_NAMES, PARTS
 
@@ -24,22 +23,13 @@ FIXTURE_FOLDERS = ("coco", "aic", "exlpose", "300w", "lapa", "panoptic", "freiha
                    "posetrack18/images/val", "posetrack18/videos")
 
 
-def fixture_dir() -> Path:
-    """HOLISTIC_LAB_DATA, or ../shared/fixtures/mmpose beside the repository."""
-    default = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "mmpose"
-    return Path(os.environ.get("HOLISTIC_LAB_DATA", default)).resolve()
-
-
 def agreement_images(data_dir=None, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
     """(name, rgb) for the data_samples portraits and every fixture image, sorted by name;
     `limit` keeps an even spread (quick mode)."""
     images = [(f"data_samples/{name}", sample_image(name)) for name in sample_names()]
-    root = Path(data_dir) if data_dir is not None else fixture_dir()
-    if not root.is_dir():
-        raise ValueError(f"fixture folder {root} not found: set HOLISTIC_LAB_DATA")
-    paths = sorted(p for folder in FIXTURE_FOLDERS for p in (root / folder).rglob("*")
-                   if p.suffix.lower() in IMAGE_SUFFIXES)
-    images += [(str(p.relative_to(root)), load_rgb(p)) for p in paths]
+    folders = tuple(f"{folder}/" for folder in FIXTURE_FOLDERS)
+    names = sorted(n for n in fixture_registry() if n.startswith(folders) and Path(n).suffix.lower() in IMAGE_SUFFIXES)
+    images += [(name, fixture_image(name, data_dir)) for name in names]
     if limit is not None and limit < len(images):
         images = [images[i] for i in np.linspace(0, len(images) - 1, limit).round().astype(int)]
     return images
@@ -52,6 +42,7 @@ class PartAgreement:
     presence_equal: int
     both_present: int
     median_px: float
+    p99_px: float
     max_px: float
 
     @property
@@ -60,8 +51,8 @@ class PartAgreement:
 
 
 def compare(reference: list[HolisticResult], ours: list[HolisticResult]) -> list[PartAgreement]:
-    """Per part presence agreement and pixel deviation (median, max over all points of the
-    images where both found the part)."""
+    """Per part presence agreement and pixel deviation (median, 99th percentile and max over
+    all points of the images where both found the part)."""
     rows = []
     for part in PART_NAMES:
         sl, distances, equal = PARTS[part], [], 0
@@ -71,7 +62,7 @@ def compare(reference: list[HolisticResult], ours: list[HolisticResult]) -> list
                 distances.append(np.linalg.norm(ref.pixels()[sl] - mine.pixels()[sl], axis=1))
         flat = np.concatenate(distances) if distances else np.array([np.nan])
         rows.append(PartAgreement(part, len(reference), equal, len(distances),
-                                  float(np.median(flat)), float(np.max(flat))))
+                                  float(np.median(flat)), float(np.percentile(flat, 99)), float(np.max(flat))))
     return rows
 
 
@@ -89,10 +80,11 @@ def run_agreement(images, pipeline) -> tuple[list[PartAgreement], list[HolisticR
 
 def agreement_table(rows: list[PartAgreement]) -> str:
     """Markdown table of `compare`'s rows plus the overall presence agreement."""
-    lines = ["| part | presence equal | both present | median px | max px |", "| --- | --- | --- | --- | --- |"]
+    lines = ["| part | presence equal | both present | median px | p99 px | max px |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r.part} | {r.presence_equal}/{r.pairs} ({r.presence_rate:.0%}) | {r.both_present} "
-                     f"| {r.median_px:.2f} | {r.max_px:.1f} |")
+                     f"| {r.median_px:.2f} | {r.p99_px:.2f} | {r.max_px:.2f} |")
     equal, pairs = sum(r.presence_equal for r in rows), sum(r.pairs for r in rows)
-    lines.append(f"| all | {equal}/{pairs} ({equal / pairs:.0%}) | | | |")
+    lines.append(f"| all | {equal}/{pairs} ({equal / pairs:.0%}) | | | | |")
     return "\n".join(lines)

@@ -34,6 +34,17 @@ from .stages import (FaceDetection, FaceLandmark, HandLandmark, HandRecrop, Pose
 from .tracking import FACE_TRACKING, HAND_TRACKING, keep_tracking
 
 HANDS = ("left_hand", "right_hand")
+# HolisticPipeline's model arguments and the shipped model each one replaces, e.g. to run
+# the whole cascade on converted models:
+# HolisticPipeline(**{arg: tflite_to_keras(model_path(name)) for arg, name in STAGE_MODELS.items()})
+STAGE_MODELS = {
+    "pose_detection_model": PoseDetection.default_model,
+    "pose_landmark_model": PoseLandmark.default_model,
+    "face_detection_model": FaceDetection.default_model,
+    "face_landmark_model": FaceLandmark.default_model,
+    "hand_recrop_model": HandRecrop.default_model,
+    "hand_landmark_model": HandLandmark.default_model,
+}
 FRAME_INTERVAL_S = 0.033333  # mp.solutions feeds frames 33333 us apart (30 fps) whatever the video's rate
 
 

@@ -15,9 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..datasets import sample_image, sample_names
-from ..images import load_rgb
-from .compare import fixture_dir
+from ..datasets import data_dir, fixture_image, sample_image, sample_names
 from .holistic import HolisticPipeline
 
 # Fixture images where every stage runs (pose, face and both hands found).
@@ -51,10 +49,9 @@ def machine_info() -> str:
 
 
 def latency_images() -> list[np.ndarray]:
-    """The data_samples portraits plus the LATENCY_FIXTURES found under HOLISTIC_LAB_DATA."""
+    """The data_samples portraits plus LATENCY_FIXTURES when the fixture pack is on this machine."""
     images = [sample_image(name) for name in sample_names()]
-    root = fixture_dir()
-    return images + [load_rgb(root / name) for name in LATENCY_FIXTURES if (root / name).is_file()]
+    return images + ([fixture_image(name) for name in LATENCY_FIXTURES] if data_dir() is not None else [])
 
 
 def profile_latency(images: list[np.ndarray], num_threads: int, repeats: int = 30, warmup: int = 3,
