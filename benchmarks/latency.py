@@ -1,10 +1,11 @@
 """Per-stage latency of holistic_lab's cascade, end to end beside mp.solutions.holistic.
 
-    python benchmarks/latency.py [--out latency.json] [--threads 1 2] [--repeats 30] [--warmup 3]
+    python benchmarks/latency.py [--out latency.json] [--threads 1 2 pose_landmark=2] [--repeats 30] [--warmup 3]
 
 Times the data_samples portraits and two fixture images with people and hands (when
 HOLISTIC_LAB_DATA is there), interleaving both pipelines in one process, and prints a
-markdown table per thread count plus the end-to-end ratio (aim: ours <= 1.2x MediaPipe).
+markdown table per thread setting plus the end-to-end ratio (aim: ours <= 1.2x MediaPipe).
+A thread setting is a number for every stage, or stage=N[,stage=N] for chosen stages only.
 HOLISTIC_LAB_QUICK=1 lowers the default repeats to 10.
 """
 from __future__ import annotations
@@ -20,10 +21,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from holistic_lab.pipeline.profile import latency_images, latency_table, machine_info, profile_latency  # noqa: E402
 from holistic_lab.settings import quick_or  # noqa: E402
 
+def thread_setting(text: str) -> int | dict[str, int]:
+    """"2" -> 2; "pose_landmark=2,pose_detection=2" -> {"pose_landmark": 2, "pose_detection": 2}."""
+    if "=" not in text:
+        return int(text)
+    pairs = [item.split("=", 1) for item in text.split(",")]
+    return {stage.strip(): int(count) for stage, count in pairs}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="write the profiles as JSON here")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--threads", type=thread_setting, nargs="+", default=[1, 2, {"pose_landmark": 2}])
     parser.add_argument("--repeats", type=int, default=quick_or(30, 10))
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args(argv)

@@ -4,6 +4,13 @@ It is the reference every other model in the course is measured against and the
 labeller that turns unlabelled images and video into 543-point training targets.
 Only model_complexity=1 is possible offline: 0 and 2 make mediapipe download
 pose_landmark_lite/heavy at run time, which these machines cannot do.
+
+In static_image_mode MediaPipe's graph still tracks the face and hand ROIs from one call
+to the next (holistic_landmark/face_tracking.pbtxt and hand_tracking.pbtxt take the
+previous landmarks whatever the mode), so the same image labelled twice can differ by
+pixels and a dataset's labels would depend on its order. The teacher resets the graph
+before every static image (about 5 ms), which makes each label a function of its image
+alone.
 """
 from __future__ import annotations
 
@@ -79,6 +86,8 @@ class MediaPipeTeacher:
         check_rgb(rgb)
         height, width = rgb.shape[:2]
         with filtered_native_stderr():
+            if self.static_image_mode:
+                self._holistic.reset()
             mp_result = self._holistic.process(np.ascontiguousarray(rgb))
         return result_from_mediapipe(mp_result, width, height)
 
@@ -131,6 +140,7 @@ class MediaPipeTeacher:
                 import mediapipe as mp
 
                 self._hands = mp.solutions.hands.Hands(static_image_mode=True, model_complexity=1, max_num_hands=1)
+            self._hands.reset()
             found = self._hands.process(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
         if not found.multi_hand_landmarks:
             return np.full((21, 3), np.nan, np.float32)

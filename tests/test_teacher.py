@@ -59,3 +59,14 @@ def test_video_mode_tracks_the_posetrack_frames(fixtures):
     # consecutive frames of one clip: the body moves little between frames
     shoulders = np.array([r.pixels()[11:13].mean(axis=0) for r in results])
     assert np.linalg.norm(np.diff(shoulders, axis=0), axis=1).max() < 40
+
+
+def test_static_labels_do_not_depend_on_the_previous_image(teacher, fixtures):
+    """MediaPipe tracks face and hand ROIs across calls even in static mode; the teacher
+    resets its graph so one image always gets the same labels, whatever came before."""
+    rgb = load_rgb(fixtures / "posetrack18/images/val/009473_mpii_test/000000.jpg")
+    first = teacher.process(rgb)
+    teacher.process(np.ascontiguousarray(np.roll(rgb, 3, axis=1)))
+    again = teacher.process(rgb)
+    assert first.present == again.present
+    np.testing.assert_array_equal(first.xyz, again.xyz)

@@ -2,8 +2,8 @@
 
 Per part: on how many (image, part) pairs both agree on presence, and over the pairs
 where both found the part, the median and max pixel distance between the same points.
-Each image gets a fresh MediaPipe graph: its face and hand ROI tracking stays active
-even in static_image_mode and would otherwise carry state from one image to the next.
+The reference is `MediaPipeTeacher`, which resets MediaPipe's graph before each static
+image (its face and hand ROI tracking otherwise carries state from one image to the next).
 """
 from __future__ import annotations
 
@@ -67,14 +67,14 @@ def compare(reference: list[HolisticResult], ours: list[HolisticResult]) -> list
 
 
 def run_agreement(images, pipeline) -> tuple[list[PartAgreement], list[HolisticResult], list[HolisticResult]]:
-    """Run MediaPipe (a fresh graph per image) and `pipeline` on every image and compare."""
+    """Run MediaPipe (reset for every image) and `pipeline` on every image and compare."""
     from ..teacher import MediaPipeTeacher
 
     reference, ours = [], []
-    for _, rgb in images:
-        with MediaPipeTeacher(static_image_mode=True) as teacher:
+    with MediaPipeTeacher(static_image_mode=True) as teacher:
+        for _, rgb in images:
             reference.append(teacher.process(rgb))
-        ours.append(pipeline.process(rgb))
+            ours.append(pipeline.process(rgb))
     return compare(reference, ours), reference, ours
 
 

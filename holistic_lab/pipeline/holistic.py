@@ -48,6 +48,24 @@ STAGE_MODELS = {
 FRAME_INTERVAL_S = 0.033333  # mp.solutions feeds frames 33333 us apart (30 fps) whatever the video's rate
 
 
+STAGE_THREADS_KEYS = tuple(argument.removesuffix("_model") for argument in STAGE_MODELS)
+
+
+def threads_per_stage(num_threads: int | dict[str, int]) -> dict[str, int]:
+    """Stage name -> interpreter threads, from one number or a partial mapping (default 1)."""
+    if isinstance(num_threads, dict):
+        unknown = set(num_threads) - set(STAGE_THREADS_KEYS)
+        if unknown:
+            raise ValueError(f"num_threads names unknown stages {sorted(unknown)}; expected some of {STAGE_THREADS_KEYS}")
+        threads = {stage: num_threads.get(stage, 1) for stage in STAGE_THREADS_KEYS}
+    else:
+        threads = dict.fromkeys(STAGE_THREADS_KEYS, num_threads)
+    for stage, count in threads.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"num_threads for {stage} must be a whole number >= 1, got {count!r}")
+    return threads
+
+
 class HolisticPipeline:
     """The Holistic cascade; `process(rgb) -> HolisticResult`, `last_timings` per stage (ms).
 
@@ -60,10 +78,15 @@ class HolisticPipeline:
     False: consecutive video frames; the pose ROI comes from the previous landmarks,
     face and hand ROIs follow the previous landmarks while they agree with this frame's
     re-crop, and (smooth_landmarks) pose landmarks are one-euro filtered, as MediaPipe.
-    num_threads: TFLite interpreter threads for every stage.
+    num_threads: TFLite interpreter threads, one number for every stage or a mapping from
+    stage name (STAGE_THREADS_KEYS) to threads, the rest getting 1. Each interpreter owns
+    its XNNPACK thread pool and an idle pool's worker spin-waits for a while, so on a
+    2-core machine threads in every stage make the pools fight for the second core;
+    {"pose_landmark": 2} gives it to the one stage where it pays (see notebook 01).
     """
 
-    def __init__(self, static_image_mode: bool = True, num_threads: int = 1, smooth_landmarks: bool = True,
+    def __init__(self, static_image_mode: bool = True, num_threads: int | dict[str, int] = 1,
+                 smooth_landmarks: bool = True,
                  min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
                  pose_detection_model=None, pose_landmark_model=None, face_detection_model=None,
                  face_landmark_model=None, hand_recrop_model=None, hand_landmark_model=None):
@@ -73,12 +96,16 @@ class HolisticPipeline:
                 raise ValueError(f"{name} must be in 0..1, got {value}")
         self.static_image_mode = static_image_mode
         self.smooth_landmarks = smooth_landmarks
-        self.pose_detection = PoseDetection(pose_detection_model, num_threads, min_score=min_detection_confidence)
-        self.pose_landmark = PoseLandmark(pose_landmark_model, num_threads, min_presence=min_tracking_confidence)
-        self.face_detection = FaceDetection(face_detection_model, num_threads)
-        self.face_landmark = FaceLandmark(face_landmark_model, num_threads)
-        self.hand_recrop = HandRecrop(hand_recrop_model, num_threads)
-        self.hand_landmark = HandLandmark(hand_landmark_model, num_threads)
+        threads = threads_per_stage(num_threads)
+        self.num_threads = threads
+        self.pose_detection = PoseDetection(pose_detection_model, threads["pose_detection"],
+                                            min_score=min_detection_confidence)
+        self.pose_landmark = PoseLandmark(pose_landmark_model, threads["pose_landmark"],
+                                          min_presence=min_tracking_confidence)
+        self.face_detection = FaceDetection(face_detection_model, threads["face_detection"])
+        self.face_landmark = FaceLandmark(face_landmark_model, threads["face_landmark"])
+        self.hand_recrop = HandRecrop(hand_recrop_model, threads["hand_recrop"])
+        self.hand_landmark = HandLandmark(hand_landmark_model, threads["hand_landmark"])
         self.last_timings: dict[str, float] = {}
         self.last_rois: dict[str, Rect] = {}
         self.last_roi_sources: dict[str, str] = {}

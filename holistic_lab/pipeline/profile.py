@@ -32,12 +32,19 @@ class StageLatency:
 
 @dataclass
 class LatencyProfile:
-    num_threads: int
+    num_threads: int | dict[str, int]
     stages: list[StageLatency]
     ours_ms: float
     ours_p90_ms: float
     mediapipe_ms: float
     mediapipe_p90_ms: float
+
+    @property
+    def threads_label(self) -> str:
+        """"1 thread", "2 threads", or "pose_landmark=2, others 1" for a per-stage setting."""
+        if isinstance(self.num_threads, dict):
+            return ", ".join(f"{stage}={n}" for stage, n in self.num_threads.items()) + ", others 1"
+        return f"{self.num_threads} thread{'s' if self.num_threads > 1 else ''}"
 
     @property
     def ratio(self) -> float:
@@ -54,7 +61,7 @@ def latency_images() -> list[np.ndarray]:
     return images + ([fixture_image(name) for name in LATENCY_FIXTURES] if data_dir() is not None else [])
 
 
-def profile_latency(images: list[np.ndarray], num_threads: int, repeats: int = 30, warmup: int = 3,
+def profile_latency(images: list[np.ndarray], num_threads: int | dict[str, int], repeats: int = 30, warmup: int = 3,
                     pipeline_kwargs: dict | None = None) -> LatencyProfile:
     """Time our stages and both end-to-end pipelines on `images`, `repeats` rounds each.
 
@@ -93,12 +100,12 @@ def latency_table(profiles: list[LatencyProfile]) -> str:
     """Markdown: one stage table per thread count, then the end-to-end comparison."""
     lines = []
     for p in profiles:
-        lines += [f"**{p.num_threads} thread(s)**", "", "| stage | share | median ms | p90 ms |",
+        lines += [f"**{p.threads_label}**", "", "| stage | share | median ms | p90 ms |",
                   "| --- | --- | --- | --- |"]
         lines += [f"| {s.stage} | {s.share:.0%} | {s.median_ms:.2f} | {s.p90_ms:.2f} |" for s in p.stages]
         lines.append("")
     lines += ["| threads | ours median ms | ours p90 ms | mp.solutions.holistic median ms | p90 ms | ratio |",
               "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {p.num_threads} | {p.ours_ms:.1f} | {p.ours_p90_ms:.1f} | {p.mediapipe_ms:.1f} "
+    lines += [f"| {p.threads_label} | {p.ours_ms:.1f} | {p.ours_p90_ms:.1f} | {p.mediapipe_ms:.1f} "
               f"| {p.mediapipe_p90_ms:.1f} | {p.ratio:.2f}x |" for p in profiles]
     return "\n".join(lines)
