@@ -26,6 +26,8 @@ BENIGN_PATTERNS = (  # searched anywhere in a line, whatever its log prefix
     r"(inference_feedback_manager|landmark_projection_calculator)\.cc:\d+\]",
     r"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$",
     r"^libpng warning: iCCP: known incorrect sRGB profile$",
+    r"tf_tfl_flatbuffer_helpers\.cc:\d+\] Ignored (output_format|drop_control_dependency)\.$",
+    r"mlir_graph_optimization_pass\.cc:\d+\] MLIR V1 optimization pass is not enabled$",
 )
 _BENIGN = re.compile("|".join(f"(?:{p})" for p in BENIGN_PATTERNS))
 

@@ -80,6 +80,10 @@ class MediaPipeTeacher:
                 min_detection_confidence=min_detection_confidence,
                 min_tracking_confidence=min_tracking_confidence,
             )
+            # TFLite announces its XNNPACK delegate at the first inference, from a graph
+            # thread that can outlive process(); a blank frame here keeps that inside the filter
+            self._holistic.process(np.zeros((64, 64, 3), np.uint8))
+            self._holistic.reset()
 
     def process(self, rgb: np.ndarray) -> HolisticResult:
         """Run Holistic on one uint8 RGB image; parts not found are absent (NaN), never an error."""

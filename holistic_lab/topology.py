@@ -21,6 +21,8 @@ import functools
 
 import numpy as np
 
+from .native_logs import filtered_native_stderr
+
 NUM_KEYPOINTS = 543
 NUM_POSE, NUM_FACE, NUM_HAND = 33, 468, 21
 
@@ -141,7 +143,8 @@ assert np.array_equal(FLIP_PERMUTATION[FLIP_PERMUTATION], np.arange(NUM_KEYPOINT
 
 @functools.lru_cache(maxsize=None)
 def _mediapipe_edges() -> dict[str, tuple[tuple[int, int], ...]]:
-    from mediapipe.python.solutions import face_mesh_connections, hands_connections, pose_connections
+    with filtered_native_stderr():  # importing mediapipe imports TensorFlow and its native chatter
+        from mediapipe.python.solutions import face_mesh_connections, hands_connections, pose_connections
 
     def offset(edges, part):
         start = PARTS[part].start

@@ -9,10 +9,15 @@ One idea per file: `reading` (flatbuffer -> graph, weights decoded), `sparsity` 
 `layers` (the few custom Keras layers), `building` (op -> layer), `groups` (backbone/heads),
 `samples` (real crops to check with), `verification` (error against the interpreter, round trip).
 """
-from .building import supported_ops, tflite_to_keras
-from .groups import OUTPUT_MEANINGS, LayerGroup, layer_groups
-from .reading import TFLiteGraph, UnsupportedOpError, read_tflite
-from .verification import (TOLERANCE, VerificationReport, keras_to_tflite, relative_error, run_keras, run_tflite,
+from ..native_logs import import_tensorflow
+
+import_tensorflow()  # first, so TensorFlow's native start-up lines are filtered (see native_logs)
+
+from .building import supported_ops, tflite_to_keras  # noqa: E402
+from .groups import OUTPUT_MEANINGS, LayerGroup, layer_groups  # noqa: E402
+from .reading import TFLiteGraph, UnsupportedOpError, read_tflite  # noqa: E402
+from .verification import (TOLERANCE,  # noqa: E402
+                           VerificationReport, keras_to_tflite, relative_error, run_keras, run_tflite,
                            verify)
 
 __all__ = ["tflite_to_keras", "supported_ops", "read_tflite", "TFLiteGraph", "UnsupportedOpError", "layer_groups",

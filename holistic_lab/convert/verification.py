@@ -26,6 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ..native_logs import filtered_native_stderr
 from .samples import INPUT_RANGE, real_inputs
 
 TOLERANCE = 1e-4
@@ -47,7 +48,11 @@ def run_tflite(model, batch: np.ndarray, op_resolver=tf.lite.experimental.OpReso
     Converter-written files (with a signature) give their outputs in the Keras order output_0,
     output_1, ...; files without one in the subgraph's output order.
     """
-    interpreter = _interpreter(model, op_resolver)
+    with filtered_native_stderr():  # the first invoke prints TFLite's delegate notice
+        return _run_interpreter(_interpreter(model, op_resolver), batch)
+
+
+def _run_interpreter(interpreter, batch: np.ndarray) -> list[np.ndarray]:
     signatures = interpreter.get_signature_list()
     rows = []
     if signatures:
@@ -82,12 +87,12 @@ def run_keras(model: keras.Model, batch: np.ndarray) -> list[np.ndarray]:
 
 def keras_to_tflite(model: keras.Model) -> bytes:
     """A float32 .tflite flatbuffer of `model`, written by TensorFlow's own TFLite converter."""
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     logger, level = tf.get_logger(), tf.get_logger().level
     logger.setLevel("ERROR")  # "Assets written to ..." for the temporary SavedModel the converter makes
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the export prints every captured variable
-            return converter.convert()
+        # the export prints every captured variable; the converter logs ignored legacy flags
+        with contextlib.redirect_stdout(io.StringIO()), filtered_native_stderr():
+            return tf.lite.TFLiteConverter.from_keras_model(model).convert()
     finally:
         logger.setLevel(level)
 
@@ -183,4 +188,5 @@ def _interpreter(model, op_resolver=tf.lite.experimental.OpResolverType.AUTO) ->
     source = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-        return tf.lite.Interpreter(**source, experimental_op_resolver_type=op_resolver)
+        with filtered_native_stderr():
+            return tf.lite.Interpreter(**source, experimental_op_resolver_type=op_resolver)

@@ -19,6 +19,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from ..native_logs import import_tensorflow
 from ..topology import NUM_KEYPOINTS, PARTS
 from .sample import BOX_NAMES, Sample
 
@@ -27,10 +28,7 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 def _tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
-
-    return tf
+    return import_tensorflow()
 
 
 def feature_spec() -> dict:

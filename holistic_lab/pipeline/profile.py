@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..datasets import data_dir, fixture_image, sample_image, sample_names
+from ..native_logs import filtered_native_stderr
 from .holistic import HolisticPipeline
 
 # Fixture images where every stage runs (pose, face and both hands found).
@@ -68,13 +69,17 @@ def profile_latency(images: list[np.ndarray], num_threads: int | dict[str, int],
     mp.solutions.holistic exposes no thread setting; it runs its own default (XNNPACK) CPU
     threading, which is why its time is the same reference for every `num_threads`.
     """
-    import mediapipe as mp
-
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
     pipeline = HolisticPipeline(static_image_mode=True, num_threads=num_threads, **(pipeline_kwargs or {}))
     ours, theirs, stage_ms = [], [], []
-    with mp.solutions.holistic.Holistic(static_image_mode=True, model_complexity=1) as holistic:
+    with filtered_native_stderr():  # MediaPipe's start-up lines come at import and first run
+        import mediapipe as mp
+
+        holistic = mp.solutions.holistic.Holistic(static_image_mode=True, model_complexity=1)
+        holistic.process(images[0])
+        pipeline.process(images[0])
+    with holistic:
         for round_index in range(warmup + repeats):
             for rgb in images:
                 start = time.perf_counter()

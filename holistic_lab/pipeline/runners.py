@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..mediapipe_models import HOLISTIC_MODELS, model_path
+from ..native_logs import filtered_native_stderr, import_tensorflow
 
 
 class TFLiteRunner:
@@ -28,18 +29,19 @@ class TFLiteRunner:
             raise ValueError(f"model file not found: {path}")
         if num_threads < 1:
             raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        import tensorflow as tf
-
-        with warnings.catch_warnings():  # tf.lite.Interpreter warns it moves to ai_edge_litert in TF 2.20
-            warnings.simplefilter("ignore")
+        tf = import_tensorflow()
+        with warnings.catch_warnings(), filtered_native_stderr():
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter warns it moves to ai_edge_litert in TF 2.20
             try:
                 self.interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=num_threads)
             except ValueError as exc:
                 raise ValueError(f"cannot load {path} as a TFLite model: {exc}") from exc
-        self.interpreter.allocate_tensors()
+            self.interpreter.allocate_tensors()
+            self._input = self.interpreter.get_input_details()[0]
+            # TFLite builds its XNNPACK delegate, and says so once per process, at the first invoke
+            self.interpreter.set_tensor(self._input["index"], np.zeros(self._input["shape"], self._input["dtype"]))
+            self.interpreter.invoke()
         self.path, self.num_threads = path, num_threads
-        self._input = self.interpreter.get_input_details()[0]
         self._outputs = [d["index"] for d in self.interpreter.get_output_details()]
         self.name = path.stem
 
