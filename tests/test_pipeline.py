@@ -193,3 +193,18 @@ def test_face_stages_reproduce_mediapipe_given_mediapipe_pose(fixtures, teacher)
     face = pipeline.face_landmark.landmarks(pipeline.face_landmark.crop(rgb, recrop))
     deviation_px = np.linalg.norm((face[:, :2] - reference["face"][:, :2]) * size, axis=1)
     assert np.median(deviation_px) < 0.2 and deviation_px.max() < 1.0, (np.median(deviation_px), deviation_px.max())
+
+
+def test_latency_profile_times_every_stage_beside_mediapipe():
+    from holistic_lab.pipeline.profile import latency_table, profile_latency
+
+    images = [sample_image("astronaut")]
+    profile = profile_latency(images, {"pose_landmark": 2}, repeats=2, warmup=0)
+    stages = {s.stage for s in profile.stages}
+    assert {"pose_detection", "pose_landmark", "face_landmark", "pre_post_processing"} <= stages
+    assert abs(sum(s.share for s in profile.stages) - 1.0) < 1e-6
+    assert profile.ours_ms > 0 and profile.mediapipe_ms > 0 and profile.ours_cpu_ms > 0 and profile.mediapipe_cpu_ms > 0
+    table = latency_table([profile])
+    assert "pose_landmark=2, others 1" in table and "its CPU ms" in table
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        profile_latency(images, 1, repeats=0)
