@@ -33,11 +33,9 @@ FIXTURES_WITH_HANDS = ("panoptic/ex2_2.flv_000040_l.jpg", "aic/ff945ae2e729f24ee
 
 
 def resize_sample(rgb: np.ndarray, labels: HolisticResult, size: int) -> tuple[np.ndarray, HolisticResult]:
-    """Stretch to size x size; normalised x, y are unchanged, z (normalised by width) scales with it."""
-    xyz = labels.xyz.copy()
-    xyz[:, 2] *= size / labels.width
+    """Stretch to size x size: normalised x and y stay, and so does z, which is in units of the width."""
     return (cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA),
-            HolisticResult(xyz, labels.visibility, labels.present, size, size))
+            HolisticResult(labels.xyz, labels.visibility, labels.present, size, size))
 
 
 def load_inputs(size: int) -> list[tuple[np.ndarray, HolisticResult]]:

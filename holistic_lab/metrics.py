@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .formats.sample import box_of_points
 from .images import load_rgb
 from .topology import COCO_BODY_TO_POSE, COCO_FOOT_TO_POSE, IBUG68_TO_FACE_MESH, NUM_KEYPOINTS, PARTS
 
@@ -47,12 +48,17 @@ def point_errors_px(pred_px: np.ndarray, gt_px: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(error), np.inf, error)
 
 
+def within(errors_px: np.ndarray, norm_px: float, alpha: float) -> np.ndarray:
+    """Per point: is the error at most alpha x norm_px (missing points, error inf, are not)."""
+    return np.asarray(errors_px) <= alpha * norm_px
+
+
 def pck(errors_px: np.ndarray, norm_px: float, alpha: float) -> float:
     """Share of points with error <= alpha x norm_px (missing points count as wrong)."""
     errors_px = np.asarray(errors_px)
     if errors_px.size == 0:
         raise ValueError("pck of no points")
-    return float((errors_px <= alpha * norm_px).mean())
+    return float(within(errors_px, norm_px, alpha).mean())
 
 
 def face_nme_per_point(pred68_px: np.ndarray, gt68_px: np.ndarray) -> np.ndarray:
@@ -134,18 +140,13 @@ class _PartScore:
     def add(self, errors_px: np.ndarray, norm_px: float, alpha: float, found: bool) -> None:
         self.annotated += 1
         self.found += int(found)
-        self.hits += int((errors_px <= alpha * norm_px).sum())
+        self.hits += int(within(errors_px, norm_px, alpha).sum())
         self.points += errors_px.size
         self.errors_px += [float(e) for e in errors_px if np.isfinite(e)]
 
 
 def _box_long_side(box) -> float:
     return float(max(box[2], box[3]))
-
-
-def _points_box(px: np.ndarray):
-    lo, hi = np.nanmin(px, axis=0), np.nanmax(px, axis=0)
-    return (lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1])
 
 
 def match_person(pred_px: np.ndarray, samples: list) -> int | None:
@@ -156,7 +157,7 @@ def match_person(pred_px: np.ndarray, samples: list) -> int | None:
         shared = np.isfinite(gt).all(axis=1) & np.isfinite(pred_px).all(axis=1)
         if not shared.any():
             continue
-        scale = _box_long_side(sample.boxes.get("body") or _points_box(gt[sample.mask]))
+        scale = _box_long_side(sample.boxes.get("body") or box_of_points(gt[sample.mask]))
         cost = np.linalg.norm(pred_px[shared] - gt[shared], axis=1).mean() / max(scale, 1.0)
         if cost < best_cost:
             best, best_cost = index, cost
@@ -174,14 +175,14 @@ def _score_person(scores: dict, sample, pred_px: np.ndarray, body_alpha: float, 
         found = bool(np.isfinite(errors).any())
         score = scores.setdefault(part, _PartScore())
         if part in ("body", "foot"):
-            box = sample.boxes.get("body") or _points_box(gt[sample.mask])
+            box = sample.boxes.get("body") or box_of_points(gt[sample.mask])
             score.add(errors, _box_long_side(box), body_alpha, found)
         elif part == "face":
             if known.all() and found:
                 score.nme_per_point.append(face_nme_per_point(pred_px[rows], gt[rows]))
             score.add(errors, np.inf, 1.0, found)  # the face is scored by NME, not PCK
         else:
-            box = sample.boxes.get(part) or _points_box(gt[rows[known]])
+            box = sample.boxes.get(part) or box_of_points(gt[rows[known]])
             score.add(errors, _box_long_side(box), hand_alpha, found)
 
 

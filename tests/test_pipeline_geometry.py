@@ -112,3 +112,21 @@ def test_hand_tracking_kept_for_small_motion_and_dropped_for_a_jump():
     assert keep_tracking(Rect(0.43, 0.45, 0.12, 0.16), hand, recrop, size, HAND_TRACKING)
     assert not keep_tracking(Rect(0.60, 0.45, 0.12, 0.16), hand, recrop, size, HAND_TRACKING)
     assert not keep_tracking(Rect(0.425, 0.45, 0.12, 0.16, rotation=1.0), hand, recrop, size, HAND_TRACKING)
+
+
+def test_weighted_nms_keeps_a_zero_area_detection():
+    from holistic_lab.pipeline.detection import Detection, weighted_nms
+
+    flat = Detection(np.array([0.5, 0.5, 0.5, 0.7], np.float32), np.zeros((2, 2), np.float32), 0.9)
+    assert len(weighted_nms([flat], 0.3)) == 1
+
+
+def test_degenerate_model_output_means_absent_parts_not_a_crash(fixtures):
+    from holistic_lab.images import load_rgb
+    from holistic_lab.pipeline import HolisticPipeline
+
+    rgb = load_rgb(fixtures / "panoptic/ex2_2.flv_000040_l.jpg")
+    zero_recrop = HolisticPipeline(hand_recrop_model=lambda tensor: [np.zeros((1, 4), np.float32)])
+    result = zero_recrop.process(rgb)
+    assert result.present["pose"] and result.present["face"]
+    assert not result.present["left_hand"] and not result.present["right_hand"]

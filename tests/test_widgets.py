@@ -129,3 +129,9 @@ def test_huge_uploads_are_refused_before_decoding(explorer, monkeypatch):
     monkeypatch.setattr(widgets, "MAX_UPLOAD_BYTES", 1000)
     with pytest.raises(ValueError, match="too large"):
         decode_upload("big.png", png)
+
+
+def test_upload_names_are_shown_as_text_not_markup(explorer):
+    hostile = '<img src=x onerror="alert(1)">.png'
+    explorer.upload([{"name": hostile, "content": b"not an image"}])
+    assert "<img" not in explorer.w_message.value and "&lt;img" in explorer.w_message.value

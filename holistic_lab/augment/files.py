@@ -30,7 +30,7 @@ def augment_labelled_files(labels_path, out_dir, preset_name: str = "train", cop
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     new_names, new_results, skipped = [], [], []
-    for name, labels in zip(names, results):
+    for index, (name, labels) in enumerate(zip(names, results)):
         if "#" in Path(name).name:
             skipped.append(f"{name}: a video frame; extract frames as images first")
             continue
@@ -41,8 +41,10 @@ def augment_labelled_files(labels_path, out_dir, preset_name: str = "train", cop
             continue
         for copy in range(copies):
             aug_rgb, aug_labels = augmenter(rgb, labels)
-            path = out_dir / f"{Path(name).stem}_{preset_name}_{copy:03d}.png"
-            cv2.imwrite(str(path), cv2.cvtColor(aug_rgb, cv2.COLOR_RGB2BGR))
+            # the input's index keeps a/img.jpg and b/img.png from writing the same file
+            path = out_dir / f"{index:05d}_{Path(name).stem}_{preset_name}_{copy:03d}.png"
+            if not cv2.imwrite(str(path), cv2.cvtColor(aug_rgb, cv2.COLOR_RGB2BGR)):
+                raise ValueError(f"cannot write {path}")
             new_names.append(str(path))
             new_results.append(aug_labels)
     return save_results(out_dir / "labels.npz", new_results, new_names, preset=preset_name), skipped

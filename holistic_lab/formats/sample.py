@@ -83,7 +83,8 @@ class Sample:
         return sample
 
 
-def _box_of(px: np.ndarray) -> tuple[float, float, float, float] | None:
+def box_of_points(px: np.ndarray) -> tuple[float, float, float, float] | None:
+    """Tight (x, y, w, h) box around the finite rows of (N, 2) pixel points; None if there are none."""
     px = px[np.isfinite(px).all(axis=1)]
     if len(px) == 0:
         return None
@@ -94,7 +95,7 @@ def _box_of(px: np.ndarray) -> tuple[float, float, float, float] | None:
 def boxes_from_points(sample: Sample) -> dict[str, tuple[float, float, float, float] | None]:
     """Tight (x, y, w, h) pixel boxes around the known points of the body and of each part."""
     px = sample.pixels()
-    boxes = {"body": _box_of(px)}
+    boxes = {"body": box_of_points(px)}
     for name in PART_NAMES[1:]:
-        boxes[name] = _box_of(px[PARTS[name]])
+        boxes[name] = box_of_points(px[PARTS[name]])
     return boxes

@@ -56,7 +56,7 @@ def compare(reference: list[HolisticResult], ours: list[HolisticResult]) -> list
     rows = []
     for part in PART_NAMES:
         sl, distances, equal = PARTS[part], [], 0
-        for ref, mine in zip(reference, ours):
+        for ref, mine in zip(reference, ours, strict=True):
             equal += ref.present[part] == mine.present[part]
             if ref.present[part] and mine.present[part]:
                 distances.append(np.linalg.norm(ref.pixels()[sl] - mine.pixels()[sl], axis=1))
@@ -86,5 +86,5 @@ def agreement_table(rows: list[PartAgreement]) -> str:
         lines.append(f"| {r.part} | {r.presence_equal}/{r.pairs} ({r.presence_rate:.0%}) | {r.both_present} "
                      f"| {r.median_px:.2f} | {r.p99_px:.2f} | {r.max_px:.2f} |")
     equal, pairs = sum(r.presence_equal for r in rows), sum(r.pairs for r in rows)
-    lines.append(f"| all | {equal}/{pairs} ({equal / pairs:.0%}) | | | | |")
+    lines.append(f"| all | {equal}/{pairs} ({equal / pairs if pairs else float('nan'):.0%}) | | | | |")
     return "\n".join(lines)

@@ -75,6 +75,7 @@ def weighted_nms(detections: list[Detection], iou_threshold: float) -> list[Dete
         best = remaining[0]
         boxes = np.stack([d.box for d in remaining])
         overlapping = box_iou(best.box, boxes) > iou_threshold
+        overlapping[0] = True  # a zero-area best box has IoU 0 with itself: it still forms its own group
         group = [d for d, o in zip(remaining, overlapping) if o]
         weights = np.array([d.score for d in group], np.float32)[:, None]
         box = (np.stack([d.box for d in group]) * weights).sum(0) / weights.sum()

@@ -163,6 +163,9 @@ class HolisticPipeline:
                 self._lose_pose()
                 return None
             rect, source = pose_rect_from_detection(detections[0], size), "detection"
+            if not rect.usable:  # degenerate detector output (a swapped-in model): no person
+                self._lose_pose()
+                return None
         else:
             rect, source = self._pose_rect, "tracking"
         self.last_rois["pose"], self.last_roi_sources["pose"] = rect, source
@@ -195,13 +198,15 @@ class HolisticPipeline:
 
     def _face_recrop_rect(self, rgb, pose) -> Rect | None:
         rect = face_rect_from_pose(pose.xyz, self._image_size)
+        if not rect.usable:
+            return None
         self.last_rois["face_from_pose"] = rect
         return self._infer(self.face_detection, "face_detection", self.face_detection.crop(rgb, rect),
                            self.face_detection.recrop_rect, self._image_size)
 
     def _hand_recrop_rect(self, rgb, pose, side: str) -> Rect | None:
         rect = hand_rect_from_pose_landmarks(pose, side, self._image_size)
-        if rect is None:
+        if rect is None or not rect.usable:
             return None
         self.last_rois[f"{side}_from_pose"] = rect
         return self._infer(self.hand_recrop, f"{side}_recrop", self.hand_recrop.crop(rgb, rect),
@@ -212,7 +217,7 @@ class HolisticPipeline:
         video mode the previous landmarks' ROI while it still agrees with the re-crop."""
         size = self._image_size
         landmarks = None
-        if recrop_rect is not None:
+        if recrop_rect is not None and recrop_rect.usable:  # a degenerate re-crop means the part is absent
             rect, source = recrop_rect, "recrop"
             previous = self._previous[part]
             if not self.static_image_mode and previous is not None:

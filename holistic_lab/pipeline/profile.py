@@ -39,8 +39,8 @@ class LatencyProfile:
     ours_p90_ms: float
     mediapipe_ms: float
     mediapipe_p90_ms: float
-    ours_cpu_ms: float       # process CPU time per image, all threads: above the wall time
-    mediapipe_cpu_ms: float  # when work ran in parallel, as MediaPipe's graph scheduler does
+    ours_cpu_ms: float       # process CPU time per image, all threads (spin-waiting workers
+    mediapipe_cpu_ms: float  # included): above the wall time when more than one core was busy
 
     @property
     def threads_label(self) -> str:
@@ -70,8 +70,8 @@ def profile_latency(images: list[np.ndarray], num_threads: int | dict[str, int],
 
     mp.solutions.holistic exposes no thread setting; it runs its own default (XNNPACK) CPU
     threading, which is why its time is the same reference for every `num_threads`. Beside
-    wall time, each call's process CPU time is recorded: CPU above wall time means work ran
-    in parallel (MediaPipe's graph runs independent branches, such as face and hands, at once).
+    wall time, each call's process CPU time is recorded: CPU above wall time means more than
+    one core was busy during the call (working in parallel, or a thread pool spin-waiting).
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")

@@ -37,6 +37,12 @@ class Rect:
     height: float
     rotation: float = 0.0
 
+    @property
+    def usable(self) -> bool:
+        """Finite, with a positive size: a swapped-in model with degenerate output can break this."""
+        values = (self.x_center, self.y_center, self.width, self.height, self.rotation)
+        return bool(np.isfinite(values).all() and self.width > 0 and self.height > 0)
+
     def to_pixels(self, image_size: tuple[int, int]) -> "PixelRect":
         width, height = image_size
         return PixelRect(self.x_center * width, self.y_center * height,
@@ -195,12 +201,12 @@ def crop(rgb: np.ndarray, rect: Rect, tensor_size: tuple[int, int], keep_aspect:
     Outside the image: zeros (border_zero, detectors) or the edge pixels repeated.
     """
     height, width = rgb.shape[:2]
+    if not rect.usable:
+        raise ValueError(f"ROI must be finite with a positive size, got {rect}")
     roi = rect.to_pixels((width, height))
     padding = np.zeros(4, np.float32)
     if keep_aspect:
         roi, padding = letterbox_padding(roi, tensor_size)
-    if not (roi.width > 0 and roi.height > 0) or not np.isfinite([roi.x_center, roi.y_center]).all():
-        raise ValueError(f"ROI must have a positive finite size, got {roi}")
     tensor_w, tensor_h = tensor_size
     src = cv2.boxPoints(((roi.x_center, roi.y_center), (roi.width, roi.height), math.degrees(roi.rotation)))
     dst = np.array([[0, tensor_h], [0, 0], [tensor_w, 0], [tensor_w, tensor_h]], np.float32)

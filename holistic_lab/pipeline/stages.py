@@ -103,6 +103,8 @@ def refine_from_heatmap(xy: np.ndarray, heatmap: np.ndarray, kernel_size: int = 
     rows, cols, _ = heatmap.shape
     half = (kernel_size - 1) // 2
     for i, (x, y) in enumerate(xy):
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
         col, row = int(x * cols), int(y * rows)  # truncation toward zero, as C++ int conversion
         if not (0 <= col < cols and 0 <= row < rows):
             continue
