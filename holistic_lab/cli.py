@@ -112,7 +112,8 @@ def cmd_convert(args) -> int:
     from pathlib import Path
 
     from .convert import keras_to_tflite, tflite_to_keras, verify
-    from .convert.files import resolve_tflite, save_keras, write_atomically
+    from .convert.files import resolve_tflite, save_keras
+    from .files import atomic_write
 
     source = resolve_tflite(args.model)
     model = tflite_to_keras(source)
@@ -125,7 +126,7 @@ def cmd_convert(args) -> int:
         flatbuffer = keras_to_tflite(model)
         round_trip = verify(source, flatbuffer)
         print(f"round trip (float32 .tflite from the Keras model):\n{round_trip}")
-        written = write_atomically(Path(args.out) / f"{source.stem}_float32.tflite", lambda p: p.write_bytes(flatbuffer))
+        written = atomic_write(Path(args.out) / f"{source.stem}_float32.tflite", lambda p: p.write_bytes(flatbuffer))
         print(f"wrote {written}")
         passed = passed and round_trip.passed
     return 0 if passed else 1

@@ -9,8 +9,6 @@ Many results are stored together in one `.npz` (see `save_results`).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_write
 from .topology import NUM_KEYPOINTS, PART_NAMES, PARTS
 
 
@@ -113,7 +112,7 @@ class HolisticResult:
 
 
 def save_results(path, results: list[HolisticResult], names: list[str], **metadata) -> Path:
-    """Write many results to one compressed `.npz`, atomically (temp file, then rename).
+    """Write many results to one compressed `.npz`, atomically (`files.atomic_write`).
 
     Keys: names (N,), xyz (N,543,3), visibility (N,543), present (N,4) in PART_NAMES
     order, width (N,), height (N,), parts, plus any extra `metadata` arrays.
@@ -121,8 +120,6 @@ def save_results(path, results: list[HolisticResult], names: list[str], **metada
     """
     if len(results) != len(names):
         raise ValueError(f"{len(results)} results but {len(names)} names")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = dict(
         names=np.array(names, dtype=str),
         xyz=np.stack([r.xyz for r in results]) if results else np.zeros((0, NUM_KEYPOINTS, 3), np.float32),
@@ -133,15 +130,12 @@ def save_results(path, results: list[HolisticResult], names: list[str], **metada
         parts=np.array(PART_NAMES),
         **{k: np.asarray(v) for k, v in metadata.items()},
     )
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as fh:  # a file object: np.savez would add ".npz" to a bare name
             np.savez_compressed(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write)
 
 
 def load_results(path) -> tuple[list[str], list[HolisticResult]]:

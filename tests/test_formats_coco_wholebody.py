@@ -1,5 +1,6 @@
 """COCO-WholeBody <-> 543 on the real fixture file: exact round trip, the map's facts, bad files refused by name."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -90,6 +91,10 @@ BAD = {
     "NaN": (lambda d: d["annotations"][0]["keypoints"].__setitem__(3, float("nan")), r"annotation 442619: keypoints contains NaN"),
     "unknown image": (_set("image_id", 999), r"annotation 442619: image_id 999 is not in images"),
     "wrong box": (_set("face_box", [1, 2, 3]), r"annotation 442619: face_box has 3 values, expected 4"),
+    "list image_id": (_set("image_id", [785]), r"annotation 442619: image_id must be an integer, got \[785\]"),
+    "bool image_id": (_set("image_id", True), r"annotation 442619: image_id must be an integer, got True"),
+    "number too large for a float": (lambda d: d["annotations"][0]["keypoints"].__setitem__(3, 10**400),
+                                     r"annotation 442619: keypoints contains NaN or infinite values"),
 }
 
 
@@ -105,6 +110,25 @@ def test_strict_false_skips_and_reports_only_the_bad_annotation(tmp_path, origin
     samples = coco_wholebody.load(_write(tmp_path, original, BAD[case][0]), strict=False)
     assert len(samples) == 13 and 442619 not in [s.ann_id for s in samples]
     assert len(samples.skipped) == 1 and samples.skipped[0].startswith("annotation 442619:")
+
+
+@pytest.mark.parametrize("bad_id", [[1], "abc", 1.5])
+def test_annotation_id_that_is_not_an_integer_is_named(tmp_path, original, bad_id):
+    path = _write(tmp_path, original, _set("id", bad_id))
+    with pytest.raises(ValueError, match=rf"annotation {re.escape(repr(bad_id))}: id must be an integer"):
+        coco_wholebody.load(path)
+    samples = coco_wholebody.load(path, strict=False)
+    assert len(samples) == 13 and samples.skipped == [f"annotation {bad_id!r}: id must be an integer, got {bad_id!r}"]
+
+
+def test_duplicate_or_non_integer_image_id_is_refused(tmp_path, original):
+    def duplicate(data):
+        data["images"].append(dict(data["images"][0], file_name="other.jpg"))
+
+    with pytest.raises(ValueError, match=r"bad.json: image id 785 appears twice"):
+        coco_wholebody.load(_write(tmp_path, original, duplicate), strict=False)
+    with pytest.raises(ValueError, match=r"images\[0\]: id must be an integer, got \[785\]"):
+        coco_wholebody.load(_write(tmp_path, original, lambda d: d["images"][0].__setitem__("id", [785])))
 
 
 def test_file_level_problems_are_refused(tmp_path, original):
@@ -131,3 +155,25 @@ def test_teacher_labels_export_as_coco_wholebody_and_read_back(tmp_path):
     rows = COCO_WHOLEBODY_TO_543[COCO_WHOLEBODY_TO_543 >= 0]
     known = sample.mask[rows]
     np.testing.assert_allclose(back.pixels()[rows[known]], sample.pixels()[rows[known]], atol=1e-3)
+
+
+def test_missing_ids_are_numbered_after_the_ids_in_use(wholebody_json):
+    loaded = coco_wholebody.load(wholebody_json)
+    new = [Sample.from_result(sample_labels("astronaut"), "astronaut.png"),
+           Sample.from_result(sample_labels("astronaut"), "astronaut.png"),
+           Sample.from_result(sample_labels("grace_hopper"), "grace_hopper.png")]
+    data = coco_wholebody.to_coco(list(loaded) + new)
+    image_ids = [image["id"] for image in data["images"]]
+    ann_ids = [annotation["id"] for annotation in data["annotations"]]
+    assert len(set(image_ids)) == len(image_ids) and len(set(ann_ids)) == len(ann_ids)
+    used_image, used_ann = max(s.image_id for s in loaded), max(s.ann_id for s in loaded)
+    assert image_ids[-2:] == [used_image + 1, used_image + 2]  # one id per new image path
+    assert [a["image_id"] for a in data["annotations"][-3:]] == [used_image + 1, used_image + 1, used_image + 2]
+    assert ann_ids[-3:] == [used_ann + 1, used_ann + 2, used_ann + 3]
+
+
+def test_one_image_id_with_two_image_paths_is_refused():
+    result = sample_labels("astronaut")
+    with pytest.raises(ValueError, match=r"image_id 7 is given to two images: 'a.png' and 'b.png'"):
+        coco_wholebody.to_coco([Sample.from_result(result, "a.png", image_id=7),
+                                Sample.from_result(result, "b.png", image_id=7)])

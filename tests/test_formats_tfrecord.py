@@ -78,3 +78,48 @@ def test_dataset_crops_to_the_face_and_moves_keypoints_into_the_crop(samples, sh
     assert np.isfinite(keypoints).all()
     with pytest.raises(ValueError, match="roi must be one of"):
         tfrecord.make_dataset(shards, roi="tail")
+
+
+def test_writing_again_with_other_shard_sizes_replaces_the_old_set(samples, tmp_path):
+    path = tmp_path / "set.tfrecord"
+    tfrecord.write(path, samples, shard_size=4)
+    second = tfrecord.write(path, samples[:7], shard_size=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [p.name for p in second]
+    assert [s.ann_id for s in tfrecord.read(path)] == [s.ann_id for s in samples[:7]]
+    (single,) = tfrecord.write(path, samples[:2], shard_size=10)  # unsharded: old shards go too
+    assert sorted(p.name for p in tmp_path.iterdir()) == [single.name] and tfrecord.count_records(path) == 2
+
+
+def test_shards_of_two_sets_are_refused_by_name(shards, tmp_path):
+    for shard in shards:
+        (tmp_path / shard.name).write_bytes(shard.read_bytes())
+    (tmp_path / "wb-00000-of-00002.tfrecord").write_bytes(shards[0].read_bytes())
+    with pytest.raises(ValueError, match=r"shards of different sets .* wb-00000-of-00002.tfrecord, wb-00000-of-00003"):
+        tfrecord.count_records(tmp_path / "wb.tfrecord")
+
+
+def test_failed_write_leaves_no_partial_file(fixtures, tmp_path):
+    from holistic_lab.datasets import load_fixture
+
+    faces = load_fixture("300w", fixtures).samples
+    good = load_rgb(faces[0].image_path)
+    with pytest.raises(ValueError, match="annotation says"):
+        tfrecord.write(tmp_path / "faces.tfrecord", faces, images=[good, good[:10]], shard_size=1)
+    assert [p.name for p in tmp_path.iterdir()] == ["faces-00000-of-00002.tfrecord"]
+
+
+def test_corrupt_record_is_named_by_its_index_in_its_file(shards, tmp_path):
+    data = shards[1].read_bytes()
+    bad = tmp_path / "bad.tfrecord"
+    bad.write_bytes(data[: len(data) - 50])
+    with pytest.raises(ValueError, match=r"bad.tfrecord: record 4 is truncated or corrupt"):
+        tfrecord.count_records([shards[0], bad])  # 5 records before it in the first file
+
+
+def test_non_utf8_text_field_is_named_by_record_index(samples):
+    import tensorflow as tf
+
+    example = tf.train.Example.FromString(tfrecord.example_from_sample(samples[0], b"\xff\xd8\xff"))
+    example.features.feature["image_path"].bytes_list.value[0] = b"\xff\xfe"
+    with pytest.raises(ValueError, match=r"record 3: image_path is not UTF-8 text"):
+        tfrecord.sample_from_example(example.SerializeToString(), 3)

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..topology import IBUG68_TO_FACE_MESH, NUM_KEYPOINTS, PARTS
+from ..topology import COCO_BODY_TO_POSE, IBUG68_TO_FACE_MESH, NUM_KEYPOINTS, PARTS
 from .sample import Sample
 
 
@@ -74,6 +74,10 @@ def read_json(path) -> dict:
     return data
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _image_table(data: dict, path: Path) -> dict:
     images = {}
     for number, image in enumerate(data["images"]):
@@ -86,6 +90,10 @@ def _image_table(data: dict, path: Path) -> dict:
                 and image["width"] > 0 and image["height"] > 0):
             raise ValueError(f"{path}: image {image['id']}: width and height must be positive integers, "
                              f"got {image['width']!r} x {image['height']!r}")
+        if not _is_int(image["id"]):
+            raise ValueError(f"{path}: images[{number}]: id must be an integer, got {image['id']!r}")
+        if image["id"] in images:
+            raise ValueError(f"{path}: image id {image['id']} appears twice")
         images[image["id"]] = image
     return images
 
@@ -98,7 +106,11 @@ def _numbers(annotation: dict, key: str, expected: int, ann_id) -> np.ndarray:
         raise ValueError(f"annotation {ann_id}: {key} must be a list of numbers")
     if len(values) != expected:
         raise ValueError(f"annotation {ann_id}: {key} has {len(values)} values, expected {expected}")
-    if not all(math.isfinite(v) for v in values):
+    try:
+        finite = all(math.isfinite(v) for v in values)
+    except OverflowError:  # an int too large for a float, e.g. 10**400
+        finite = False
+    if not finite:
         raise ValueError(f"annotation {ann_id}: {key} contains NaN or infinite values")
     return np.asarray(values, np.float64)
 
@@ -110,8 +122,12 @@ def sample_from_annotation(annotation: dict, images: dict, layout: KeypointLayou
     ann_id = annotation.get("id")
     if ann_id is None:
         raise ValueError("annotation without 'id'")
+    if not _is_int(ann_id):
+        raise ValueError(f"annotation {ann_id!r}: id must be an integer, got {ann_id!r}")
     if "image_id" not in annotation:
         raise ValueError(f"annotation {ann_id}: missing field 'image_id'")
+    if not _is_int(annotation["image_id"]):
+        raise ValueError(f"annotation {ann_id}: image_id must be an integer, got {annotation['image_id']!r}")
     image = images.get(annotation["image_id"])
     if image is None:
         raise ValueError(f"annotation {ann_id}: image_id {annotation['image_id']!r} is not in images")
@@ -158,7 +174,8 @@ def load_coco_keypoints(json_path, layout: LayoutChoice, image_root=None, strict
     samples = Samples()
     for annotation in data["annotations"]:
         try:
-            image = images.get(annotation.get("image_id"), {}) if isinstance(annotation, dict) else {}
+            image_id = annotation.get("image_id") if isinstance(annotation, dict) else None
+            image = images.get(image_id, {}) if _is_int(image_id) else {}
             chosen = layout(image) if callable(layout) else layout
             samples.append(sample_from_annotation(annotation, images, chosen, root))
         except ValueError as exc:
@@ -177,13 +194,12 @@ def _hand(side: str):
     return range(start, start + 21)
 
 
-COCO17 = _layout("coco17", (("keypoints", 17),), (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28))
+COCO17 = _layout("coco17", (("keypoints", 17),), COCO_BODY_TO_POSE)
 # AI Challenger: right shoulder, elbow, wrist, left shoulder, elbow, wrist, right hip, knee,
 # ankle, left hip, knee, ankle, head top, neck; the last two have no BlazePose point.
 AIC14 = _layout("aic14", (("keypoints", 14),), (12, 14, 16, 11, 13, 15, 24, 26, 28, 23, 25, 27, -1, -1))
 # PoseTrack18: COCO-17 with left_eye, right_eye replaced by head_bottom, head_top (unmapped).
-POSETRACK17 = _layout("posetrack18", (("keypoints", 17),),
-                      (0, -1, -1, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28))
+POSETRACK17 = _layout("posetrack18", (("keypoints", 17),), (COCO_BODY_TO_POSE[0], -1, -1, *COCO_BODY_TO_POSE[3:]))
 HAND21_LEFT = _layout("hand21_left", (("keypoints", 21),), _hand("left_hand"), left_hand="bbox")
 HAND21_RIGHT = _layout("hand21_right", (("keypoints", 21),), _hand("right_hand"), right_hand="bbox")
 FACE68 = _layout("ibug68", (("keypoints", 68),), [PARTS["face"].start + i for i in IBUG68_TO_FACE_MESH], face="bbox")

@@ -18,12 +18,11 @@ tools can read them.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_write
 from ..result import HolisticResult, load_results
 from ..topology import COCO_BODY_NAMES, COCO_WHOLEBODY_PARTS, COCO_WHOLEBODY_TO_543, NUM_COCO_WHOLEBODY
 from .coco_keypoints import KeypointLayout, Samples, load_coco_keypoints
@@ -109,17 +108,36 @@ def annotation_from_sample(sample: Sample, ann_id: int, image_id: int) -> dict:
 
 
 def to_coco(samples) -> dict:
-    """COCO-WholeBody JSON (as a dict) for `samples`; missing ids are numbered from 1."""
+    """COCO-WholeBody JSON (as a dict) for `samples`.
+
+    A sample without an image id (-1) gets one per image path, numbered after the largest
+    id in use; one without an annotation id likewise. One image id with two different image
+    paths is a ValueError.
+    """
+    samples = list(samples)
+    next_image_id = max([s.image_id for s in samples] + [0]) + 1
+    next_ann_id = max([s.ann_id for s in samples] + [0]) + 1
     images, annotations = {}, []
-    image_ids = {}
-    for number, sample in enumerate(samples, start=1):
-        image_id = sample.image_id if sample.image_id >= 0 else image_ids.setdefault(sample.image_path, len(image_ids) + 1)
+    image_ids, image_paths = {}, {}
+    for sample in samples:
+        image_id = sample.image_id
+        if image_id < 0:
+            if sample.image_path not in image_ids:
+                image_ids[sample.image_path] = next_image_id
+                next_image_id += 1
+            image_id = image_ids[sample.image_path]
+        first_path = image_paths.setdefault(image_id, sample.image_path)
+        if first_path != sample.image_path:
+            raise ValueError(f"image_id {image_id} is given to two images: {first_path!r} and {sample.image_path!r}")
         if image_id not in images:
             image = dict(sample.extras.get("image", {}))
             image.update(id=image_id, width=sample.width, height=sample.height)
             image.setdefault("file_name", sample.image_path)
             images[image_id] = image
-        annotations.append(annotation_from_sample(sample, sample.ann_id if sample.ann_id >= 0 else number, image_id))
+        ann_id = sample.ann_id
+        if ann_id < 0:
+            ann_id, next_ann_id = next_ann_id, next_ann_id + 1
+        annotations.append(annotation_from_sample(sample, ann_id, image_id))
     return {
         "info": {"description": "written by holistic_lab.formats.coco_wholebody.to_coco"},
         "categories": [PERSON_CATEGORY],
@@ -129,19 +147,14 @@ def to_coco(samples) -> dict:
 
 
 def save(path, samples) -> Path:
-    """Write `to_coco(samples)` to `path` atomically (a temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `to_coco(samples)` to `path` atomically (`files.atomic_write`)."""
     data = to_coco(samples)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".partial")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "w", encoding="utf-8") as fh:
             json.dump(data, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write)
 
 
 def samples_from_labels(names: list[str], results: list[HolisticResult]) -> list[Sample]:

@@ -1,24 +1,24 @@
 """TFRecord files for fine-tuning: the 543 layout with its mask, plus a tf.data pipeline.
 
-One `tf.train.Example` per Sample (the schema, `FEATURES`):
+One `tf.train.Example` per Sample (the schema, `feature_spec()`):
   image/encoded  JPEG bytes (a JPEG source file is stored as it is, others are encoded)
   keypoints_3d   543 x 3 float32, x, y normalised to the image, NaN where unknown
   mask           543 int64 (1: x, y known)       num_keypoints  int64, the mask's sum
   boxes          4 x 4 float32 pixel (x, y, w, h) of body, face, left_hand, right_hand (0 = none)
   width, height, image_id  int64                 source_id ("layout/ann_id"), image_path  bytes
-Large sets are split into shards of `shard_size` records (`name-00000-of-00004.tfrecord`).
-`read` checks every record and raises ValueError naming the record's index if one is
-truncated or corrupt. `make_dataset` is the training input: decode, crop to the person
+Large sets are split into shards of `shard_size` records (`name-00000-of-00004.tfrecord`);
+writing a set again replaces every shard of the old one. `read` checks every record and
+raises ValueError naming the file and the record's index in it if one is truncated or corrupt. `make_dataset` is the training input: decode, crop to the person
 or a part's ROI, resize, normalise, cache, shuffle, batch, prefetch.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
+from ..files import atomic_write
 from ..native_logs import import_tensorflow
 from ..topology import NUM_KEYPOINTS, PARTS
 from .sample import BOX_NAMES, Sample
@@ -110,12 +110,19 @@ def shard_paths(path, num_shards: int) -> list[Path]:
     return [path.with_name(f"{path.stem}-{i:05d}-of-{num_shards:05d}{path.suffix}") for i in range(num_shards)]
 
 
+def _shard_files(path: Path) -> list[Path]:
+    """The shard files `stem-*-of-*` of `path` on disk, sorted."""
+    return sorted(path.parent.glob(f"{path.stem}-*-of-*{path.suffix}"))
+
+
 def write(path, samples: list[Sample], images: Iterable[np.ndarray] | None = None, shard_size: int = 2000) -> list[Path]:
     """Write `samples` (with their images, read from `image_path` unless `images` gives RGB
     arrays in the same order) to TFRecord shards of at most `shard_size` records.
 
-    Each shard is written to a temporary name and renamed when complete, so an
-    interrupted run never leaves a truncated file under the final name. Returns the paths.
+    Each shard is written atomically (`files.atomic_write`), so an interrupted run never
+    leaves a truncated file under a final name. Once every new shard is in place, files of
+    an earlier set under the same name (other shards, or the unsharded file) are deleted,
+    so `read` sees only this set. Returns the paths.
     """
     tf = _tf()
     samples = list(samples)
@@ -128,11 +135,11 @@ def write(path, samples: list[Sample], images: Iterable[np.ndarray] | None = Non
         raise ValueError(f"{len(samples)} samples but {len(rgb_list)} images")
     num_shards = -(-len(samples) // shard_size)
     paths = shard_paths(path, num_shards)
-    paths[0].parent.mkdir(parents=True, exist_ok=True)
     last_path, last_jpeg = None, b""  # consecutive people of one image share its bytes
-    for shard, out in enumerate(paths):
-        tmp = out.with_name(out.name + ".partial")
-        with tf.io.TFRecordWriter(str(tmp)) as writer:
+
+    def write_shard(shard: int, temporary: Path) -> None:
+        nonlocal last_path, last_jpeg
+        with tf.io.TFRecordWriter(str(temporary)) as writer:
             for sample, rgb in list(zip(samples, rgb_list))[shard * shard_size:(shard + 1) * shard_size]:
                 if rgb is not None:
                     jpeg = jpeg_bytes(sample, rgb)
@@ -142,37 +149,50 @@ def write(path, samples: list[Sample], images: Iterable[np.ndarray] | None = Non
                     jpeg = last_jpeg = jpeg_bytes(sample)
                     last_path = sample.image_path
                 writer.write(example_from_sample(sample, jpeg))
-        os.replace(tmp, out)
+
+    for shard, out in enumerate(paths):
+        atomic_write(out, lambda temporary: write_shard(shard, temporary))
+    path = Path(path)
+    for old in set(_shard_files(path) + [path]) - set(paths):
+        old.unlink(missing_ok=True)
     return paths
 
 
 def _files(path) -> list[str]:
+    """The files of a TFRecord set: a list as given, the file itself, or its shards (all of one set)."""
     if isinstance(path, (list, tuple)):
         return [str(p) for p in path]
     path = Path(path)
     if path.is_file():
         return [str(path)]
-    shards = sorted(path.parent.glob(f"{path.stem}-*-of-*{path.suffix}"))
+    shards = _shard_files(path)
     if not shards:
         raise ValueError(f"TFRecord not found: {path} (nor shards {path.stem}-NNNNN-of-NNNNN{path.suffix})")
+    totals = {p.stem.rpartition("-of-")[2] for p in shards}
+    if len(totals) > 1:
+        raise ValueError(f"{path}: shards of different sets (-of-{', -of-'.join(sorted(totals))}) are mixed: "
+                         f"{', '.join(p.name for p in shards)}; rewrite the set or delete the stale shards")
     return [str(p) for p in shards]
 
 
 def _raw_records(path) -> Iterator[tuple[int, bytes]]:
-    """(global index, serialised record); a truncated or corrupt record is a ValueError naming its index."""
+    """(global index, serialised record); a truncated or corrupt record is a ValueError naming
+    its file and its index within that file."""
     tf = _tf()
     index = 0
     for file in _files(path):
         iterator = iter(tf.data.TFRecordDataset(file))
+        in_file = 0
         while True:
             try:
                 record = next(iterator)
             except StopIteration:
                 break
             except tf.errors.DataLossError as exc:
-                raise ValueError(f"{file}: record {index} is truncated or corrupt") from exc
+                raise ValueError(f"{file}: record {in_file} is truncated or corrupt") from exc
             yield index, record.numpy()
             index += 1
+            in_file += 1
 
 
 def sample_from_example(serialized: bytes, index: int = 0) -> Sample:
@@ -192,20 +212,30 @@ def sample_from_example(serialized: bytes, index: int = 0) -> Sample:
             raise ValueError(f"record {index}: {name} has {len(values)} values, expected {size}")
         return values
 
+    def text(name):
+        try:
+            return get(name, "bytes_list", 1)[0].decode()
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"record {index}: {name} is not UTF-8 text ({exc})") from None
+
     xyz = np.array(get("keypoints_3d", "float_list", NUM_KEYPOINTS * 3), np.float32).reshape(NUM_KEYPOINTS, 3)
     mask = np.array(get("mask", "int64_list", NUM_KEYPOINTS), bool)
     if get("num_keypoints", "int64_list", 1)[0] != mask.sum():
         raise ValueError(f"record {index}: num_keypoints {get('num_keypoints', 'int64_list', 1)[0]} != mask sum {mask.sum()}")
     boxes = np.array(get("boxes", "float_list", len(BOX_NAMES) * 4), np.float64).reshape(-1, 4)
-    source_id = get("source_id", "bytes_list", 1)[0].decode()
+    source_id = text("source_id")
     source, _, ann = source_id.rpartition("/")
+    fields = dict(
+        image_path=text("image_path"),
+        width=get("width", "int64_list", 1)[0], height=get("height", "int64_list", 1)[0],
+        image_id=get("image_id", "int64_list", 1)[0],
+        extras={"image_jpeg": get("image/encoded", "bytes_list", 1)[0], "source_id": source_id},
+    )
     try:
         sample = Sample(
-            image_path=get("image_path", "bytes_list", 1)[0].decode(),
-            width=get("width", "int64_list", 1)[0], height=get("height", "int64_list", 1)[0],
-            xyz=xyz, mask=mask, image_id=get("image_id", "int64_list", 1)[0], ann_id=int(ann) if ann.lstrip("-").isdigit() else -1, source=source,
+            xyz=xyz, mask=mask, ann_id=int(ann) if ann.lstrip("-").isdigit() else -1, source=source,
             boxes={name: tuple(map(float, box)) for name, box in zip(BOX_NAMES, boxes) if box[2] > 0 and box[3] > 0},
-            extras={"image_jpeg": get("image/encoded", "bytes_list", 1)[0], "source_id": source_id},
+            **fields,
         )
     except ValueError as exc:
         raise ValueError(f"record {index}: {exc}") from None
