@@ -112,10 +112,11 @@ def cmd_convert(args) -> int:
     from pathlib import Path
 
     from .convert import keras_to_tflite, tflite_to_keras, verify
-    from .convert.files import resolve_tflite, save_keras
+    from .convert.files import save_keras
     from .files import atomic_write
+    from .mediapipe_models import resolve_model
 
-    source = resolve_tflite(args.model)
+    source = resolve_model(args.model)
     model = tflite_to_keras(source)
     report = verify(source, model)
     print(report)

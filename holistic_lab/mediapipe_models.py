@@ -38,6 +38,17 @@ def model_path(name: str) -> Path:
     return path
 
 
+def resolve_model(model) -> Path:
+    """A shipped model's short name (e.g. 'hand_landmark_full') or a path to a .tflite file -> its path."""
+    if str(model) in HOLISTIC_MODELS:
+        return model_path(str(model))
+    path = Path(model)
+    if path.suffix != ".tflite" or not path.is_file():
+        raise ValueError(f"{str(model)!r} is neither a shipped model name ({', '.join(HOLISTIC_MODELS)}) "
+                         "nor an existing .tflite file")
+    return path
+
+
 def installed_versions() -> dict[str, str]:
     """Versions of the packages the course is pinned to, as installed."""
     from importlib.metadata import version

@@ -283,7 +283,7 @@ def test_cli_convert_rejects_a_bad_file_and_keeps_what_was_written(tmp_path, cap
     assert "bad.tflite: not a TFLite model" in capsys.readouterr().err
     assert kept.read_bytes() == b"an earlier result"
     assert cli.main(["convert", "no_such_model", "--out", str(tmp_path)]) == 2
-    assert "neither a Holistic model name" in capsys.readouterr().err
+    assert "neither a shipped model name" in capsys.readouterr().err
 
 
 # --- the whole cascade on converted models ------------------------------------------------------

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..native_logs import filtered_native_stderr
+from ..pipeline.runners import as_output_list
 from .samples import INPUT_RANGE, real_inputs
 
 TOLERANCE = 1e-4
@@ -75,14 +76,10 @@ def _run_interpreter(interpreter, batch: np.ndarray) -> list[np.ndarray]:
 
 
 def run_keras(model: keras.Model, batch: np.ndarray) -> list[np.ndarray]:
-    """Outputs of a Keras model as a list of numpy arrays, also for a single-output model.
-
-    This is the call a pipeline stage uses in place of the interpreter: same input (float32
-    NHWC in the model's range), same outputs in the original TFLite order.
-    """
-    outputs = model(np.asarray(batch, np.float32), training=False)
-    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    return [np.asarray(output) for output in outputs]
+    """Outputs of a Keras model on a float32 NHWC batch as a list of numpy arrays, in the
+    original TFLite order, also for a single-output model (what the pipeline's KerasRunner
+    does for one image)."""
+    return as_output_list(model(np.asarray(batch, np.float32), training=False))
 
 
 def keras_to_tflite(model: keras.Model) -> bytes:

@@ -19,8 +19,6 @@ import numpy as np
 class AnchorOptions:
     input_size: int
     strides: tuple[int, ...]
-    min_scale: float = 0.1484375
-    max_scale: float = 0.75
     offset: float = 0.5
     aspect_ratios: tuple[float, ...] = (1.0,)
     interpolated_scale_aspect_ratio: float = 1.0

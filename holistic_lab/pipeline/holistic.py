@@ -97,7 +97,6 @@ class HolisticPipeline:
         self.static_image_mode = static_image_mode
         self.smooth_landmarks = smooth_landmarks
         threads = threads_per_stage(num_threads)
-        self.num_threads = threads
         self.pose_detection = PoseDetection(pose_detection_model, threads["pose_detection"],
                                             min_score=min_detection_confidence)
         self.pose_landmark = PoseLandmark(pose_landmark_model, threads["pose_landmark"],

@@ -119,17 +119,15 @@ def rect_from_points(points_xy: np.ndarray, image_size: tuple[int, int], start: 
                          rotation_to_target(points_xy[start], points_xy[end], image_size, target_degrees))
 
 
-def transform_rect(rect: Rect, image_size: tuple[int, int], scale: float, shift_y: float = 0.0,
-                   square_long: bool = True) -> Rect:
+def transform_rect(rect: Rect, image_size: tuple[int, int], scale: float, shift_y: float = 0.0) -> Rect:
     """Shift along the rect's own (rotated) y axis by `shift_y` heights, make it square on its
     long side in pixels, then scale both sides."""
     width_px, height_px = image_size
     x, y, w, h = rect.x_center, rect.y_center, rect.width, rect.height
     x -= height_px * h * shift_y * math.sin(rect.rotation) / width_px
     y += h * shift_y * math.cos(rect.rotation)
-    if square_long:
-        long_px = max(w * width_px, h * height_px)
-        w, h = long_px / width_px, long_px / height_px
+    long_px = max(w * width_px, h * height_px)
+    w, h = long_px / width_px, long_px / height_px
     return Rect(x, y, w * scale, h * scale, rect.rotation)
 
 

@@ -16,8 +16,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..mediapipe_models import HOLISTIC_MODELS, model_path
+from ..mediapipe_models import resolve_model
 from ..native_logs import filtered_native_stderr, import_tensorflow
+
+
+def as_output_list(outputs) -> list[np.ndarray]:
+    """A model's outputs as a list of numpy arrays, also when it returns a single tensor."""
+    return [np.asarray(o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
 
 
 class TFLiteRunner:
@@ -43,11 +48,6 @@ class TFLiteRunner:
             self.interpreter.invoke()
         self.path, self.num_threads = path, num_threads
         self._outputs = [d["index"] for d in self.interpreter.get_output_details()]
-        self.name = path.stem
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self._input["shape"])
 
     def __call__(self, tensor: np.ndarray) -> list[np.ndarray]:
         self.interpreter.set_tensor(self._input["index"], tensor.astype(self._input["dtype"], copy=False))
@@ -60,17 +60,9 @@ class KerasRunner:
 
     def __init__(self, model):
         self.model = model
-        self.name = getattr(model, "name", type(model).__name__)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.model.inputs[0].shape)
 
     def __call__(self, tensor: np.ndarray) -> list[np.ndarray]:
-        outputs = self.model(tensor, training=False)
-        if not isinstance(outputs, (list, tuple)):
-            outputs = [outputs]
-        return [np.asarray(o) for o in outputs]
+        return as_output_list(self.model(tensor, training=False))
 
 
 class CallableRunner:
@@ -78,13 +70,9 @@ class CallableRunner:
 
     def __init__(self, function: Callable):
         self.function = function
-        self.name = getattr(function, "__name__", type(function).__name__)
 
     def __call__(self, tensor: np.ndarray) -> list[np.ndarray]:
-        outputs = self.function(tensor)
-        if not isinstance(outputs, (list, tuple)):
-            outputs = [outputs]
-        return [np.asarray(o) for o in outputs]
+        return as_output_list(self.function(tensor))
 
 
 def make_runner(model, default_name: str, num_threads: int = 1):
@@ -95,13 +83,7 @@ def make_runner(model, default_name: str, num_threads: int = 1):
     if isinstance(model, (TFLiteRunner, KerasRunner, CallableRunner)):
         return model
     if isinstance(model, (str, os.PathLike)):
-        if str(model) in HOLISTIC_MODELS:
-            return TFLiteRunner(model_path(str(model)), num_threads)
-        path = Path(model)
-        if path.suffix != ".tflite":
-            raise ValueError(f"model {model!r} is neither a shipped model name ({sorted(HOLISTIC_MODELS)}) "
-                             "nor a .tflite file")
-        return TFLiteRunner(path, num_threads)
+        return TFLiteRunner(resolve_model(model), num_threads)
     if hasattr(model, "inputs") and hasattr(model, "outputs") and callable(model):
         return KerasRunner(model)
     if callable(model):
