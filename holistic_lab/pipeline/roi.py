@@ -70,9 +70,14 @@ class PixelRect:
         """Points given as fractions (u, v) of the crop -> image pixels (exact rotation)."""
         uv = np.asarray(uv, np.float64)
         local = (uv - 0.5) * [self.width, self.height]
-        cos, sin = math.cos(self.rotation), math.sin(self.rotation)
-        return np.stack([cos * local[:, 0] - sin * local[:, 1] + self.x_center,
-                         sin * local[:, 0] + cos * local[:, 1] + self.y_center], axis=1)
+        return rotate(local, self.rotation) + [self.x_center, self.y_center]
+
+
+def rotate(xy: np.ndarray, angle: float) -> np.ndarray:
+    """(..., 2) points rotated about the origin by `angle` radians (x right, y down, as MediaPipe)."""
+    xy = np.asarray(xy)
+    cos, sin = math.cos(angle), math.sin(angle)
+    return np.stack([cos * xy[..., 0] - sin * xy[..., 1], sin * xy[..., 0] + cos * xy[..., 1]], axis=-1)
 
 
 def normalize_radians(angle: float) -> float:
@@ -152,12 +157,9 @@ def hand_rect_from_landmarks(landmarks: np.ndarray, image_size: tuple[int, int])
     rotation = rotation_to_target(xy[0], toward, image_size, 90.0)
     center = (xy.min(0) + xy.max(0)) / 2
     local = (xy - center) * [width, height]
-    cos, sin = math.cos(-rotation), math.sin(-rotation)
-    projected = np.stack([local[:, 0] * cos - local[:, 1] * sin, local[:, 0] * sin + local[:, 1] * cos], 1)
+    projected = rotate(local, -rotation)
     mid = (projected.min(0) + projected.max(0)) / 2
-    cos, sin = math.cos(rotation), math.sin(rotation)
-    cx = (mid[0] * cos - mid[1] * sin) / width + center[0]
-    cy = (mid[0] * sin + mid[1] * cos) / height + center[1]
+    cx, cy = rotate(mid, rotation) / [width, height] + center
     size = projected.max(0) - projected.min(0)
     return Rect(float(cx), float(cy), float(size[0] / width), float(size[1] / height), rotation)
 
@@ -228,10 +230,7 @@ def project_landmarks(points: np.ndarray, rect: Rect, padding: np.ndarray | None
         out[:, 0] = (out[:, 0] - left) / (1 - left - right)
         out[:, 1] = (out[:, 1] - top) / (1 - top - bottom)
         out[:, 2] = out[:, 2] / (1 - left - right)
-    x, y = out[:, 0] - 0.5, out[:, 1] - 0.5
-    cos, sin = math.cos(rect.rotation), math.sin(rect.rotation)
-    out[:, 0] = (cos * x - sin * y) * rect.width + rect.x_center
-    out[:, 1] = (sin * x + cos * y) * rect.height + rect.y_center
+    out[:, :2] = rotate(out[:, :2] - 0.5, rect.rotation) * [rect.width, rect.height] + [rect.x_center, rect.y_center]
     out[:, 2] = out[:, 2] * rect.width
     return out
 

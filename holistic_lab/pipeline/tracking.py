@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .roi import Rect
+from .roi import Rect, rotate
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,7 @@ HAND_TRACKING = TrackingRequirements(rotation_degrees=40.0, translation=0.2, sca
 def _rotate_px(xy_norm: np.ndarray, image_size, angle: float) -> np.ndarray:
     """Normalised points -> pixels rotated by `angle` (into the re-crop rect's frame)."""
     px = np.atleast_2d(np.asarray(xy_norm, np.float64)[..., :2]) * np.asarray(image_size, np.float64)
-    cos, sin = math.cos(angle), math.sin(angle)
-    return np.stack([px[:, 0] * cos - px[:, 1] * sin, px[:, 0] * sin + px[:, 1] * cos], axis=1)
+    return rotate(px, angle)
 
 
 def keep_tracking(prev_rect: Rect, prev_landmarks: np.ndarray, recrop_rect: Rect, image_size,
