@@ -127,11 +127,11 @@ def is_results_file(path) -> bool:
 
 def check_results_output(path, inputs=(), overwrite: bool = False, what: str = "output") -> Path:
     """`files.check_output_file` for a results `.npz`: only an earlier results archive is replaced unless `overwrite`."""
-    path = Path(path)
+    path = check_output_file(path, is_ours=is_results_file, inputs=inputs, overwrite=overwrite,
+                             kind="a holistic-lab results .npz", what=what)
     if path.suffix.lower() != ".npz":
         raise ValueError(f"{what} {path}: a results file must end in .npz")
-    return check_output_file(path, is_ours=is_results_file, inputs=inputs, overwrite=overwrite,
-                             kind="a holistic-lab results .npz", what=what)
+    return path
 
 
 def save_results(path, results: list[HolisticResult], names: list[str], overwrite: bool = False,

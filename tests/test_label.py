@@ -131,7 +131,7 @@ def test_resuming_a_file_with_relative_names_adds_nothing(small_images, tmp_path
     assert names[:2] == old_names and len(names) == 3 and names[2] == str(small_images.resolve() / "img2.png")
 
 
-@pytest.mark.parametrize("existing, message", [("notes.txt", "notes.txt: a results file must end in .npz"),
+@pytest.mark.parametrize("existing, message", [("notes.txt", "notes.txt already exists and is not a holistic"),
                                                ("unrelated.npz", "unrelated.npz already exists and is not a holistic")])
 def test_label_never_replaces_a_file_it_did_not_make(small_images, tmp_path, existing, message):
     out = tmp_path / existing
