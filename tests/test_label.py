@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
-from holistic_lab.label import expand_inputs, label_paths
+from holistic_lab.label import expand_inputs, label_paths, resolved_name
 from holistic_lab.result import load_results
 from holistic_lab.teacher import MediaPipeTeacher
 
@@ -129,6 +129,9 @@ def test_resuming_a_file_with_relative_names_adds_nothing(small_images, tmp_path
     label_paths([small_images.resolve()], out, teacher_factory=StubTeacher, progress=False)
     names, _ = load_results(out)
     assert names[:2] == old_names and len(names) == 3 and names[2] == str(small_images.resolve() / "img2.png")
+    root = tmp_path.resolve()
+    assert resolved_name("videos/clip.mp4#000012") == f"{root}/videos/clip.mp4#000012"
+    assert resolved_name("photos/party#1.png") == f"{root}/photos/party#1.png"
 
 
 @pytest.mark.parametrize("existing, message", [("notes.txt", "notes.txt already exists and is not a holistic"),
