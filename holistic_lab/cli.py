@@ -2,14 +2,36 @@
 
 Each subcommand is a small function `cmd_<name>(args)` registered in `build_parser`;
 the work itself lives in the library modules, so the CLI and notebooks share it.
+Every writer checks its `--out` before the work starts (`holistic_lab.files`): a file
+holistic-lab did not make is replaced only with `--overwrite`, an input never.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _number(kind, expected: str, accept):
+    """An argparse `type=` that refuses, by the option's name, a value that is not `expected`."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = _number(int, "an integer >= 1", lambda value: value >= 1)
+non_negative_int = _number(int, "an integer >= 0", lambda value: value >= 0)
+positive_float = _number(float, "a number > 0", lambda value: value > 0)
 
 
 def cmd_info(args) -> int:
@@ -28,7 +50,8 @@ def cmd_label(args) -> int:
     """Label image folders and video files with MediaPipe Holistic into one .npz."""
     from .label import label_paths
 
-    out = label_paths(args.paths, args.out, save_every_s=args.save_every, progress=not args.quiet)
+    out = label_paths(args.paths, args.out, save_every_s=args.save_every, progress=not args.quiet,
+                      overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0
 
@@ -37,7 +60,7 @@ def cmd_export_coco(args) -> int:
     """Teacher labels (.npz from `label`) -> COCO-WholeBody JSON other tools can read."""
     from .formats.coco_wholebody import export_labels
 
-    print(f"wrote {export_labels(args.labels, args.out)}")
+    print(f"wrote {export_labels(args.labels, args.out, overwrite=args.overwrite)}")
     return 0
 
 
@@ -75,7 +98,8 @@ def cmd_augment(args) -> int:
     """Augment a labelled image set (.npz from `label`) into new images and labels."""
     from .augment.files import augment_labelled_files
 
-    out, skipped = augment_labelled_files(args.labels, args.out, args.preset, args.copies, args.seed)
+    out, skipped = augment_labelled_files(args.labels, args.out, args.preset, args.copies, args.seed,
+                                          overwrite=args.overwrite)
     for line in skipped:
         print(f"skipped {line}")
     print(f"wrote {out}")
@@ -88,9 +112,11 @@ def cmd_run(args) -> int:
 
     from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, load_rgb
     from .pipeline import HolisticPipeline
-    from .result import save_results
+    from .result import check_results_output, save_results
 
     path = Path(args.path)
+    inputs = [path] + (list(path.iterdir()) if path.is_dir() else [])
+    check_results_output(args.out, inputs=inputs, overwrite=args.overwrite, what="--out")
     if path.suffix.lower() in VIDEO_SUFFIXES:
         pipeline = HolisticPipeline(static_image_mode=False, num_threads=args.threads)
         results = list(pipeline.process_video(path))
@@ -103,7 +129,7 @@ def cmd_run(args) -> int:
         results, names = [pipeline.process(load_rgb(f)) for f in files], [str(f) for f in files]
     else:
         raise ValueError(f"{path}: expected an image, a folder of images or a video ({', '.join(VIDEO_SUFFIXES)})")
-    print(f"wrote {save_results(args.out, results, names)} ({len(results)} results)")
+    print(f"wrote {save_results(args.out, results, names, overwrite=args.overwrite)} ({len(results)} results)")
     return 0
 
 
@@ -112,22 +138,26 @@ def cmd_convert(args) -> int:
     from pathlib import Path
 
     from .convert import keras_to_tflite, tflite_to_keras, verify
-    from .convert.files import save_keras
-    from .files import atomic_write
+    from .convert.files import check_model_output, save_keras
+    from .files import atomic_write, check_output_folder
     from .mediapipe_models import resolve_model
 
     source = resolve_model(args.model)
+    folder = check_output_folder(args.out, "--out")
+    keras_path, tflite_path = folder / f"{source.stem}.keras", folder / f"{source.stem}_float32.tflite"
+    for target in [keras_path] + ([tflite_path] if args.round_trip else []):
+        check_model_output(target, inputs=[source], overwrite=args.overwrite)
     model = tflite_to_keras(source)
     report = verify(source, model)
     print(report)
-    saved = save_keras(model, Path(args.out) / f"{source.stem}.keras")
+    saved = save_keras(model, keras_path)
     print(f"wrote {saved}")
     passed = report.passed
     if args.round_trip:
         flatbuffer = keras_to_tflite(model)
         round_trip = verify(source, flatbuffer)
         print(f"round trip (float32 .tflite from the Keras model):\n{round_trip}")
-        written = atomic_write(Path(args.out) / f"{source.stem}_float32.tflite", lambda p: p.write_bytes(flatbuffer))
+        written = atomic_write(tflite_path, lambda p: p.write_bytes(flatbuffer))
         print(f"wrote {written}")
         passed = passed and round_trip.passed
     return 0 if passed else 1
@@ -143,20 +173,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("label", help=cmd_label.__doc__)
     p.add_argument("paths", nargs="+", help="image files, folders of images, video files")
     p.add_argument("--out", required=True, help="output .npz (resumed if it exists)")
-    p.add_argument("--save-every", type=float, default=10.0, help="checkpoint interval in seconds")
+    p.add_argument("--save-every", type=positive_float, default=10.0, help="checkpoint interval in seconds")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace --out (even a file holistic-lab did not write) instead of resuming it")
     p.set_defaults(func=cmd_label)
 
     p = sub.add_parser("export-coco", help=cmd_export_coco.__doc__)
     p.add_argument("labels", help="labels .npz written by `holistic-lab label`")
     p.add_argument("--out", required=True, help="output COCO-WholeBody .json")
+    p.add_argument("--overwrite", action="store_true", help="replace --out even if holistic-lab did not write it")
     p.set_defaults(func=cmd_export_coco)
 
     p = sub.add_parser("to-tfrecord", help=cmd_to_tfrecord.__doc__)
     p.add_argument("source", help="COCO-WholeBody .json or teacher labels .npz")
     p.add_argument("--out", required=True, help="output .tfrecord (sharded as NAME-0000i-of-0000n beyond --shard-size)")
     p.add_argument("--image-root", help="folder of the JSON's images (default: the JSON's folder)")
-    p.add_argument("--shard-size", type=int, default=2000, help="records per shard")
+    p.add_argument("--shard-size", type=positive_int, default=2000, help="records per shard")
     p.add_argument("--skip-bad", action="store_true", help="skip and report bad annotations instead of stopping")
     p.set_defaults(func=cmd_to_tfrecord)
 
@@ -169,21 +201,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("labels", help="labels .npz written by `holistic-lab label` (names are image paths)")
     p.add_argument("--out", required=True, help="output folder for the PNGs and labels.npz")
     p.add_argument("--preset", default="train", help="augmentation preset: none, light, train, geometric, low_light, occlusion")
-    p.add_argument("--copies", type=int, default=4, help="augmented copies per image")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
+    p.add_argument("--copies", type=positive_int, default=4, help="augmented copies per image")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (same seed, same output)")
+    p.add_argument("--overwrite", action="store_true", help="replace files in --out even if holistic-lab did not write them")
     p.set_defaults(func=cmd_augment)
 
     p = sub.add_parser("run", help=cmd_run.__doc__)
     p.add_argument("path", help="an image, a folder of images, or a video file (tracked frame to frame)")
     p.add_argument("--out", required=True, help="output .npz of HolisticResults")
-    p.add_argument("--threads", type=int, default=1, help="TFLite threads per stage")
+    p.add_argument("--threads", type=positive_int, default=1, help="TFLite threads per stage")
+    p.add_argument("--overwrite", action="store_true", help="replace --out even if it is not a results .npz")
     p.set_defaults(func=cmd_run)
-
 
     p = sub.add_parser("convert", help=cmd_convert.__doc__)
     p.add_argument("model", help="a Holistic model name (e.g. hand_landmark_full) or a .tflite path")
     p.add_argument("--out", required=True, help="folder for <name>.keras (and <name>_float32.tflite)")
     p.add_argument("--round-trip", action="store_true", help="also write and verify a float32 .tflite of the Keras model")
+    p.add_argument("--overwrite", action="store_true", help="replace files in --out even if they are not models")
     p.set_defaults(func=cmd_convert)
     return parser
 
@@ -195,6 +229,10 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"holistic-lab {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the disk or the system said no (full, read-only, permissions): one line, the path
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"holistic-lab {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

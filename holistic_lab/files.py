@@ -1,5 +1,10 @@
-"""Writing a file atomically: every writer of results, labels, records and models goes through here.
+"""Writing outputs safely: every writer of results, labels, records and models goes through here.
 
+`check_output_file` / `check_output_folder` run before any work starts and refuse an
+output that would lose something the user has: a file this project did not make (unless
+the caller passes `overwrite=True`, the CLI's `--overwrite`), an input of the same run,
+a folder where a file is expected (or the reverse), or a place that cannot be written.
+`output_lock` keeps two runs from writing the same output at once.
 `atomic_write` writes into a temporary folder beside the target and then renames the
 finished file onto it, so an interrupted or failed write never leaves a half-written
 file under the final name and keeps whatever file was there before. The temporary file
@@ -7,10 +12,98 @@ keeps the target's name (some writers, e.g. Keras, choose the format by the suff
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def check_writable_folder(folder, what: str = "output") -> None:
+    """Refuse (ValueError) a folder that cannot be created or written, before any work is done."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{what} {folder}: {existing} is a file, not a folder")
+    try:  # a real probe: os.access says yes to root on a read-only or immutable folder
+        with tempfile.TemporaryFile(dir=existing, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{what} {folder}: cannot write in {existing} ({exc.strerror})") from exc
+
+
+def check_output_file(path, *, is_ours: Callable[[Path], bool] | None = None, inputs: Iterable = (),
+                      overwrite: bool = False, kind: str = "a file holistic-lab wrote",
+                      what: str = "output") -> Path:
+    """Return `path` if writing it loses nothing; else raise a ValueError naming it.
+
+    Refused: a folder; an input of the same run (even with `overwrite`); an existing file
+    that `is_ours` does not recognise (`kind` says what was expected) unless `overwrite`;
+    a folder that cannot be written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder; expected a file name")
+    for source in inputs:
+        if _same_file(path, Path(source)):
+            raise ValueError(f"{what} {path} is also an input of this run; choose another name")
+    if path.exists() and not overwrite and not (is_ours is not None and is_ours(path)):
+        raise ValueError(f"{what} {path} already exists and is not {kind}; "
+                         "choose another name, or pass --overwrite to replace it")
+    check_writable_folder(path.parent, what)
+    return path
+
+
+def check_output_folder(path, what: str = "output folder") -> Path:
+    """Return `path` if it is (or can become) a writable folder; a file there is refused, never replaced."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {path} is a file; expected a folder")
+    check_writable_folder(path, what)
+    return path
+
+
+@contextlib.contextmanager
+def output_lock(path, what: str = "output") -> Iterator[Path]:
+    """Hold an exclusive lock on `path` (a `.<name>.lock` file beside it) while writing it.
+
+    A second holder, in this process or another, is refused at once with a ValueError.
+    The lock file is removed on release; a run that opened it just before gets a
+    removed file and tries again on the new one, so two runs never both hold it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.parent / f".{path.name}.lock"
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ValueError(f"{what} {path} is being written by another run (it holds {lock_path}); "
+                             "wait for it to finish or choose another name") from None
+        try:
+            current = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_path)
+        os.close(fd)
 
 
 def atomic_write(path, write_fn: Callable[[Path], object]) -> Path:

@@ -2,8 +2,10 @@
 
 The output file is also the checkpoint: it is rewritten atomically every few items,
 so an interrupted run leaves a valid file with everything labelled so far, and the
-same command run again skips those items and goes on. Item names are the image path,
-or `video_path#frame_index` for video frames.
+same command run again skips those items and goes on, however the inputs are spelled.
+Item names are the image's absolute path, or `video_path#frame_index` for video frames
+(files from older versions hold paths relative to the folder `label` ran in; resuming
+resolves them to match). A run holds a lock on its output, so a second run into it is refused.
 """
 from __future__ import annotations
 
@@ -13,12 +15,13 @@ from typing import Iterator
 
 from tqdm.auto import tqdm
 
+from .files import output_lock
 from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_video_frames, load_rgb
-from .result import load_results, save_results
+from .result import check_results_output, load_results, save_results
 
 
 def expand_inputs(paths) -> list[Path]:
-    """Image and video files named by `paths` (folders are searched recursively), sorted."""
+    """Image and video files named by `paths` (folders are searched recursively), sorted, as absolute paths."""
     files = []
     for raw in paths:
         path = Path(raw)
@@ -32,7 +35,15 @@ def expand_inputs(paths) -> list[Path]:
             raise ValueError(f"input not found: {path}")
     if not files:
         raise ValueError(f"no image or video files under {[str(p) for p in paths]}")
-    return files
+    return [path.resolve() for path in files]
+
+
+def resolved_name(name: str) -> str:
+    """An item name with its file's path made absolute (relative to the current directory)."""
+    path, hash_sign, frame = name.rpartition("#")
+    if not (hash_sign and frame.isdigit() and Path(path).suffix.lower() in VIDEO_SUFFIXES):
+        path, hash_sign, frame = name, "", ""
+    return f"{Path(path).resolve()}{hash_sign}{frame}"
 
 
 def _items(files: list[Path]) -> Iterator[tuple[str, Path, object]]:
@@ -45,19 +56,28 @@ def _items(files: list[Path]) -> Iterator[tuple[str, Path, object]]:
             yield str(path), path, path
 
 
-def label_paths(paths, out, teacher_factory=None, save_every_s: float = 10.0, progress: bool = True) -> Path:
+def label_paths(paths, out, teacher_factory=None, save_every_s: float = 10.0, progress: bool = True,
+                overwrite: bool = False) -> Path:
     """Label every image and video frame under `paths` into `out` (.npz), resuming if it exists.
 
     Images share one static-image teacher; each video gets its own tracking teacher
     (video mode), so tracking never carries over from one clip to the next. Unreadable
-    images are reported and skipped, never fatal. Returns the output path.
+    images are reported and skipped, never fatal. An `out` that exists and is not a
+    results file (unless `overwrite`: then it is replaced, not resumed), or that another
+    run is writing, is refused before any work. Returns the output path.
     """
+    files = expand_inputs(paths)
+    out = check_results_output(out, inputs=files, overwrite=overwrite)
+    with output_lock(out):
+        return _label_into(out, files, teacher_factory, save_every_s, progress, overwrite)
+
+
+def _label_into(out: Path, files: list[Path], teacher_factory, save_every_s: float, progress: bool,
+                overwrite: bool) -> Path:
     from .teacher import MediaPipeTeacher
 
-    out = Path(out)
-    files = expand_inputs(paths)
-    names, results = load_results(out) if out.exists() else ([], [])
-    done = set(names)
+    names, results = load_results(out) if out.exists() and not overwrite else ([], [])
+    done = {resolved_name(name) for name in names}
     make_teacher = teacher_factory or (lambda video: MediaPipeTeacher(static_image_mode=not video))
     teachers: dict[Path | None, object] = {}
     skipped: list[str] = []
@@ -83,10 +103,10 @@ def label_paths(paths, out, teacher_factory=None, save_every_s: float = 10.0, pr
             names.append(name)
             bar.update(1)
             if time.monotonic() - last_save >= save_every_s:
-                save_results(out, results, names)
+                save_results(out, results, names, overwrite=overwrite)
                 last_save = time.monotonic()
     finally:
-        save_results(out, results, names)
+        save_results(out, results, names, overwrite=overwrite)
         bar.close()
         for teacher in teachers.values():
             teacher.close()

@@ -5,7 +5,8 @@ z in MediaPipe's units (roughly x's scale, relative to the hips for pose, the wr
 hands, the face centre for the face); every row of an absent part is NaN.
 `visibility` is (543,) float32: MediaPipe's visibility for pose points, 1.0 for points
 of a present face or hand (those models give none), 0.0 for absent parts.
-Many results are stored together in one `.npz` (see `save_results`).
+Many results are stored together in one `.npz` (see `save_results`), marked with
+`RESULTS_FORMAT` so a writer can tell its own archives from a user's files.
 """
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_write
+from .files import atomic_write, check_output_file
 from .topology import NUM_KEYPOINTS, PART_NAMES, PARTS
+
+RESULTS_FORMAT = "holistic-lab results 1"
+_RESULTS_KEYS = frozenset({"names", "xyz", "visibility", "present", "width", "height"})
 
 
 @dataclass
@@ -111,15 +115,37 @@ class HolisticResult:
                 and np.allclose(self.xyz, other.xyz, atol=atol, equal_nan=True))
 
 
-def save_results(path, results: list[HolisticResult], names: list[str], **metadata) -> Path:
+def is_results_file(path) -> bool:
+    """True if `path` is a results `.npz` of this project: marked with RESULTS_FORMAT, or older with all its keys."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keys = set(data.files)
+            return ("format" in keys and str(data["format"]) == RESULTS_FORMAT) or _RESULTS_KEYS <= keys
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, AttributeError):
+        return False  # not an .npz at all (np.load returns a plain array for a .npy, hence AttributeError)
+
+
+def check_results_output(path, inputs=(), overwrite: bool = False, what: str = "output") -> Path:
+    """`files.check_output_file` for a results `.npz`: only an earlier results archive is replaced unless `overwrite`."""
+    path = check_output_file(path, is_ours=is_results_file, inputs=inputs, overwrite=overwrite,
+                             kind="a holistic-lab results .npz", what=what)
+    if path.suffix.lower() != ".npz":
+        raise ValueError(f"{what} {path}: a results file must end in .npz")
+    return path
+
+
+def save_results(path, results: list[HolisticResult], names: list[str], overwrite: bool = False,
+                 **metadata) -> Path:
     """Write many results to one compressed `.npz`, atomically (`files.atomic_write`).
 
     Keys: names (N,), xyz (N,543,3), visibility (N,543), present (N,4) in PART_NAMES
-    order, width (N,), height (N,), parts, plus any extra `metadata` arrays.
-    An interrupted write leaves the previous file intact.
+    order, width (N,), height (N,), parts, format (RESULTS_FORMAT), plus any extra
+    `metadata` arrays. An interrupted write leaves the previous file intact; an existing
+    file that is not a results archive is refused unless `overwrite`.
     """
     if len(results) != len(names):
         raise ValueError(f"{len(results)} results but {len(names)} names")
+    check_results_output(path, overwrite=overwrite)
     arrays = dict(
         names=np.array(names, dtype=str),
         xyz=np.stack([r.xyz for r in results]) if results else np.zeros((0, NUM_KEYPOINTS, 3), np.float32),
@@ -129,6 +155,7 @@ def save_results(path, results: list[HolisticResult], names: list[str], **metada
         height=np.array([r.height for r in results], np.int32),
         parts=np.array(PART_NAMES),
         **{k: np.asarray(v) for k, v in metadata.items()},
+        format=np.array(RESULTS_FORMAT),
     )
 
     def write(temporary: Path) -> None:
@@ -146,7 +173,7 @@ def load_results(path) -> tuple[list[str], list[HolisticResult]]:
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise ValueError(f"cannot read results file {path}: {exc}") from exc
-    missing = {"names", "xyz", "visibility", "present", "width", "height"} - set(arrays)
+    missing = _RESULTS_KEYS - set(arrays)
     if missing:
         raise ValueError(f"{path} is not a holistic-lab results file: missing {sorted(missing)}")
     parts = tuple(str(p) for p in arrays.get("parts", PART_NAMES))

@@ -27,3 +27,21 @@ def teacher():
 
     with MediaPipeTeacher(static_image_mode=True) as t:
         yield t
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder nobody can write in, root included (root ignores permission bits: make it immutable)."""
+    import subprocess
+
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("running as root on a file system without `chattr +i`: no folder is read-only to root")
+    yield folder
+    subprocess.run(["chattr", "-i", str(folder)], check=True)

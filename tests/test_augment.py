@@ -259,3 +259,51 @@ def test_augmenting_images_with_the_same_file_name_keeps_both(tmp_path):
     names, results = load_results(out)
     assert skipped == [] and len(set(names)) == 2
     assert [load_rgb(n).shape[:2] for n in names] == [(r.height, r.width) for r in results]
+
+
+def test_augment_finds_the_images_from_any_folder_and_never_writes_an_empty_set(tmp_path, monkeypatch, capsys):
+    """Labels name images relative to where `label` ran; a rerun from elsewhere must not lose the output."""
+    import shutil
+
+    from holistic_lab.cli import main
+    from holistic_lab.datasets import SAMPLES_DIR
+    from holistic_lab.result import load_results
+
+    shutil.copytree(SAMPLES_DIR, tmp_path / "project" / "data_samples")  # names: data_samples/astronaut.png, ...
+    labels, out = tmp_path / "project" / "data_samples" / "teacher_labels.npz", tmp_path / "out"
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["augment", str(labels), "--out", str(out), "--copies", "1", "--preset", "light"]) == 0
+    names, _ = load_results(out / "labels.npz")
+    assert len(names) == 2 and all(name.startswith(str(out)) for name in names)
+    good = (out / "labels.npz").read_bytes()
+    capsys.readouterr()
+
+    shutil.rmtree(tmp_path / "project" / "data_samples", ignore_errors=True)
+    (tmp_path / "project" / "data_samples").mkdir()
+    shutil.copy(SAMPLES_DIR / "teacher_labels.npz", labels)  # the labels, without their images
+    assert main(["augment", str(labels), "--out", str(out), "--copies", "1", "--preset", "light"]) == 2
+    err = capsys.readouterr().err
+    assert "none of the 2 images named in" in err and "astronaut.png" in err
+    assert (out / "labels.npz").read_bytes() == good
+
+
+def test_augment_never_replaces_a_file_it_did_not_make(tmp_path):
+    from holistic_lab.augment.files import augment_labelled_files
+    from holistic_lab.datasets import SAMPLES_DIR
+    from holistic_lab.result import load_results, save_results
+
+    names, results = load_results(SAMPLES_DIR / "teacher_labels.npz")
+    labels = save_results(tmp_path / "labels.npz", results, [str(SAMPLES_DIR.parent / name) for name in names])
+    with pytest.raises(ValueError, match="labels.npz is also an input of this run"):
+        augment_labelled_files(labels, tmp_path, "light", 1, 0, overwrite=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / "00000_astronaut_light_000.png"
+    mine.write_bytes(b"my own picture")
+    with pytest.raises(ValueError, match="00000_astronaut_light_000.png already exists and is not an image listed in"):
+        augment_labelled_files(labels, out, "light", 1, 0)
+    assert mine.read_bytes() == b"my own picture" and sorted(p.name for p in out.iterdir()) == [mine.name]
+    mine.unlink()
+    augment_labelled_files(labels, out, "light", 1, 0)
+    augment_labelled_files(labels, out, "light", 1, 1)  # a rerun replaces what the first run wrote

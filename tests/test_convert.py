@@ -280,6 +280,8 @@ def test_cli_convert_rejects_a_bad_file_and_keeps_what_was_written(tmp_path, cap
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"\x00" * 64)
     assert cli.main(["convert", str(bad), "--out", str(tmp_path)]) == 2
+    assert "bad.keras already exists and is not a Keras model" in capsys.readouterr().err
+    assert cli.main(["convert", str(bad), "--out", str(tmp_path), "--overwrite"]) == 2
     assert "bad.tflite: not a TFLite model" in capsys.readouterr().err
     assert kept.read_bytes() == b"an earlier result"
     assert cli.main(["convert", "no_such_model", "--out", str(tmp_path)]) == 2

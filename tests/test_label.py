@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
-from holistic_lab.label import expand_inputs, label_paths
+from holistic_lab.label import expand_inputs, label_paths, resolved_name
 from holistic_lab.result import load_results
 from holistic_lab.teacher import MediaPipeTeacher
 
@@ -74,6 +74,111 @@ def test_bad_inputs_are_named(tmp_path):
     corrupt = tmp_path / "labels.npz"
     corrupt.write_bytes(b"garbage")
     (tmp_path / "a.png").write_bytes(np.zeros(4, np.uint8).tobytes())
-    with pytest.raises(ValueError, match="cannot read results file"):
+    with pytest.raises(ValueError, match="labels.npz already exists and is not a holistic-lab results .npz"):
         label_paths([tmp_path / "a.png"], corrupt, progress=False)
     assert corrupt.read_bytes() == b"garbage"  # an unreadable output is never overwritten
+
+
+class StubTeacher:
+    """A stand-in teacher (finds nobody) where only the bookkeeping of `label_paths` is tested."""
+
+    def __init__(self, video=False, started=None, release=None):
+        self.started, self.release = started, release
+
+    def process(self, rgb):
+        from holistic_lab.result import HolisticResult
+
+        if self.started is not None:
+            self.started.set()
+            assert self.release.wait(30)
+        return HolisticResult.empty(rgb.shape[1], rgb.shape[0])
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def small_images(tmp_path):
+    import cv2
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(3):
+        cv2.imwrite(str(folder / f"img{index}.png"), np.full((8, 6, 3), 40 * index, np.uint8))
+    return folder
+
+
+def test_resuming_with_the_folder_spelled_differently_adds_nothing(small_images, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "labels.npz"
+    label_paths(["images"], out, teacher_factory=StubTeacher, progress=False)
+    label_paths([small_images.resolve()], out, teacher_factory=StubTeacher, progress=False)
+    label_paths(["./images/../images"], out, teacher_factory=StubTeacher, progress=False)
+    names, _ = load_results(out)
+    assert len(names) == 3 and all(name.startswith("/") for name in names)
+
+
+def test_resuming_a_file_with_relative_names_adds_nothing(small_images, tmp_path, monkeypatch):
+    """Files from older versions name images relative to the folder label ran in."""
+    from holistic_lab.result import HolisticResult, save_results
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "old.npz"
+    old_names = [f"images/img{index}.png" for index in range(2)]
+    save_results(out, [HolisticResult.empty(6, 8)] * 2, old_names)
+    label_paths([small_images.resolve()], out, teacher_factory=StubTeacher, progress=False)
+    names, _ = load_results(out)
+    assert names[:2] == old_names and len(names) == 3 and names[2] == str(small_images.resolve() / "img2.png")
+    root = tmp_path.resolve()
+    assert resolved_name("videos/clip.mp4#000012") == f"{root}/videos/clip.mp4#000012"
+    assert resolved_name("photos/party#1.png") == f"{root}/photos/party#1.png"
+
+
+@pytest.mark.parametrize("existing, message", [("notes.txt", "notes.txt already exists and is not a holistic"),
+                                               ("unrelated.npz", "unrelated.npz already exists and is not a holistic")])
+def test_label_never_replaces_a_file_it_did_not_make(small_images, tmp_path, existing, message):
+    out = tmp_path / existing
+    if existing.endswith(".npz"):
+        np.savez(out, weights=np.arange(3))
+    else:
+        out.write_text("my notes")
+    before = out.read_bytes()
+    with pytest.raises(ValueError, match=message):
+        label_paths([small_images], out, teacher_factory=StubTeacher, progress=False)
+    assert out.read_bytes() == before
+    if existing.endswith(".npz"):  # asked for explicitly, it is replaced with fresh labels
+        label_paths([small_images], out, teacher_factory=StubTeacher, progress=False, overwrite=True)
+        assert len(load_results(out)[0]) == 3
+
+
+def test_a_second_run_into_the_same_output_is_refused(small_images, tmp_path, fixtures):
+    """Two runs at once (two threads, each with its own lock handle) into one --out: the second is refused."""
+    import threading
+
+    out = tmp_path / "labels.npz"
+    started, release = threading.Event(), threading.Event()
+    errors = []
+
+    def first_run():
+        try:
+            label_paths([small_images], out, teacher_factory=lambda video: StubTeacher(video, started, release),
+                        progress=False)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=first_run)
+    thread.start()
+    try:
+        assert started.wait(30)
+        other = fixtures / "coco" / "000000040083.jpg"
+        with pytest.raises(ValueError, match="labels.npz is being written by another run"):
+            label_paths([other], out, teacher_factory=StubTeacher, progress=False)
+    finally:
+        release.set()
+        thread.join(30)
+    assert errors == []
+    names, _ = load_results(out)
+    assert len(names) == 3 and all("/images/" in name for name in names)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # the lock file is gone
+    label_paths([fixtures / "coco" / "000000040083.jpg"], out, teacher_factory=StubTeacher, progress=False)
+    assert len(load_results(out)[0]) == 4  # released: the next run goes on

@@ -74,3 +74,24 @@ def test_npz_round_trip_and_corrupt_files(tmp_path):
     with pytest.raises(ValueError, match="3 results but 2 names"):
         save_results(tmp_path / "bad.npz", results, ["a", "b"])
     assert not (tmp_path / "bad.npz").exists()
+
+
+def test_results_replace_only_results_archives(tmp_path):
+    import shutil
+
+    from holistic_lab.datasets import SAMPLES_DIR
+    from holistic_lab.result import is_results_file
+
+    results = [sample_labels("astronaut")]
+    foreign = tmp_path / "unrelated.npz"
+    np.savez(foreign, weights=np.arange(4))
+    before = foreign.read_bytes()
+    with pytest.raises(ValueError, match="unrelated.npz already exists and is not a holistic-lab results .npz"):
+        save_results(foreign, results, ["a"])
+    assert foreign.read_bytes() == before
+    with pytest.raises(ValueError, match="notes.txt: a results file must end in .npz"):
+        save_results(tmp_path / "notes.txt", results, ["a"])
+    older = shutil.copy(SAMPLES_DIR / "teacher_labels.npz", tmp_path / "older.npz")  # has no format marker
+    assert is_results_file(older) and not is_results_file(foreign)
+    assert load_results(save_results(older, results, ["a"]))[0] == ["a"]
+    assert is_results_file(save_results(foreign, results, ["a"], overwrite=True))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_write
+from ..files import atomic_write, check_output_file
 from ..result import HolisticResult, load_results
 from ..topology import COCO_BODY_NAMES, COCO_WHOLEBODY_PARTS, COCO_WHOLEBODY_TO_543, NUM_COCO_WHOLEBODY
 from .coco_keypoints import KeypointLayout, Samples, load_coco_keypoints
@@ -47,6 +47,9 @@ PERSON_CATEGORY = {
     "skeleton": [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8],
                  [7, 9], [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7]],
 }
+
+
+WRITTEN_BY = "written by holistic_lab.formats.coco_wholebody.to_coco"
 
 
 def load(json_path, image_root=None, strict: bool = True) -> Samples:
@@ -139,15 +142,32 @@ def to_coco(samples) -> dict:
             ann_id, next_ann_id = next_ann_id, next_ann_id + 1
         annotations.append(annotation_from_sample(sample, ann_id, image_id))
     return {
-        "info": {"description": "written by holistic_lab.formats.coco_wholebody.to_coco"},
+        "info": {"description": WRITTEN_BY},
         "categories": [PERSON_CATEGORY],
         "images": list(images.values()),
         "annotations": annotations,
     }
 
 
-def save(path, samples) -> Path:
-    """Write `to_coco(samples)` to `path` atomically (`files.atomic_write`)."""
+def is_written_by_us(path) -> bool:
+    """True for a JSON file `save` wrote (its info.description is WRITTEN_BY)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            info = json.load(fh).get("info")
+        return isinstance(info, dict) and info.get("description") == WRITTEN_BY
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_coco_output(path, inputs=(), overwrite: bool = False) -> Path:
+    """`files.check_output_file` for a COCO JSON: only a file `save` wrote is replaced unless `overwrite`."""
+    return check_output_file(path, is_ours=is_written_by_us, inputs=inputs, overwrite=overwrite,
+                             kind="a COCO-WholeBody JSON holistic-lab wrote")
+
+
+def save(path, samples, overwrite: bool = False) -> Path:
+    """Write `to_coco(samples)` to `path` atomically (`files.atomic_write`); see `check_coco_output`."""
+    check_coco_output(path, overwrite=overwrite)
     data = to_coco(samples)
 
     def write(temporary: Path) -> None:
@@ -163,7 +183,8 @@ def samples_from_labels(names: list[str], results: list[HolisticResult]) -> list
             for number, (name, result) in enumerate(zip(names, results), start=1) if any(result.present.values())]
 
 
-def export_labels(labels_npz, out_json) -> Path:
+def export_labels(labels_npz, out_json, overwrite: bool = False) -> Path:
     """Teacher labels `.npz` -> COCO-WholeBody JSON; file names are the labelled paths (video#frame)."""
+    check_coco_output(out_json, inputs=[labels_npz], overwrite=overwrite)
     names, results = load_results(labels_npz)
-    return save(out_json, samples_from_labels(names, results))
+    return save(out_json, samples_from_labels(names, results), overwrite=overwrite)
