@@ -105,6 +105,8 @@ BAD = {
     "file_name leaving the root": (lambda d: d["images"][0].__setitem__("file_name", "../aic/054d9ce9201beffc76e5ff2169d2af2f027002ca.jpg"),
                                    r"annotation 442619: image 785: file_name '../aic/054d9ce9201beffc76e5ff2169d2af2f027002ca.jpg' "
                                    r"lies outside the image root"),
+    "file_name no file system can hold": (lambda d: d["images"][0].__setitem__("file_name", "x\ud800.jpg"),
+                                          r"annotation 442619: image 785: file_name 'x\\ud800.jpg' is not a valid file name"),
     "absolute file_name": (lambda d: d["images"][0].__setitem__("file_name", "/etc/hostname"),
                            r"annotation 442619: image 785: file_name '/etc/hostname' is absolute; expected a path inside the image root"),
 }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -123,6 +124,14 @@ def _numbers(annotation: dict, key: str, expected: int, ann_id) -> np.ndarray:
     return np.asarray(values, np.float64)
 
 
+def _is_file_name(name: str) -> bool:
+    try:  # JSON can spell a lone surrogate that no file name holds (os.fsdecode makes only \udc80-\udcff)
+        os.fsencode(name)
+    except UnicodeEncodeError:
+        return False
+    return "\0" not in name
+
+
 def image_file_problems(images: dict, image_root: Path) -> dict:
     """image id -> why its file is refused: a file_name that is absolute or leaves `image_root`
     (symlinks resolved), or a file whose header size is not the JSON's width x height. A file
@@ -133,6 +142,8 @@ def image_file_problems(images: dict, image_root: Path) -> dict:
         name = image["file_name"]
         if not isinstance(name, str) or not name:
             problems[image_id] = f"file_name must be a relative path, got {name!r}"
+        elif not _is_file_name(name):
+            problems[image_id] = f"file_name {name!r} is not a valid file name"
         elif Path(name).is_absolute():
             problems[image_id] = f"file_name {name!r} is absolute; expected a path inside the image root {image_root}"
         elif not (root / name).resolve().is_relative_to(root):
