@@ -166,6 +166,8 @@ HOSTILE = {
                        r"record 1: .*width and height must be positive, got -640x"),
     "mask over NaN": (lambda e: e.features.feature["keypoints_3d"].float_list.value.__setitem__(0, float("nan")),
                       r"record 1: .*mask marks points whose x, y are NaN"),
+    "infinite box": (lambda e: e.features.feature["boxes"].float_list.value.__setitem__(2, float("inf")),
+                     r"record 1: boxes contains NaN or infinite values"),
     "not a JPEG": (lambda e: _retype(e.features.feature["image/encoded"], "bytes_list", [b"\x89PNG\r\n\x1a\n..."]),
                    r"record 1: image/encoded is not a JPEG"),
     "JPEG of another size": (lambda e: _retype(e.features.feature["height"], "int64_list", [100]),

@@ -30,9 +30,6 @@ from .image_header import image_header_size
 from .sample import BOX_NAMES, Sample
 from .tfrecord_sets import check_framing, manifest_files, set_files, shard_paths, write_manifest
 
-__all__ = ["feature_spec", "jpeg_bytes", "example_from_sample", "shard_paths", "write", "sample_from_example",
-           "read", "count_records", "decode_image", "make_dataset"]
-
 ROI_NAMES = BOX_NAMES  # "body" (the whole person) or one part
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -257,6 +254,8 @@ def sample_from_example(serialized: bytes, index: int = 0) -> Sample:
     if get("num_keypoints", "int64_list", 1)[0] != mask.sum():
         raise ValueError(f"record {index}: num_keypoints {get('num_keypoints', 'int64_list', 1)[0]} != mask sum {mask.sum()}")
     boxes = np.array(get("boxes", "float_list", len(BOX_NAMES) * 4), np.float64).reshape(-1, 4)
+    if not np.isfinite(boxes).all():
+        raise ValueError(f"record {index}: boxes contains NaN or infinite values")
     source_id = text("source_id")
     source, _, ann = source_id.rpartition("/")
     fields = dict(
