@@ -1,4 +1,6 @@
-"""TFRecord: real fixture samples round-trip, corrupt records are named by index, tf.data feeds crops."""
+"""TFRecord: real fixture samples round-trip; hostile records, cut files and foreign files are refused by name."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -295,11 +297,11 @@ def _non_utf8_copy(source, folder):
 def test_non_utf8_image_path_is_stored_losslessly(samples, tmp_path):
     from dataclasses import replace
 
-    image = _non_utf8_copy(__import__("pathlib").Path(samples[0].image_path), tmp_path)
+    image = _non_utf8_copy(Path(samples[0].image_path), tmp_path)
     sample = replace(samples[0], image_path=str(image))
     (path,) = tfrecord.write(tmp_path / "x.tfrecord", [sample])
     (back,) = tfrecord.read(path)
-    assert back.image_path == str(image) and __import__("pathlib").Path(back.image_path).is_file()
+    assert back.image_path == str(image) and Path(back.image_path).is_file()
 
 
 def test_image_path_that_no_file_system_can_hold_is_refused_by_name(samples, tmp_path):
