@@ -7,6 +7,7 @@ import pytest
 
 from holistic_lab.datasets import sample_labels
 from holistic_lab.formats import coco_wholebody
+from holistic_lab.formats.coco_keypoints import far_outside
 from holistic_lab.formats.sample import Sample
 from holistic_lab.topology import COCO_WHOLEBODY_PARTS, COCO_WHOLEBODY_TO_543, IBUG68_TO_FACE_MESH, PARTS
 
@@ -95,19 +96,32 @@ BAD = {
     "bool image_id": (_set("image_id", True), r"annotation 442619: image_id must be an integer, got True"),
     "number too large for a float": (lambda d: d["annotations"][0]["keypoints"].__setitem__(3, 10**400),
                                      r"annotation 442619: keypoints contains NaN or infinite values"),
+    "negative coordinate": (lambda d: d["annotations"][0]["keypoints"].__setitem__(0, -1000),
+                            r"annotation 442619: keypoints point 0 \(x=-1000, y=81\) lies outside the 640x425 image"),
+    "huge coordinate": (lambda d: d["annotations"][0]["face_kpts"].__setitem__(1, 1e6),
+                        r"annotation 442619: face_kpts point 0 \(x=[\d.]+, y=1e\+06\) lies outside the 640x425 image"),
+    "JSON size is not the image's": (lambda d: d["images"][0].__setitem__("width", 134),
+                                     r"annotation 442619: image 785: the JSON says 134x425, but 000000000785.jpg is 640x425"),
+    "file_name leaving the root": (lambda d: d["images"][0].__setitem__("file_name", "../aic/054d9ce9201beffc76e5ff2169d2af2f027002ca.jpg"),
+                                   r"annotation 442619: image 785: file_name '../aic/054d9ce9201beffc76e5ff2169d2af2f027002ca.jpg' "
+                                   r"lies outside the image root"),
+    "file_name no file system can hold": (lambda d: d["images"][0].__setitem__("file_name", "x\ud800.jpg"),
+                                          r"annotation 442619: image 785: file_name 'x\\ud800.jpg' is not a valid file name"),
+    "absolute file_name": (lambda d: d["images"][0].__setitem__("file_name", "/etc/hostname"),
+                           r"annotation 442619: image 785: file_name '/etc/hostname' is absolute; expected a path inside the image root"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_annotation_is_refused_by_id_and_field(tmp_path, original, case):
+def test_bad_annotation_is_refused_by_id_and_field(tmp_path, wholebody_json, original, case):
     change, message = BAD[case]
     with pytest.raises(ValueError, match=message):
-        coco_wholebody.load(_write(tmp_path, original, change))
+        coco_wholebody.load(_write(tmp_path, original, change), image_root=wholebody_json.parent)
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_strict_false_skips_and_reports_only_the_bad_annotation(tmp_path, original, case):
-    samples = coco_wholebody.load(_write(tmp_path, original, BAD[case][0]), strict=False)
+def test_strict_false_skips_and_reports_only_the_bad_annotation(tmp_path, wholebody_json, original, case):
+    samples = coco_wholebody.load(_write(tmp_path, original, BAD[case][0]), image_root=wholebody_json.parent, strict=False)
     assert len(samples) == 13 and 442619 not in [s.ann_id for s in samples]
     assert len(samples.skipped) == 1 and samples.skipped[0].startswith("annotation 442619:")
 
@@ -131,6 +145,42 @@ def test_duplicate_or_non_integer_image_id_is_refused(tmp_path, original):
         coco_wholebody.load(_write(tmp_path, original, lambda d: d["images"][0].__setitem__("id", [785])))
 
 
+def test_duplicate_annotation_id_is_refused_and_the_first_one_kept(tmp_path, original):
+    path = _write(tmp_path, original, _set("id", 442619, index=1))
+    with pytest.raises(ValueError, match=r"annotation 442619: id appears twice \(annotations\[0\] and annotations\[1\]\)"):
+        coco_wholebody.load(path)
+    samples = coco_wholebody.load(path, strict=False)
+    assert [s.ann_id for s in samples].count(442619) == 1 and len(samples) == 13
+    assert samples.skipped == ["annotation 442619: id appears twice (annotations[0] and annotations[1])"]
+
+
+@pytest.mark.parametrize("value", [True, 1.5, "640", 0])
+def test_image_size_that_is_not_a_positive_integer_is_refused_by_image_and_field(tmp_path, original, value):
+    path = _write(tmp_path, original, lambda d: d["images"][0].__setitem__("width", value))
+    with pytest.raises(ValueError, match=rf"image 785: width and height must be positive integers, got {re.escape(repr(value))} x 425"):
+        coco_wholebody.load(path, strict=False)
+
+
+def test_image_reached_through_a_symlink_out_of_the_root_is_refused(tmp_path, wholebody_json, original):
+    root = tmp_path / "images"
+    root.mkdir()
+    (root / "000000000785.jpg").symlink_to(wholebody_json.parent / "000000000785.jpg")  # outside `root`
+    (root / "000000040083.jpg").write_bytes((wholebody_json.parent / "000000040083.jpg").read_bytes())
+    with pytest.raises(ValueError, match=r"annotation 442619: image 785: file_name '000000000785.jpg' lies outside the image root"):
+        coco_wholebody.load(wholebody_json, image_root=root)
+    samples = coco_wholebody.load(wholebody_json, image_root=root, strict=False)
+    assert len(samples) == 13 and len(samples.skipped) == 1
+    assert samples[0].image_path == str(root / "000000040083.jpg")
+
+
+def test_labelled_points_slightly_outside_the_image_are_kept(tmp_path, wholebody_json, original):
+    def nudge(data):  # a nose 10% of the width past the left edge, as frame-edge labels can be
+        data["annotations"][0]["keypoints"][0] = -64
+
+    (sample, *_) = coco_wholebody.load(_write(tmp_path, original, nudge), image_root=wholebody_json.parent)
+    assert sample.mask[0] and sample.xyz[0, 0] == pytest.approx(-0.1)
+
+
 def test_file_level_problems_are_refused(tmp_path, original):
     not_json = tmp_path / "x.json"
     not_json.write_text("{ this is not json")
@@ -149,11 +199,16 @@ def test_teacher_labels_export_as_coco_wholebody_and_read_back(tmp_path):
     sample = Sample.from_result(result, "astronaut.png")
     data = coco_wholebody.to_coco([sample])
     (annotation,) = data["annotations"]
-    assert annotation["face_valid"] and annotation["num_keypoints"] == 17
+    body = np.reshape(annotation["keypoints"], (17, 3))
+    # the teacher places the knees and ankles below this head-and-shoulders portrait (y up to
+    # 1.9 x its height): not labels, so written with v=0; the 13 points in view are labelled
+    assert annotation["face_valid"] and annotation["num_keypoints"] == 13
+    assert (body[13:, 2] == 0).all() and (body[13:, 1] > 1.25 * 512).all()
     assert not annotation["lefthand_valid"]  # the teacher found no hands on this portrait
     back = coco_wholebody.load(coco_wholebody.save(tmp_path / "t.json", [sample]), image_root=tmp_path)[0]
     rows = COCO_WHOLEBODY_TO_543[COCO_WHOLEBODY_TO_543 >= 0]
-    known = sample.mask[rows]
+    known = sample.mask[rows] & ~far_outside(sample.pixels()[rows], 512, 512)
+    assert known.sum() > 80 and back.mask.sum() == known.sum()
     np.testing.assert_allclose(back.pixels()[rows[known]], sample.pixels()[rows[known]], atol=1e-3)
 
 

@@ -1,4 +1,6 @@
-"""TFRecord: real fixture samples round-trip, corrupt records are named by index, tf.data feeds crops."""
+"""TFRecord: real fixture samples round-trip; hostile records, cut files and foreign files are refused by name."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -84,10 +86,11 @@ def test_writing_again_with_other_shard_sizes_replaces_the_old_set(samples, tmp_
     path = tmp_path / "set.tfrecord"
     tfrecord.write(path, samples, shard_size=4)
     second = tfrecord.write(path, samples[:7], shard_size=3)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [p.name for p in second]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [p.name for p in second] + ["set.tfrecord.json"]
     assert [s.ann_id for s in tfrecord.read(path)] == [s.ann_id for s in samples[:7]]
     (single,) = tfrecord.write(path, samples[:2], shard_size=10)  # unsharded: old shards go too
-    assert sorted(p.name for p in tmp_path.iterdir()) == [single.name] and tfrecord.count_records(path) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [single.name, "set.tfrecord.json"]
+    assert tfrecord.count_records(path) == 2
 
 
 def test_shards_of_two_sets_are_refused_by_name(shards, tmp_path):
@@ -117,9 +120,205 @@ def test_corrupt_record_is_named_by_its_index_in_its_file(shards, tmp_path):
 
 
 def test_non_utf8_text_field_is_named_by_record_index(samples):
+    example = _example(samples[0])
+    example.features.feature["source_id"].bytes_list.value[0] = b"\xff\xfe"
+    with pytest.raises(ValueError, match=r"record 3: source_id is not UTF-8 text"):
+        tfrecord.sample_from_example(example.SerializeToString(), 3)
+
+
+# --- hostile records and files: everything `read` refuses, make_dataset(check=True) refuses too ---
+
+def _example(sample):
     import tensorflow as tf
 
-    example = tf.train.Example.FromString(tfrecord.example_from_sample(samples[0], b"\xff\xd8\xff"))
-    example.features.feature["image_path"].bytes_list.value[0] = b"\xff\xfe"
-    with pytest.raises(ValueError, match=r"record 3: image_path is not UTF-8 text"):
-        tfrecord.sample_from_example(example.SerializeToString(), 3)
+    jpeg = tfrecord.jpeg_bytes(sample)
+    return tf.train.Example.FromString(tfrecord.example_from_sample(sample, jpeg))
+
+
+def _write_records(path, records):
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in records:
+            writer.write(record)
+    return path
+
+
+def _refused_by_read_and_make_dataset(path, message):
+    with pytest.raises(ValueError, match=message):
+        list(tfrecord.read(path))
+    with pytest.raises(ValueError, match=message):
+        tfrecord.make_dataset(path, batch_size=2)  # refused before any batch is made
+
+
+def _retype(feature, kind, values):
+    feature.Clear()
+    getattr(feature, kind).value.extend(values)
+
+
+HOSTILE = {
+    "random bytes": (lambda e: b"\x8f\x03 not a protobuf \xff\xfe", r"record 1: not a tf.train.Example"),
+    "float mask": (lambda e: _retype(e.features.feature["mask"], "float_list", [1.0] * 543),
+                   r"record 1: mask is a float_list, expected an int64_list"),
+    "int64 keypoints": (lambda e: _retype(e.features.feature["keypoints_3d"], "int64_list", [0] * 1629),
+                        r"record 1: keypoints_3d is an int64_list, expected a float_list"),
+    "bytes width": (lambda e: _retype(e.features.feature["width"], "bytes_list", [b"640"]),
+                    r"record 1: width is a bytes_list, expected an int64_list"),
+    "negative width": (lambda e: _retype(e.features.feature["width"], "int64_list", [-640]),
+                       r"record 1: .*width and height must be positive, got -640x"),
+    "mask over NaN": (lambda e: e.features.feature["keypoints_3d"].float_list.value.__setitem__(0, float("nan")),
+                      r"record 1: .*mask marks points whose x, y are NaN"),
+    "infinite box": (lambda e: e.features.feature["boxes"].float_list.value.__setitem__(2, float("inf")),
+                     r"record 1: boxes contains NaN or infinite values"),
+    "not a JPEG": (lambda e: _retype(e.features.feature["image/encoded"], "bytes_list", [b"\x89PNG\r\n\x1a\n..."]),
+                   r"record 1: image/encoded is not a JPEG"),
+    "JPEG of another size": (lambda e: _retype(e.features.feature["height"], "int64_list", [100]),
+                             r"record 1: image/encoded is 640x425, but width x height say 640x100"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_record_is_refused_by_file_and_index_in_read_and_make_dataset(samples, tmp_path, case):
+    change, message = HOSTILE[case]
+    good = _example(samples[0])
+    bad = _example(samples[0])
+    serialized = change(bad)
+    records = [good.SerializeToString(), serialized if isinstance(serialized, bytes) else bad.SerializeToString()]
+    path = _write_records(tmp_path / "hostile.tfrecord", records)
+    _refused_by_read_and_make_dataset(path, r"hostile.tfrecord: " + message)
+
+
+def test_file_cut_anywhere_in_the_last_record_is_refused(shards, tmp_path):
+    data = shards[2].read_bytes()  # 4 records
+    starts = _record_starts(data)
+    assert len(starts) == 4
+    bad = tmp_path / "cut.tfrecord"
+    # inside the 12-byte header (TF's reader takes these for a clean end), in the data, in the data's crc
+    for cut in (starts[3] + 1, starts[3] + 8, starts[3] + 11, starts[3] + 12, starts[3] + 500, len(data) - 2):
+        bad.write_bytes(data[:cut])
+        _refused_by_read_and_make_dataset(bad, r"cut.tfrecord: record 3 is truncated")
+    bad.write_bytes(data + b"\x00" * 5)  # trailing bytes after the last record
+    _refused_by_read_and_make_dataset(bad, r"cut.tfrecord: record 4 is truncated")
+
+
+def _record_starts(data: bytes) -> list[int]:
+    import struct
+
+    starts, offset = [], 0
+    while offset < len(data):
+        starts.append(offset)
+        (length,) = struct.unpack("<Q", data[offset:offset + 8])
+        offset += 12 + length + 4
+    return starts
+
+
+# --- writing a set never deletes or replaces a file that is not provably part of it ---
+
+def test_rewriting_a_set_deletes_only_the_shards_its_manifest_names(samples, tmp_path):
+    user_files = {"notes-v2-of-thesis.txt": "chapter 2", "notes-final-of-final.txt": "keep",
+                  "notes-00007-of-00009.txt": "a file named like a shard, but no set of ours lists it"}
+    for name, text in user_files.items():
+        (tmp_path / name).write_text(text)
+    out = tmp_path / "notes.txt"
+    first = tfrecord.write(out, samples, shard_size=5)
+    assert [p.name for p in first] == [f"notes-{i:05d}-of-00003.txt" for i in range(3)]
+    second = tfrecord.write(out, samples[:4], shard_size=2)  # a new set under the same name
+    on_disk = {p.name for p in tmp_path.iterdir()}
+    assert on_disk == set(user_files) | {p.name for p in second} | {"notes.txt.json"}
+    for name, text in user_files.items():
+        assert (tmp_path / name).read_text() == text
+    assert [s.ann_id for s in tfrecord.read(out)] == [s.ann_id for s in samples[:4]]
+
+
+def test_an_existing_file_that_is_not_a_set_of_ours_is_refused_unless_overwrite(samples, tmp_path):
+    out = tmp_path / "notes.txt"
+    out.write_text("my thesis notes")
+    for shard_size in (5, 100):  # sharded or not, the name is taken by a file we did not write
+        with pytest.raises(ValueError, match=r"notes.txt already exists and is not a TFRecord set holistic-lab wrote.*--overwrite"):
+            tfrecord.write(out, samples, shard_size=shard_size)
+        assert out.read_text() == "my thesis notes" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    shard = tmp_path / "wb-00001-of-00003.tfrecord"
+    shard.write_text("named like a shard, written by someone else")
+    with pytest.raises(ValueError, match=r"wb-00001-of-00003.tfrecord already exists and is not a TFRecord set"):
+        tfrecord.write(tmp_path / "wb.tfrecord", samples, shard_size=5)
+    assert shard.read_text().startswith("named like a shard")
+    (written,) = tfrecord.write(out, samples, shard_size=100, overwrite=True)
+    assert written == out and tfrecord.count_records(out) == len(samples)
+
+
+def test_a_set_written_before_manifests_existed_is_read_and_rewritten(samples, tmp_path):
+    out = tmp_path / "old.tfrecord"
+    tfrecord.write(out, samples, shard_size=5)
+    (tmp_path / "old.tfrecord.json").unlink()  # as an earlier version wrote it
+    assert tfrecord.count_records(out) == len(samples)
+    assert sum(len(b[0]) for b in tfrecord.make_dataset(out, batch_size=8)) == len(samples)
+    tfrecord.write(out, samples, shard_size=5)  # our own records under those names: replaced without --overwrite
+    assert tfrecord.count_records(out) == len(samples)
+
+
+def test_a_shard_changed_after_the_set_was_written_is_refused_by_name(samples, tmp_path):
+    out = tmp_path / "wb.tfrecord"
+    shards = tfrecord.write(out, samples, shard_size=5)
+    shards[1].write_bytes(shards[0].read_bytes()[:-100])
+    with pytest.raises(ValueError, match=r"wb-00001-of-00003.tfrecord: \d+ bytes, but the set's manifest .* says \d+"):
+        tfrecord.count_records(out)
+
+
+def test_cli_refuses_to_write_over_a_file_it_did_not_make(fixtures, tmp_path, capsys):
+    from holistic_lab.cli import main
+
+    source = str(fixtures / "coco" / "test_coco_wholebody.json")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    (tmp_path / "notes-v2-of-thesis.txt").write_text("v2")
+    assert main(["to-tfrecord", source, "--out", str(notes), "--shard-size", "5"]) == 2
+    assert "notes.txt already exists and is not a TFRecord set" in capsys.readouterr().err
+    assert notes.read_text() == "my notes" and (tmp_path / "notes-v2-of-thesis.txt").read_text() == "v2"
+    out = tmp_path / "set.tfrecord"
+    assert main(["to-tfrecord", source, "--out", str(out), "--shard-size", "5"]) == 0
+    assert main(["to-tfrecord", source, "--out", str(out), "--shard-size", "7"]) == 0  # our own set: replaced
+    assert sorted(p.name for p in tmp_path.glob("set*")) == ["set-00000-of-00002.tfrecord", "set-00001-of-00002.tfrecord",
+                                                            "set.tfrecord.json"]
+    assert main(["to-tfrecord", source, "--out", str(notes), "--overwrite"]) == 0
+    assert tfrecord.count_records(notes) == 14 and (tmp_path / "notes-v2-of-thesis.txt").read_text() == "v2"
+
+
+# --- file names that are not UTF-8 (os.fsdecode's surrogate escapes) ---
+
+def _non_utf8_copy(source, folder):
+    import os
+    import shutil
+
+    target = folder / os.fsdecode(b"caf\xe9 " + source.name.encode())  # Latin-1 'é': not valid UTF-8
+    shutil.copyfile(source, target)
+    return target
+
+
+def test_non_utf8_image_path_is_stored_losslessly(samples, tmp_path):
+    from dataclasses import replace
+
+    image = _non_utf8_copy(Path(samples[0].image_path), tmp_path)
+    sample = replace(samples[0], image_path=str(image))
+    (path,) = tfrecord.write(tmp_path / "x.tfrecord", [sample])
+    (back,) = tfrecord.read(path)
+    assert back.image_path == str(image) and Path(back.image_path).is_file()
+
+
+def test_image_path_that_no_file_system_can_hold_is_refused_by_name(samples, tmp_path):
+    from dataclasses import replace
+
+    sample = replace(samples[0], image_path="broken \ud800.jpg")  # a lone surrogate os.fsdecode never makes
+    with pytest.raises(ValueError, match=r"sample 442619: image_path 'broken \\ud800.jpg' is not a valid file name"):
+        tfrecord.example_from_sample(sample, b"\xff\xd8\xff")
+
+
+def test_cli_to_tfrecord_on_teacher_labels_of_a_non_utf8_file_name(tmp_path, capsys):
+    from holistic_lab.cli import main
+    from holistic_lab.datasets import SAMPLES_DIR, sample_labels
+    from holistic_lab.result import save_results
+
+    image = _non_utf8_copy(SAMPLES_DIR / "grace_hopper.jpg", tmp_path)
+    labels = save_results(tmp_path / "labels.npz", [sample_labels("grace_hopper")], [str(image)])
+    assert main(["to-tfrecord", str(labels), "--out", str(tmp_path / "t.tfrecord")]) == 0, capsys.readouterr().err
+    (back,) = tfrecord.read(tmp_path / "t.tfrecord")
+    assert back.image_path == str(image)

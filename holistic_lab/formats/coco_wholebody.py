@@ -13,7 +13,7 @@ Round trip: `load` keeps each annotation's raw 133 triplets in `Sample.source_ke
 and takes the unmapped small toes and the v values from the kept triplets, so
 133 -> 543 -> 133 gives every valid point back (to float32 precision, < 1e-3 px).
 Teacher labels (HolisticResult) become COCO-WholeBody through the same map, so other
-tools can read them.
+tools can read them; points the teacher places far outside the image are written unlabelled.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import numpy as np
 from ..files import atomic_write, check_output_file
 from ..result import HolisticResult, load_results
 from ..topology import COCO_BODY_NAMES, COCO_WHOLEBODY_PARTS, COCO_WHOLEBODY_TO_543, NUM_COCO_WHOLEBODY
-from .coco_keypoints import KeypointLayout, Samples, load_coco_keypoints
+from .coco_keypoints import KeypointLayout, Samples, far_outside, load_coco_keypoints
 from .sample import Sample, boxes_from_points
 
 _PART_FIELDS = (("body", "keypoints"), ("foot", "foot_kpts"), ("face", "face_kpts"),
@@ -63,7 +63,11 @@ def load(json_path, image_root=None, strict: bool = True) -> Samples:
 
 
 def keypoints_133(sample: Sample) -> np.ndarray:
-    """(133, 3) pixel x, y, v of one Sample: mapped points from `xyz`, the rest kept from the source."""
+    """(133, 3) pixel x, y, v of one Sample: mapped points from `xyz`, the rest kept from the source.
+
+    A point far outside the image (`coco_keypoints.far_outside`: a teacher's guess at legs
+    below a portrait, say) is written with v=0, not labelled, as COCO labels only what is in
+    view; `load` would refuse it as a label. Its x, y are kept."""
     if sample.source == WHOLEBODY.name and sample.source_keypoints is not None:
         out = np.array(sample.source_keypoints, np.float64)
     else:
@@ -77,6 +81,7 @@ def keypoints_133(sample: Sample) -> np.ndarray:
     kept_v = out[mapped, 2]
     block[known, 2] = np.where(kept_v[known] > 0, kept_v[known], 2.0)
     out[mapped] = block
+    out[far_outside(out[:, :2], sample.width, sample.height), 2] = 0
     return out
 
 

@@ -5,14 +5,19 @@ One `tf.train.Example` per Sample (the schema, `feature_spec()`):
   keypoints_3d   543 x 3 float32, x, y normalised to the image, NaN where unknown
   mask           543 int64 (1: x, y known)       num_keypoints  int64, the mask's sum
   boxes          4 x 4 float32 pixel (x, y, w, h) of body, face, left_hand, right_hand (0 = none)
-  width, height, image_id  int64                 source_id ("layout/ann_id"), image_path  bytes
-Large sets are split into shards of `shard_size` records (`name-00000-of-00004.tfrecord`);
-writing a set again replaces every shard of the old one. `read` checks every record and
-raises ValueError naming the file and the record's index in it if one is truncated or corrupt. `make_dataset` is the training input: decode, crop to the person
-or a part's ROI, resize, normalise, cache, shuffle, batch, prefetch.
+  width, height, image_id  int64                 source_id ("layout/ann_id")  UTF-8 bytes
+  image_path  the file name's own bytes (os.fsencode), so names that are not UTF-8 survive
+Large sets are split into shards of `shard_size` records (`name-00000-of-00004.tfrecord`)
+with a manifest beside them (`tfrecord_sets`): writing a set again replaces the old set's
+files and nothing else, and never a file holistic-lab did not write unless `overwrite`.
+`read` checks every record (framing, crc, types, sizes, the Sample's own checks, the JPEG's
+size) and raises ValueError naming the file and the record's index in it. `make_dataset` is
+the training input: decode, crop to the person or a part's ROI, resize, normalise, cache,
+shuffle, batch, prefetch; with check=True it first refuses exactly what `read` refuses.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -21,7 +26,9 @@ import numpy as np
 from ..files import atomic_write
 from ..native_logs import import_tensorflow
 from ..topology import NUM_KEYPOINTS, PARTS
+from .image_header import image_header_size
 from .sample import BOX_NAMES, Sample
+from .tfrecord_sets import check_framing, manifest_files, set_files, shard_paths, write_manifest
 
 ROI_NAMES = BOX_NAMES  # "body" (the whole person) or one part
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -49,19 +56,20 @@ def feature_spec() -> dict:
 
 
 def jpeg_bytes(sample: Sample, rgb: np.ndarray | None = None, quality: int = 95) -> bytes:
-    """The sample's image as JPEG: the file's own bytes if it is a JPEG, else encoded from pixels."""
+    """The sample's image as JPEG: the file's own bytes if it is a JPEG of the sample's size
+    (as stored: an EXIF-rotated one is decoded upright and encoded), else encoded from pixels."""
     import cv2
 
     from ..images import check_rgb, load_rgb
 
     if rgb is None:
         data = Path(sample.image_path).read_bytes() if Path(sample.image_path).is_file() else b""
-        if data.startswith(_JPEG_MAGIC):
+        if data.startswith(_JPEG_MAGIC) and image_header_size(data) == (sample.width, sample.height):
             return data
         rgb = load_rgb(sample.image_path)
     check_rgb(rgb)
     if rgb.shape[:2] != (sample.height, sample.width):
-        raise ValueError(f"sample {sample.ann_id}: image is {rgb.shape[1]}x{rgb.shape[0]}, "
+        raise ValueError(f"sample {sample.ann_id} ({sample.image_path!r}): image is {rgb.shape[1]}x{rgb.shape[0]}, "
                          f"annotation says {sample.width}x{sample.height}")
     ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
@@ -77,6 +85,10 @@ def example_from_sample(sample: Sample, image_jpeg: bytes) -> bytes:
         if name in sample.boxes:
             boxes[row] = sample.boxes[name]
     source_id = sample.extras.get("source_id") or f"{sample.source}/{sample.ann_id}"
+    try:
+        image_path = os.fsencode(sample.image_path)
+    except UnicodeEncodeError:  # a lone surrogate that os.fsdecode never makes: no file can have this name
+        raise ValueError(f"sample {sample.ann_id}: image_path {sample.image_path!r} is not a valid file name") from None
 
     def floats(values):
         return tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(values, np.float32).ravel()))
@@ -97,32 +109,53 @@ def example_from_sample(sample: Sample, image_jpeg: bytes) -> bytes:
         "height": ints(sample.height),
         "image_id": ints(sample.image_id),
         "source_id": raw(str(source_id).encode()),
-        "image_path": raw(str(sample.image_path).encode()),
+        "image_path": raw(image_path),
     }
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 
-def shard_paths(path, num_shards: int) -> list[Path]:
-    """`path` itself for one shard, else `stem-00000-of-0000N.tfrecord` beside it."""
-    path = Path(path)
-    if num_shards == 1:
-        return [path]
-    return [path.with_name(f"{path.stem}-{i:05d}-of-{num_shards:05d}{path.suffix}") for i in range(num_shards)]
+def _is_our_record_file(file: Path) -> bool:
+    """A TFRecord file whose first record is in our schema (sets written before manifests existed)."""
+    try:
+        if check_framing(file) == 0:
+            return False
+        first = next(iter(_tf().data.TFRecordDataset(str(file)))).numpy()
+        sample_from_example(first)
+    except (ValueError, _tf().errors.OpError):
+        return False
+    return True
 
 
-def _shard_files(path: Path) -> list[Path]:
-    """The shard files `stem-*-of-*` of `path` on disk, sorted."""
-    return sorted(path.parent.glob(f"{path.stem}-*-of-*{path.suffix}"))
+def _files_we_may_replace(path: Path, targets: list[Path], overwrite: bool) -> set[Path]:
+    """The old set's files (by its manifest); refuses, before anything is written, a target or
+    the name `path` taken by a folder, or by a file that is not ours unless `overwrite`."""
+    try:
+        owned = set(manifest_files(path))
+    except ValueError:  # a file at the manifest's name that is not our manifest
+        if not overwrite:
+            raise
+        owned = set()
+    for target in dict.fromkeys(targets + [path]):
+        if target.is_dir():
+            raise ValueError(f"output {target} is a folder; expected a TFRecord file name")
+        if target.exists() and target not in owned and not overwrite and not _is_our_record_file(target):
+            raise ValueError(f"output {target} already exists and is not a TFRecord set holistic-lab wrote; "
+                             "choose another name, or pass --overwrite (overwrite=True) to replace it")
+    return owned
 
 
-def write(path, samples: list[Sample], images: Iterable[np.ndarray] | None = None, shard_size: int = 2000) -> list[Path]:
+def write(path, samples: list[Sample], images: Iterable[np.ndarray] | None = None, shard_size: int = 2000,
+          overwrite: bool = False) -> list[Path]:
     """Write `samples` (with their images, read from `image_path` unless `images` gives RGB
-    arrays in the same order) to TFRecord shards of at most `shard_size` records.
+    arrays in the same order) to TFRecord shards of at most `shard_size` records, and the set's
+    manifest `<path>.json` after them.
 
-    Each shard is written atomically (`files.atomic_write`), so an interrupted run never
-    leaves a truncated file under a final name. Once every new shard is in place, files of
-    an earlier set under the same name (other shards, or the unsharded file) are deleted,
-    so `read` sees only this set. Returns the paths.
+    An existing file under a name this set needs is replaced only if it belongs to a set
+    holistic-lab wrote (its manifest names it, or it holds records of this schema), or with
+    `overwrite`. Each shard is written atomically (`files.atomic_write`), so an interrupted
+    run never leaves a truncated file under a final name. Once the new manifest is in place,
+    the files the old manifest named and this set does not use are deleted (nothing else is).
+    Returns the paths.
     """
     tf = _tf()
     samples = list(samples)
@@ -134,7 +167,9 @@ def write(path, samples: list[Sample], images: Iterable[np.ndarray] | None = Non
     if len(rgb_list) != len(samples):
         raise ValueError(f"{len(samples)} samples but {len(rgb_list)} images")
     num_shards = -(-len(samples) // shard_size)
+    path = Path(path)
     paths = shard_paths(path, num_shards)
+    old_files = _files_we_may_replace(path, paths, overwrite)
     last_path, last_jpeg = None, b""  # consecutive people of one image share its bytes
 
     def write_shard(shard: int, temporary: Path) -> None:
@@ -152,35 +187,25 @@ def write(path, samples: list[Sample], images: Iterable[np.ndarray] | None = Non
 
     for shard, out in enumerate(paths):
         atomic_write(out, lambda temporary: write_shard(shard, temporary))
-    path = Path(path)
-    for old in set(_shard_files(path) + [path]) - set(paths):
+    write_manifest(path, paths, [len(samples[i:i + shard_size]) for i in range(0, len(samples), shard_size)])
+    for old in old_files - set(paths):
         old.unlink(missing_ok=True)
     return paths
 
 
 def _files(path) -> list[str]:
-    """The files of a TFRecord set: a list as given, the file itself, or its shards (all of one set)."""
+    """The files of a TFRecord set: a list as given, else by `tfrecord_sets.set_files`."""
     if isinstance(path, (list, tuple)):
         return [str(p) for p in path]
-    path = Path(path)
-    if path.is_file():
-        return [str(path)]
-    shards = _shard_files(path)
-    if not shards:
-        raise ValueError(f"TFRecord not found: {path} (nor shards {path.stem}-NNNNN-of-NNNNN{path.suffix})")
-    totals = {p.stem.rpartition("-of-")[2] for p in shards}
-    if len(totals) > 1:
-        raise ValueError(f"{path}: shards of different sets (-of-{', -of-'.join(sorted(totals))}) are mixed: "
-                         f"{', '.join(p.name for p in shards)}; rewrite the set or delete the stale shards")
-    return [str(p) for p in shards]
+    return [str(p) for p in set_files(path)]
 
 
-def _raw_records(path) -> Iterator[tuple[int, bytes]]:
-    """(global index, serialised record); a truncated or corrupt record is a ValueError naming
-    its file and its index within that file."""
+def _raw_records(path) -> Iterator[tuple[str, int, bytes]]:
+    """(file, index in that file, serialised record); a truncated or corrupt record is a
+    ValueError naming its file and its index within that file."""
     tf = _tf()
-    index = 0
     for file in _files(path):
+        check_framing(file)  # before TF's reader, which takes a cut inside a header for the end
         iterator = iter(tf.data.TFRecordDataset(file))
         in_file = 0
         while True:
@@ -190,13 +215,16 @@ def _raw_records(path) -> Iterator[tuple[int, bytes]]:
                 break
             except tf.errors.DataLossError as exc:
                 raise ValueError(f"{file}: record {in_file} is truncated or corrupt") from exc
-            yield index, record.numpy()
-            index += 1
+            yield file, in_file, record.numpy()
             in_file += 1
 
 
+_KIND_NAMES = {"bytes_list": "a bytes_list", "float_list": "a float_list", "int64_list": "an int64_list", None: "empty"}
+
+
 def sample_from_example(serialized: bytes, index: int = 0) -> Sample:
-    """Parse one record into a Sample (JPEG bytes in `extras["image_jpeg"]`); bad fields name the index."""
+    """Parse and check one record into a Sample (JPEG bytes in `extras["image_jpeg"]`); a
+    problem is a ValueError naming the record's index and the feature."""
     tf = _tf()
     try:
         example = tf.train.Example.FromString(serialized)
@@ -207,6 +235,9 @@ def sample_from_example(serialized: bytes, index: int = 0) -> Sample:
     def get(name, kind, size):
         if name not in feature:
             raise ValueError(f"record {index}: missing feature {name!r}")
+        found = feature[name].WhichOneof("kind")
+        if found != kind:
+            raise ValueError(f"record {index}: {name} is {_KIND_NAMES[found]}, expected {_KIND_NAMES[kind]}")
         values = list(getattr(feature[name], kind).value)
         if size is not None and len(values) != size:
             raise ValueError(f"record {index}: {name} has {len(values)} values, expected {size}")
@@ -223,10 +254,12 @@ def sample_from_example(serialized: bytes, index: int = 0) -> Sample:
     if get("num_keypoints", "int64_list", 1)[0] != mask.sum():
         raise ValueError(f"record {index}: num_keypoints {get('num_keypoints', 'int64_list', 1)[0]} != mask sum {mask.sum()}")
     boxes = np.array(get("boxes", "float_list", len(BOX_NAMES) * 4), np.float64).reshape(-1, 4)
+    if not np.isfinite(boxes).all():
+        raise ValueError(f"record {index}: boxes contains NaN or infinite values")
     source_id = text("source_id")
     source, _, ann = source_id.rpartition("/")
     fields = dict(
-        image_path=text("image_path"),
+        image_path=os.fsdecode(get("image_path", "bytes_list", 1)[0]),
         width=get("width", "int64_list", 1)[0], height=get("height", "int64_list", 1)[0],
         image_id=get("image_id", "int64_list", 1)[0],
         extras={"image_jpeg": get("image/encoded", "bytes_list", 1)[0], "source_id": source_id},
@@ -239,17 +272,29 @@ def sample_from_example(serialized: bytes, index: int = 0) -> Sample:
         )
     except ValueError as exc:
         raise ValueError(f"record {index}: {exc}") from None
+    jpeg = sample.extras["image_jpeg"]
+    size = image_header_size(jpeg) if jpeg.startswith(_JPEG_MAGIC) else None
+    if size is None:
+        raise ValueError(f"record {index}: image/encoded is not a JPEG (make_dataset decodes JPEG only)")
+    if size != (sample.width, sample.height):
+        raise ValueError(f"record {index}: image/encoded is {size[0]}x{size[1]}, but width x height say "
+                         f"{sample.width}x{sample.height}")
     return sample
 
 
 def read(path) -> Iterator[Sample]:
-    """Yield every record of a TFRecord file (or its shards) as a Sample, checking each."""
-    for index, record in _raw_records(path):
-        yield sample_from_example(record, index)
+    """Yield every record of a TFRecord file (or its shards, or a list of files) as a checked
+    Sample; the first bad record is a ValueError naming its file and its index in that file."""
+    for file, index, record in _raw_records(path):
+        try:
+            sample = sample_from_example(record, index)
+        except ValueError as exc:
+            raise ValueError(f"{file}: {exc}") from None
+        yield sample
 
 
 def count_records(path) -> int:
-    """Number of records, reading (and so checking) every one: a bad record is a ValueError."""
+    """Number of records, reading every one and checking its framing and crc (not its fields: `read` does)."""
     return sum(1 for _ in _raw_records(path))
 
 
@@ -296,16 +341,17 @@ def make_dataset(path, roi: str = "body", image_size: int = 256, batch_size: int
     part; from the stored box, else the part's known points), resized to `image_size`,
     scaled to `value_range`; keypoints (B, 543, 3) are moved into the crop (0..1, z scaled
     like x) with NaN set to 0; `mask` (B, 543) float says which x, y to train on and
-    `z_mask` which z (human annotations are 2-D: their z is unknown). Records without the ROI are dropped. check=True
-    reads every record once first, so a corrupt file fails with its record index before
-    training starts rather than mid-epoch.
+    `z_mask` which z (human annotations are 2-D: their z is unknown). Records without the ROI
+    are dropped. check=True first reads and checks every record exactly as `read` does, so a
+    bad file fails with its name and the record's index before training starts, not mid-epoch.
     """
     tf = _tf()
     if roi not in ROI_NAMES:
         raise ValueError(f"roi must be one of {ROI_NAMES}, got {roi!r}")
     files = _files(path)
     if check:
-        count_records(files)
+        for _ in read(files):
+            pass
     spec = feature_spec()
     low, high = value_range
 
