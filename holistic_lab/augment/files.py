@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
-
-from ..images import load_rgb
+from ..files import display_path
+from ..images import load_rgb, save_rgb
 from ..result import load_results, save_results
 from .presets import make_augmenter
 
@@ -32,7 +31,7 @@ def augment_labelled_files(labels_path, out_dir, preset_name: str = "train", cop
     new_names, new_results, skipped = [], [], []
     for index, (name, labels) in enumerate(zip(names, results)):
         if "#" in Path(name).name:
-            skipped.append(f"{name}: a video frame; extract frames as images first")
+            skipped.append(f"{display_path(name)}: a video frame; extract frames as images first")
             continue
         try:
             rgb = load_rgb(name)
@@ -43,8 +42,7 @@ def augment_labelled_files(labels_path, out_dir, preset_name: str = "train", cop
             aug_rgb, aug_labels = augmenter(rgb, labels)
             # the input's index keeps a/img.jpg and b/img.png from writing the same file
             path = out_dir / f"{index:05d}_{Path(name).stem}_{preset_name}_{copy:03d}.png"
-            if not cv2.imwrite(str(path), cv2.cvtColor(aug_rgb, cv2.COLOR_RGB2BGR)):
-                raise ValueError(f"cannot write {path}")
+            save_rgb(path, aug_rgb)
             new_names.append(str(path))
             new_results.append(aug_labels)
     return save_results(out_dir / "labels.npz", new_results, new_names, preset=preset_name), skipped
