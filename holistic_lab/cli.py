@@ -84,26 +84,15 @@ def cmd_augment(args) -> int:
 
 def cmd_run(args) -> int:
     """Run the Python Holistic cascade on images or a video into one results .npz."""
-    from pathlib import Path
-
-    from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, load_rgb
+    from .batch import process_path
+    from .files import display_path
     from .pipeline import HolisticPipeline
-    from .result import save_results
 
-    path = Path(args.path)
-    if path.suffix.lower() in VIDEO_SUFFIXES:
-        pipeline = HolisticPipeline(static_image_mode=False, num_threads=args.threads)
-        results = list(pipeline.process_video(path))
-        names = [f"{path}#{i:06d}" for i in range(len(results))]
-    elif path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
-        if not files:
-            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {path}")
-        pipeline = HolisticPipeline(static_image_mode=True, num_threads=args.threads)
-        results, names = [pipeline.process(load_rgb(f)) for f in files], [str(f) for f in files]
-    else:
-        raise ValueError(f"{path}: expected an image, a folder of images or a video ({', '.join(VIDEO_SUFFIXES)})")
-    print(f"wrote {save_results(args.out, results, names)} ({len(results)} results)")
+    batch = process_path(args.path, lambda video: HolisticPipeline(static_image_mode=not video,
+                                                                   num_threads=args.threads))
+    for line in batch.skipped:
+        print(f"skipped {line}")
+    print(f"wrote {display_path(batch.save(args.out))} ({len(batch.results)} results)")
     return 0
 
 

@@ -3,7 +3,10 @@
 The output file is also the checkpoint: it is rewritten atomically every few items,
 so an interrupted run leaves a valid file with everything labelled so far, and the
 same command run again skips those items and goes on. Item names are the image path,
-or `video_path#frame_index` for video frames.
+or `video_path#frame_index` for video frames. A file that cannot be read (a corrupt or
+oversized image, a video that cannot be opened) is skipped and named, and a video that
+ends early says how many of its declared frames were read; those lines are printed and
+recorded in the output (`result.load_skipped`).
 """
 from __future__ import annotations
 
@@ -11,9 +14,10 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 from tqdm.auto import tqdm
 
-from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_video_frames, load_rgb
+from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoFrames, load_rgb
 from .result import load_results, save_results
 
 
@@ -35,12 +39,19 @@ def expand_inputs(paths) -> list[Path]:
     return files
 
 
-def _items(files: list[Path]) -> Iterator[tuple[str, Path, object]]:
-    """(item name, source file, image or path to load) for every image and video frame."""
+def _items(files: list[Path], skipped: list[str]) -> Iterator[tuple[str, Path, object]]:
+    """(item name, source file, image or path to load) for every image and video frame; a video
+    that cannot be read, or ends early, adds a line to `skipped`."""
     for path in files:
         if path.suffix.lower() in VIDEO_SUFFIXES:
-            for index, frame in iter_video_frames(path):
-                yield f"{path}#{index:06d}", path, frame
+            frames = VideoFrames(path)
+            try:
+                for index, frame in frames:
+                    yield f"{path}#{index:06d}", path, frame
+            except ValueError as exc:
+                skipped.append(str(exc))
+            if frames.shortfall():
+                skipped.append(frames.shortfall())
         else:
             yield str(path), path, path
 
@@ -50,7 +61,8 @@ def label_paths(paths, out, teacher_factory=None, save_every_s: float = 10.0, pr
 
     Images share one static-image teacher; each video gets its own tracking teacher
     (video mode), so tracking never carries over from one clip to the next. Unreadable
-    images are reported and skipped, never fatal. Returns the output path.
+    images and videos are reported and skipped, never fatal, unless nothing at all could be
+    labelled (a ValueError). Returns the output path.
     """
     from .teacher import MediaPipeTeacher
 
@@ -64,7 +76,7 @@ def label_paths(paths, out, teacher_factory=None, save_every_s: float = 10.0, pr
     last_save = time.monotonic()
     bar = tqdm(desc="labelling", unit="img", disable=not progress, initial=len(done))
     try:
-        for name, source, item in _items(files):
+        for name, source, item in _items(files, skipped):
             if name in done:
                 continue
             video = source if source.suffix.lower() in VIDEO_SUFFIXES else None
@@ -77,7 +89,7 @@ def label_paths(paths, out, teacher_factory=None, save_every_s: float = 10.0, pr
             try:
                 rgb = item if video is not None else load_rgb(item)
             except ValueError as exc:
-                skipped.append(f"{name}: {exc}")
+                skipped.append(str(exc))
                 continue
             results.append(teachers[video].process(rgb))
             names.append(name)
@@ -86,10 +98,13 @@ def label_paths(paths, out, teacher_factory=None, save_every_s: float = 10.0, pr
                 save_results(out, results, names)
                 last_save = time.monotonic()
     finally:
-        save_results(out, results, names)
+        if names:
+            save_results(out, results, names, skipped=np.array(skipped, dtype=str))
         bar.close()
         for teacher in teachers.values():
             teacher.close()
     for line in skipped:
         print(f"skipped {line}")
+    if not names:
+        raise ValueError(f"nothing labelled, every input was skipped: {'; '.join(skipped)}")
     return out

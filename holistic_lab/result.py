@@ -115,7 +115,8 @@ def save_results(path, results: list[HolisticResult], names: list[str], **metada
     """Write many results to one compressed `.npz`, atomically (`files.atomic_write`).
 
     Keys: names (N,), xyz (N,543,3), visibility (N,543), present (N,4) in PART_NAMES
-    order, width (N,), height (N,), parts, plus any extra `metadata` arrays.
+    order, width (N,), height (N,), parts, plus any extra `metadata` arrays (a batch run's
+    `skipped` lines, read back by `load_skipped`).
     An interrupted write leaves the previous file intact.
     """
     if len(results) != len(names):
@@ -141,11 +142,7 @@ def save_results(path, results: list[HolisticResult], names: list[str], **metada
 def load_results(path) -> tuple[list[str], list[HolisticResult]]:
     """Read a file written by `save_results`; a corrupt or foreign file raises ValueError naming it."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise ValueError(f"cannot read results file {path}: {exc}") from exc
+    arrays = _read_arrays(path)
     missing = {"names", "xyz", "visibility", "present", "width", "height"} - set(arrays)
     if missing:
         raise ValueError(f"{path} is not a holistic-lab results file: missing {sorted(missing)}")
@@ -157,3 +154,17 @@ def load_results(path) -> tuple[list[str], list[HolisticResult]]:
                                         arrays["width"], arrays["height"])
     ]
     return names, results
+
+
+def load_skipped(path) -> list[str]:
+    """The inputs a batch run skipped, one line each with the reason, as recorded in its results file
+    (`save_results(..., skipped=...)`); empty when it recorded none."""
+    return [str(line) for line in _read_arrays(Path(path)).get("skipped", [])]
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"cannot read results file {path}: {exc}") from exc
