@@ -30,8 +30,14 @@ class Batch:
     def save(self, out) -> Path:
         """Write the results and the skipped lines to `out` (.npz); refuse if nothing was processed."""
         if not self.results:
-            raise ValueError("nothing processed, every input was skipped: " + "; ".join(self.skipped))
+            raise nothing_processed(self.skipped)
         return save_results(out, self.results, self.names, skipped=np.array(self.skipped, dtype=str))
+
+
+def nothing_processed(skipped: list[str]) -> ValueError:
+    """The error for a batch where every input was skipped: how many, and the first reason."""
+    first = f"; the first: {skipped[0]}" if skipped else ""
+    return ValueError(f"nothing processed: all {len(skipped)} inputs were skipped{first}")
 
 
 def image_files(folder: Path) -> list[Path]:

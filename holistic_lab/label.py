@@ -17,6 +17,7 @@ from typing import Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
+from .batch import nothing_processed
 from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoFrames, load_rgb
 from .result import load_results, save_results
 
@@ -106,5 +107,5 @@ def label_paths(paths, out, teacher_factory=None, save_every_s: float = 10.0, pr
     for line in skipped:
         print(f"skipped {line}")
     if not names:
-        raise ValueError(f"nothing labelled, every input was skipped: {'; '.join(skipped)}")
+        raise nothing_processed(skipped)
     return out

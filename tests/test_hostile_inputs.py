@@ -221,7 +221,7 @@ def test_label_skips_corrupt_videos_and_records_them(fixtures, tmp_path, capsys)
 def test_label_with_nothing_readable_fails_and_writes_nothing(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
     out = tmp_path / "labels.npz"
-    with pytest.raises(ValueError, match=r"nothing labelled.*broken\.jpg"):
+    with pytest.raises(ValueError, match=r"nothing processed: all 1 inputs were skipped; the first: .*broken\.jpg"):
         label_paths([tmp_path / "broken.jpg"], out, teacher_factory=StubTeacher, progress=False)
     assert not out.exists()
 
