@@ -11,6 +11,9 @@ import argparse
 import math
 import os
 import sys
+from pathlib import Path
+
+from .files import display_path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -52,7 +55,7 @@ def cmd_label(args) -> int:
 
     out = label_paths(args.paths, args.out, save_every_s=args.save_every, progress=not args.quiet,
                       overwrite=args.overwrite)
-    print(f"wrote {out}")
+    print(f"wrote {display_path(out)}")
     return 0
 
 
@@ -60,14 +63,12 @@ def cmd_export_coco(args) -> int:
     """Teacher labels (.npz from `label`) -> COCO-WholeBody JSON other tools can read."""
     from .formats.coco_wholebody import export_labels
 
-    print(f"wrote {export_labels(args.labels, args.out, overwrite=args.overwrite)}")
+    print(f"wrote {display_path(export_labels(args.labels, args.out, overwrite=args.overwrite))}")
     return 0
 
 
 def cmd_to_tfrecord(args) -> int:
     """COCO-WholeBody JSON or teacher labels (.npz) -> TFRecord shards for fine-tuning."""
-    from pathlib import Path
-
     from .formats import coco_wholebody, tfrecord
     from .result import load_results
 
@@ -79,7 +80,7 @@ def cmd_to_tfrecord(args) -> int:
         for line in samples.skipped:
             print(f"skipped {line}")
     for path in tfrecord.write(args.out, samples, shard_size=args.shard_size, overwrite=args.overwrite):
-        print(f"wrote {path}")
+        print(f"wrote {display_path(path)}")
     return 0
 
 
@@ -102,41 +103,28 @@ def cmd_augment(args) -> int:
                                           overwrite=args.overwrite)
     for line in skipped:
         print(f"skipped {line}")
-    print(f"wrote {out}")
+    print(f"wrote {display_path(out)}")
     return 0
 
 
 def cmd_run(args) -> int:
     """Run the Python Holistic cascade on images or a video into one results .npz."""
-    from pathlib import Path
-
-    from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, load_rgb
+    from .batch import process_path
     from .pipeline import HolisticPipeline
-    from .result import check_results_output, save_results
+    from .result import check_results_output
 
     path = Path(args.path)
     inputs = [path] + (list(path.iterdir()) if path.is_dir() else [])
-    check_results_output(args.out, inputs=inputs, overwrite=args.overwrite, what="--out")
-    if path.suffix.lower() in VIDEO_SUFFIXES:
-        pipeline = HolisticPipeline(static_image_mode=False, num_threads=args.threads)
-        results = list(pipeline.process_video(path))
-        names = [f"{path}#{i:06d}" for i in range(len(results))]
-    elif path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
-        if not files:
-            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {path}")
-        pipeline = HolisticPipeline(static_image_mode=True, num_threads=args.threads)
-        results, names = [pipeline.process(load_rgb(f)) for f in files], [str(f) for f in files]
-    else:
-        raise ValueError(f"{path}: expected an image, a folder of images or a video ({', '.join(VIDEO_SUFFIXES)})")
-    print(f"wrote {save_results(args.out, results, names, overwrite=args.overwrite)} ({len(results)} results)")
+    out = check_results_output(args.out, inputs=inputs, overwrite=args.overwrite, what="--out")
+    batch = process_path(path, lambda video: HolisticPipeline(static_image_mode=not video, num_threads=args.threads))
+    for line in batch.skipped:
+        print(f"skipped {line}")
+    print(f"wrote {display_path(batch.save(out, overwrite=args.overwrite))} ({len(batch.results)} results)")
     return 0
 
 
 def cmd_convert(args) -> int:
     """Rebuild a Holistic .tflite as a Keras model, verify it against the interpreter, save it."""
-    from pathlib import Path
-
     from .convert import keras_to_tflite, tflite_to_keras, verify
     from .convert.files import check_model_output, save_keras
     from .files import atomic_write, check_output_folder
@@ -151,14 +139,14 @@ def cmd_convert(args) -> int:
     report = verify(source, model)
     print(report)
     saved = save_keras(model, keras_path)
-    print(f"wrote {saved}")
+    print(f"wrote {display_path(saved)}")
     passed = report.passed
     if args.round_trip:
         flatbuffer = keras_to_tflite(model)
         round_trip = verify(source, flatbuffer)
         print(f"round trip (float32 .tflite from the Keras model):\n{round_trip}")
         written = atomic_write(tflite_path, lambda p: p.write_bytes(flatbuffer))
-        print(f"wrote {written}")
+        print(f"wrote {display_path(written)}")
         passed = passed and round_trip.passed
     return 0 if passed else 1
 
@@ -228,12 +216,22 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except ValueError as exc:
-        print(f"holistic-lab {args.command}: error: {exc}", file=sys.stderr)
+        _print_error(args.command, str(exc))
         return 2
     except OSError as exc:  # the disk or the system said no (full, read-only, permissions): one line, the path
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"holistic-lab {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        where = f"{display_path(exc.filename)}: " if exc.filename else ""
+        _print_error(args.command, f"{where}{exc.strerror or exc}")
         return 1
+
+
+def _print_error(command: str, message: str) -> None:
+    """One line on stderr; a file name's undecodable bytes (surrogate escapes) print as \\xNN, never crash."""
+    line = f"holistic-lab {command}: error: {message}"
+    try:
+        line = line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file name produces: show its code point
+        line = line.encode("utf-8", "backslashreplace").decode("utf-8")
+    print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Writing outputs safely: every writer of results, labels, records and models goes through here.
+"""Files on disk: writing outputs safely, and naming any path in a message.
+
+Every writer of results, labels, records, images and models goes through here.
 
 `check_output_file` / `check_output_folder` run before any work starts and refuse an
 output that would lose something the user has: a file this project did not make (unless
@@ -9,6 +11,8 @@ a folder where a file is expected (or the reverse), or a place that cannot be wr
 finished file onto it, so an interrupted or failed write never leaves a half-written
 file under the final name and keeps whatever file was there before. The temporary file
 keeps the target's name (some writers, e.g. Keras, choose the format by the suffix).
+A file name may hold bytes that are not UTF-8 (Python keeps them as surrogate escapes,
+which a UTF-8 terminal or log cannot print); `display_path` shows them as backslash escapes.
 """
 from __future__ import annotations
 
@@ -117,3 +121,8 @@ def atomic_write(path, write_fn: Callable[[Path], object]) -> Path:
             raise ValueError(f"{path}: the writer produced no file")
         os.replace(temporary, path)
     return path
+
+
+def display_path(path) -> str:
+    """`path` as printable text: bytes that are not UTF-8 appear as `\\xNN` escapes (b"bad\\xff.png" -> "bad\\xff.png")."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

@@ -6,6 +6,9 @@ same command run again skips those items and goes on, however the inputs are spe
 Item names are the image's absolute path, or `video_path#frame_index` for video frames
 (files from older versions hold paths relative to the folder `label` ran in; resuming
 resolves them to match). A run holds a lock on its output, so a second run into it is refused.
+A file that cannot be read (a corrupt or oversized image, a video that cannot be opened)
+is skipped and named, and a video that ends early says how many of its declared frames
+were read; those lines are printed and recorded in the output (`result.load_skipped`).
 """
 from __future__ import annotations
 
@@ -13,10 +16,12 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 from tqdm.auto import tqdm
 
+from .batch import nothing_processed
 from .files import output_lock
-from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_video_frames, load_rgb
+from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoFrames, load_rgb
 from .result import check_results_output, load_results, save_results
 
 
@@ -46,12 +51,19 @@ def resolved_name(name: str) -> str:
     return f"{Path(path).resolve()}{hash_sign}{frame}"
 
 
-def _items(files: list[Path]) -> Iterator[tuple[str, Path, object]]:
-    """(item name, source file, image or path to load) for every image and video frame."""
+def _items(files: list[Path], skipped: list[str]) -> Iterator[tuple[str, Path, object]]:
+    """(item name, source file, image or path to load) for every image and video frame; a video
+    that cannot be read, or ends early, adds a line to `skipped`."""
     for path in files:
         if path.suffix.lower() in VIDEO_SUFFIXES:
-            for index, frame in iter_video_frames(path):
-                yield f"{path}#{index:06d}", path, frame
+            frames = VideoFrames(path)
+            try:
+                for index, frame in frames:
+                    yield f"{path}#{index:06d}", path, frame
+            except ValueError as exc:
+                skipped.append(str(exc))
+            if frames.shortfall():
+                skipped.append(frames.shortfall())
         else:
             yield str(path), path, path
 
@@ -62,9 +74,10 @@ def label_paths(paths, out, teacher_factory=None, save_every_s: float = 10.0, pr
 
     Images share one static-image teacher; each video gets its own tracking teacher
     (video mode), so tracking never carries over from one clip to the next. Unreadable
-    images are reported and skipped, never fatal. An `out` that exists and is not a
-    results file (unless `overwrite`: then it is replaced, not resumed), or that another
-    run is writing, is refused before any work. Returns the output path.
+    images and videos are reported and skipped, never fatal, unless nothing at all could be
+    labelled (a ValueError). An `out` that exists and is not a results file (unless
+    `overwrite`: then it is replaced, not resumed), or that another run is writing, is
+    refused before any work. Returns the output path.
     """
     files = expand_inputs(paths)
     out = check_results_output(out, inputs=files, overwrite=overwrite)
@@ -84,7 +97,7 @@ def _label_into(out: Path, files: list[Path], teacher_factory, save_every_s: flo
     last_save = time.monotonic()
     bar = tqdm(desc="labelling", unit="img", disable=not progress, initial=len(done))
     try:
-        for name, source, item in _items(files):
+        for name, source, item in _items(files, skipped):
             if name in done:
                 continue
             video = source if source.suffix.lower() in VIDEO_SUFFIXES else None
@@ -97,7 +110,7 @@ def _label_into(out: Path, files: list[Path], teacher_factory, save_every_s: flo
             try:
                 rgb = item if video is not None else load_rgb(item)
             except ValueError as exc:
-                skipped.append(f"{name}: {exc}")
+                skipped.append(str(exc))
                 continue
             results.append(teachers[video].process(rgb))
             names.append(name)
@@ -106,10 +119,13 @@ def _label_into(out: Path, files: list[Path], teacher_factory, save_every_s: flo
                 save_results(out, results, names, overwrite=overwrite)
                 last_save = time.monotonic()
     finally:
-        save_results(out, results, names, overwrite=overwrite)
+        if names:
+            save_results(out, results, names, overwrite=overwrite, skipped=np.array(skipped, dtype=str))
         bar.close()
         for teacher in teachers.values():
             teacher.close()
     for line in skipped:
         print(f"skipped {line}")
+    if not names:
+        raise nothing_processed(skipped)
     return out

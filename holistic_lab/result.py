@@ -121,8 +121,8 @@ def is_results_file(path) -> bool:
         with np.load(path, allow_pickle=False) as data:
             keys = set(data.files)
             return ("format" in keys and str(data["format"]) == RESULTS_FORMAT) or _RESULTS_KEYS <= keys
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, AttributeError):
-        return False  # not an .npz at all (np.load returns a plain array for a .npy, hence AttributeError)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, TypeError, AttributeError):
+        return False  # not an .npz at all (np.load returns a plain array for a .npy, no context manager)
 
 
 def check_results_output(path, inputs=(), overwrite: bool = False, what: str = "output") -> Path:
@@ -140,8 +140,9 @@ def save_results(path, results: list[HolisticResult], names: list[str], overwrit
 
     Keys: names (N,), xyz (N,543,3), visibility (N,543), present (N,4) in PART_NAMES
     order, width (N,), height (N,), parts, format (RESULTS_FORMAT), plus any extra
-    `metadata` arrays. An interrupted write leaves the previous file intact; an existing
-    file that is not a results archive is refused unless `overwrite`.
+    `metadata` arrays (a batch run's `skipped` lines, read back by `load_skipped`).
+    An interrupted write leaves the previous file intact; an existing file that is not
+    a results archive is refused unless `overwrite`.
     """
     if len(results) != len(names):
         raise ValueError(f"{len(results)} results but {len(names)} names")
@@ -168,11 +169,7 @@ def save_results(path, results: list[HolisticResult], names: list[str], overwrit
 def load_results(path) -> tuple[list[str], list[HolisticResult]]:
     """Read a file written by `save_results`; a corrupt or foreign file raises ValueError naming it."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise ValueError(f"cannot read results file {path}: {exc}") from exc
+    arrays = _read_arrays(path)
     missing = _RESULTS_KEYS - set(arrays)
     if missing:
         raise ValueError(f"{path} is not a holistic-lab results file: missing {sorted(missing)}")
@@ -184,3 +181,17 @@ def load_results(path) -> tuple[list[str], list[HolisticResult]]:
                                         arrays["width"], arrays["height"])
     ]
     return names, results
+
+
+def load_skipped(path) -> list[str]:
+    """The inputs a batch run skipped, one line each with the reason, as recorded in its results file
+    (`save_results(..., skipped=...)`); empty when it recorded none."""
+    return [str(line) for line in _read_arrays(Path(path)).get("skipped", [])]
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, TypeError, AttributeError) as exc:
+        raise ValueError(f"cannot read results file {path}: {exc}") from exc

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
-
-from ..files import check_output_file, check_output_folder, output_lock
-from ..images import load_rgb
+from ..files import check_output_file, check_output_folder, display_path, output_lock
+from ..images import load_rgb, save_rgb
 from ..result import check_results_output, is_results_file, load_results, save_results
 from .presets import make_augmenter
 
@@ -56,7 +54,7 @@ def augment_labelled_files(labels_path, out_dir, preset_name: str = "train", cop
         new_names, new_results, skipped, unread = [], [], [], []
         for index, (name, labels) in enumerate(zip(names, results)):
             if index not in images:
-                skipped.append(f"{name}: a video frame; extract frames as images first")
+                skipped.append(f"{display_path(name)}: a video frame; extract frames as images first")
                 continue
             try:
                 rgb = load_rgb(images[index])
@@ -69,8 +67,7 @@ def augment_labelled_files(labels_path, out_dir, preset_name: str = "train", cop
                 continue
             for path in outputs[index]:
                 aug_rgb, aug_labels = augmenter(rgb, labels)
-                if not cv2.imwrite(str(path), cv2.cvtColor(aug_rgb, cv2.COLOR_RGB2BGR)):
-                    raise ValueError(f"cannot write {path}")
+                save_rgb(path, aug_rgb)
                 new_names.append(str(path.resolve()))
                 new_results.append(aug_labels)
         if unread and not new_results:
