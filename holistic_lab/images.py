@@ -81,14 +81,20 @@ def check_image_size(width: int, height: int, what: str, limit: int | None = Non
                          f"{limit / 1e6:g} megapixels; raise it with {MAX_PIXELS_ENV} or max_pixels if this is intended")
 
 
-def _header_size(data: np.ndarray, what: str) -> tuple[int, int] | None:
-    """(width, height) from an image's header, without decoding pixels; None if Pillow cannot tell."""
+def image_size(source, what: str | None = None) -> tuple[int, int] | None:
+    """(width, height) from an image's header, without decoding pixels: `source` is a file path or
+    the encoded bytes; None if Pillow cannot read the header (not an image, or a damaged one).
+    The size is as stored (EXIF orientation ignored)."""
     from PIL import Image, UnidentifiedImageError
 
+    if isinstance(source, np.ndarray):
+        source = source.tobytes()
+    opened = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else Path(source)
+    what = what or (f"image {display_path(source)}" if isinstance(opened, Path) else "image")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
         try:
-            with Image.open(io.BytesIO(data.tobytes())) as image:
+            with Image.open(opened) as image:
                 return image.size
         except Image.DecompressionBombError as exc:  # over Pillow's own ceiling, which hides width and height
             raise ValueError(f"{what} is over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels, too large to "
@@ -109,7 +115,7 @@ def load_rgb(path, max_pixels: int | None = None) -> np.ndarray:
     if not path.is_file():
         raise ValueError(f"image file not found: {display_path(path)}")
     data = np.fromfile(path, dtype=np.uint8)
-    size = _header_size(data, what) if data.size else None
+    size = image_size(data, what) if data.size else None
     if size is not None:
         check_image_size(*size, what, max_pixels)
     try:

@@ -2,7 +2,7 @@
 
 coco_keypoints: COCO-style keypoint JSON with a layout per dataset; coco_wholebody: the
 133-point COCO-WholeBody format both ways; tfrecord: the fine-tuning schema and tf.data;
-tfrecord_sets: a set's shards and manifest on disk; image_header: an image's size from its header.
+tfrecord_sets: a set's shards and manifest on disk.
 """
 from .sample import Sample
 

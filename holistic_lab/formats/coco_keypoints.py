@@ -21,8 +21,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..images import image_size
 from ..topology import COCO_BODY_TO_POSE, IBUG68_TO_FACE_MESH, NUM_KEYPOINTS, PARTS
-from .image_header import image_header_size
 from .sample import Sample
 
 # How far outside the image a labelled point may lie, as a share of the image's size. Labels
@@ -149,7 +149,7 @@ def image_file_problems(images: dict, image_root: Path) -> dict:
         elif not (root / name).resolve().is_relative_to(root):
             problems[image_id] = f"file_name {name!r} lies outside the image root {image_root}"
         elif (root / name).is_file():
-            size = image_header_size(root / name)
+            size = image_size(root / name)
             expected = (image["width"], image["height"])
             if size is None:
                 problems[image_id] = f"{name!r} is not a readable image"

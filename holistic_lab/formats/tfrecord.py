@@ -23,10 +23,10 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from ..images import image_size as header_size  # make_dataset's image_size is the crop's
 from ..files import atomic_write
 from ..native_logs import import_tensorflow
 from ..topology import NUM_KEYPOINTS, PARTS
-from .image_header import image_header_size
 from .sample import BOX_NAMES, Sample
 from .tfrecord_sets import check_framing, manifest_files, set_files, shard_paths, write_manifest
 
@@ -64,7 +64,7 @@ def jpeg_bytes(sample: Sample, rgb: np.ndarray | None = None, quality: int = 95)
 
     if rgb is None:
         data = Path(sample.image_path).read_bytes() if Path(sample.image_path).is_file() else b""
-        if data.startswith(_JPEG_MAGIC) and image_header_size(data) == (sample.width, sample.height):
+        if data.startswith(_JPEG_MAGIC) and header_size(data) == (sample.width, sample.height):
             return data
         rgb = load_rgb(sample.image_path)
     check_rgb(rgb)
@@ -273,7 +273,7 @@ def sample_from_example(serialized: bytes, index: int = 0) -> Sample:
     except ValueError as exc:
         raise ValueError(f"record {index}: {exc}") from None
     jpeg = sample.extras["image_jpeg"]
-    size = image_header_size(jpeg) if jpeg.startswith(_JPEG_MAGIC) else None
+    size = header_size(jpeg) if jpeg.startswith(_JPEG_MAGIC) else None
     if size is None:
         raise ValueError(f"record {index}: image/encoded is not a JPEG (make_dataset decodes JPEG only)")
     if size != (sample.width, sample.height):
