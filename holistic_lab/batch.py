@@ -1,23 +1,89 @@
-"""A model over a batch of files (`holistic-lab run`): a bad file is skipped and named, never the end.
+"""A model over a batch of files (`holistic-lab run`, `holistic-lab label`): a bad file is skipped and named, never the end.
 
-A path is an image, a folder of images, or a video (tracked frame to frame). An image
-that cannot be read (corrupt, oversized, not an image) is skipped with its reason; a
-video that ends before the frame count its container declares keeps the frames read
-and says how many are missing. The skipped lines travel with the results into the
-`.npz` (`skipped`, read back by `result.load_skipped`), so a results file says what it
-is missing; a batch where nothing could be processed is an error.
+`input_files` turns what the user named (images, folders, videos) into files; `iter_items`
+decodes them into images and video frames in order. A file that cannot be read (corrupt,
+oversized, not an image, a video that will not open) is skipped with its reason; a video
+that ends before the frame count its container declares keeps the frames read and says
+how many are missing; an input the model refuses is skipped by name. The skipped lines
+travel with the results into the `.npz` (`skipped`, read back by `result.load_skipped`),
+so a results file says what it is missing; a batch where nothing could be processed is
+an error.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from .files import display_path
 from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoFrames, load_rgb
 from .result import HolisticResult, save_results
+
+MEDIA_SUFFIXES = IMAGE_SUFFIXES + VIDEO_SUFFIXES
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def input_files(paths, recursive: bool = True) -> list[Path]:
+    """The image and video files named by `paths`, as absolute paths, each once, in order.
+
+    A folder is a folder whatever its name ends with (`clip.mp4/` holds images): its media
+    files are taken sorted (searched recursively unless `recursive=False`). A named file
+    must be an image or a video; anything missing is a ValueError naming it.
+    """
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = path.rglob("*") if recursive else path.iterdir()
+            files += sorted(p for p in found if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+        elif path.is_file():
+            if path.suffix.lower() not in MEDIA_SUFFIXES:
+                raise ValueError(f"{display_path(path)}: expected an image ({', '.join(IMAGE_SUFFIXES)}), a folder "
+                                 f"of images or a video ({', '.join(VIDEO_SUFFIXES)}), got suffix {path.suffix!r}")
+            files.append(path)
+        else:
+            raise ValueError(f"input not found: {display_path(path)}")
+    if not files:
+        raise ValueError(f"no image or video files in {', '.join(display_path(p) for p in paths)}")
+    return list(dict.fromkeys(path.resolve() for path in files))
+
+
+@dataclass
+class Item:
+    """One image, or one frame of a video (`name` is `video#frame_index`), decoded."""
+    name: str
+    source: Path
+    video: bool
+    rgb: np.ndarray
+
+
+def iter_items(files: list[Path], skipped: list[str], done=frozenset()) -> Iterator[Item]:
+    """Every image and video frame of `files` in order; what cannot be read adds a line to
+    `skipped` and is passed over. Images named in `done` are not even decoded (a resumed run);
+    a video's frames are always decoded, in order, since tracking needs them."""
+    for path in files:
+        if not is_video(path):
+            if str(path) in done:
+                continue
+            try:
+                yield Item(str(path), path, False, load_rgb(path))
+            except ValueError as exc:
+                skipped.append(str(exc))
+            continue
+        frames = VideoFrames(path)
+        try:
+            for index, rgb in frames:
+                yield Item(f"{path}#{index:06d}", path, True, rgb)
+        except ValueError as exc:  # will not open, too large, no frame at all
+            skipped.append(str(exc))
+            continue
+        if frames.shortfall():
+            skipped.append(frames.shortfall())
 
 
 @dataclass
@@ -26,6 +92,17 @@ class Batch:
     names: list[str] = field(default_factory=list)
     results: list[HolisticResult] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+
+    def add(self, item: Item, model) -> bool:
+        """Run `model.process` on one item and keep the result; a ValueError from the model skips it by name."""
+        try:
+            result = model.process(item.rgb)
+        except ValueError as exc:
+            self.skipped.append(f"{display_path(item.name)}: {exc}")
+            return False
+        self.names.append(item.name)
+        self.results.append(result)
+        return True
 
     def save(self, out, overwrite: bool = False) -> Path:
         """Write the results and the skipped lines to `out` (.npz); refuse if nothing was processed."""
@@ -41,46 +118,16 @@ def nothing_processed(skipped: list[str]) -> ValueError:
     return ValueError(f"nothing processed: all {len(skipped)} inputs were skipped{first}")
 
 
-def image_files(folder: Path) -> list[Path]:
-    """The image files directly in `folder`, sorted."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {display_path(folder)}")
-    return files
-
-
 def process_path(path, make_model: Callable[[bool], object]) -> Batch:
-    """Run `make_model(video).process(rgb)` over an image, a folder of images or a video file.
+    """Run `make_model(video).process(rgb)` over an image, a folder of images (not its subfolders) or a video.
 
-    A folder is a folder whatever its name ends with (`clip.mp4/` holds images). For a video,
-    `make_model(True)` gets the frames in order (tracking); otherwise `make_model(False)`
-    gets each image alone.
+    For a video, `make_model(True)` gets the frames in order (tracking); otherwise
+    `make_model(False)` gets each image alone.
     """
-    path = Path(path)
     batch = Batch()
-    if path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
-        files = image_files(path) if path.is_dir() else [path]
-        model = make_model(False)
-        for file in files:
-            try:
-                batch.results.append(model.process(load_rgb(file)))
-            except ValueError as exc:
-                batch.skipped.append(str(exc))
-                continue
-            batch.names.append(str(file))
-    elif path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
-        model, frames = make_model(True), VideoFrames(path)
-        try:
-            for index, rgb in frames:
-                batch.results.append(model.process(rgb))
-                batch.names.append(f"{path}#{index:06d}")
-        except ValueError as exc:
-            batch.skipped.append(str(exc))
-        if frames.shortfall():
-            batch.skipped.append(frames.shortfall())
-    elif not path.exists():
-        raise ValueError(f"input not found: {display_path(path)}")
-    else:
-        raise ValueError(f"{display_path(path)}: expected an image ({', '.join(IMAGE_SUFFIXES)}), a folder of "
-                         f"images or a video ({', '.join(VIDEO_SUFFIXES)})")
+    models: dict[bool, object] = {}
+    for item in iter_items(input_files([path], recursive=False), batch.skipped):
+        if item.video not in models:
+            models[item.video] = make_model(item.video)
+        batch.add(item, models[item.video])
     return batch

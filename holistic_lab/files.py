@@ -1,6 +1,9 @@
 """Files on disk: writing outputs safely, and naming any path in a message.
 
-Every writer of results, labels, records, images and models goes through here.
+Every writer of results, labels, records, images and models writes through `atomic_write`.
+The checks run before the work: `result.save_results`, `coco_wholebody.save` and the
+TFRecord writer call them themselves; the lower-level `images.save_rgb` and
+`convert.files.save_keras` leave them to their caller (the CLI and `augment` check first).
 
 `check_output_file` / `check_output_folder` run before any work starts and refuse an
 output that would lose something the user has: a file this project did not make (unless
@@ -37,12 +40,12 @@ def check_writable_folder(folder, what: str = "output") -> None:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise ValueError(f"{what} {folder}: {existing} is a file, not a folder")
+        raise ValueError(f"{what} {display_path(folder)}: {display_path(existing)} is a file, not a folder")
     try:  # a real probe: os.access says yes to root on a read-only or immutable folder
         with tempfile.TemporaryFile(dir=existing, prefix=".probe-"):
             pass
     except OSError as exc:
-        raise ValueError(f"{what} {folder}: cannot write in {existing} ({exc.strerror})") from exc
+        raise ValueError(f"{what} {display_path(folder)}: cannot write in {display_path(existing)} ({exc.strerror})") from exc
 
 
 def check_output_file(path, *, is_ours: Callable[[Path], bool] | None = None, inputs: Iterable = (),
@@ -56,12 +59,12 @@ def check_output_file(path, *, is_ours: Callable[[Path], bool] | None = None, in
     """
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{what} {path} is a folder; expected a file name")
+        raise ValueError(f"{what} {display_path(path)} is a folder; expected a file name")
     for source in inputs:
         if _same_file(path, Path(source)):
-            raise ValueError(f"{what} {path} is also an input of this run; choose another name")
+            raise ValueError(f"{what} {display_path(path)} is also an input of this run; choose another name")
     if path.exists() and not overwrite and not (is_ours is not None and is_ours(path)):
-        raise ValueError(f"{what} {path} already exists and is not {kind}; "
+        raise ValueError(f"{what} {display_path(path)} already exists and is not {kind}; "
                          "choose another name, or pass --overwrite to replace it")
     check_writable_folder(path.parent, what)
     return path
@@ -71,7 +74,7 @@ def check_output_folder(path, what: str = "output folder") -> Path:
     """Return `path` if it is (or can become) a writable folder; a file there is refused, never replaced."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{what} {path} is a file; expected a folder")
+        raise ValueError(f"{what} {display_path(path)} is a file; expected a folder")
     check_writable_folder(path, what)
     return path
 
@@ -93,7 +96,7 @@ def output_lock(path, what: str = "output") -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise ValueError(f"{what} {path} is being written by another run (it holds {lock_path}); "
+            raise ValueError(f"{what} {display_path(path)} is being written by another run (it holds {display_path(lock_path)}); "
                              "wait for it to finish or choose another name") from None
         try:
             current = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
@@ -118,7 +121,7 @@ def atomic_write(path, write_fn: Callable[[Path], object]) -> Path:
         temporary = Path(folder) / path.name
         write_fn(temporary)
         if not temporary.is_file():
-            raise ValueError(f"{path}: the writer produced no file")
+            raise ValueError(f"{display_path(path)}: the writer produced no file")
         os.replace(temporary, path)
     return path
 

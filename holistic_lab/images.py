@@ -108,7 +108,11 @@ def load_rgb(path, max_pixels: int | None = None) -> np.ndarray:
 
     The size in the file's header is checked against the pixel limit (`max_pixels`, else
     $HOLISTIC_LAB_MAX_PIXELS, else MAX_PIXELS) before any pixel is decoded. Pillow, which
-    reads the header, refuses over 2 * PIL.Image.MAX_IMAGE_PIXELS (179 MP) by itself.
+    reads the header, refuses over 2 * PIL.Image.MAX_IMAGE_PIXELS (179 MP) by itself. A
+    file whose header Pillow cannot read is refused too, never handed to OpenCV unchecked:
+    OpenCV picks its decoder by content, and some formats it reads (Radiance HDR, say) can
+    be a few KB on disk and decode to gigabytes. Every suffix in IMAGE_SUFFIXES is one
+    Pillow reads.
     """
     path = Path(path)
     what = f"image {display_path(path)}"
@@ -116,8 +120,9 @@ def load_rgb(path, max_pixels: int | None = None) -> np.ndarray:
         raise ValueError(f"image file not found: {display_path(path)}")
     data = np.fromfile(path, dtype=np.uint8)
     size = image_size(data, what) if data.size else None
-    if size is not None:
-        check_image_size(*size, what, max_pixels)
+    if size is None:
+        raise ValueError(f"cannot decode {what}: not a valid image file ({', '.join(IMAGE_SUFFIXES)})")
+    check_image_size(*size, what, max_pixels)
     try:
         with filtered_native_stderr():  # libpng's benign iCCP warnings
             bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None

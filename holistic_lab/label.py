@@ -14,33 +14,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator
 
-import numpy as np
 from tqdm.auto import tqdm
 
-from .batch import nothing_processed
+from .batch import Batch, input_files, iter_items, nothing_processed
 from .files import output_lock
-from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoFrames, load_rgb
+from .images import VIDEO_SUFFIXES
 from .result import check_results_output, load_results, save_results
-
-
-def expand_inputs(paths) -> list[Path]:
-    """Image and video files named by `paths` (folders are searched recursively), sorted, as absolute paths."""
-    files = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
-        elif path.is_file():
-            if path.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
-                raise ValueError(f"{path}: not an image or video file (suffix {path.suffix!r})")
-            files.append(path)
-        else:
-            raise ValueError(f"input not found: {path}")
-    if not files:
-        raise ValueError(f"no image or video files under {[str(p) for p in paths]}")
-    return [path.resolve() for path in files]
 
 
 def resolved_name(name: str) -> str:
@@ -49,23 +29,6 @@ def resolved_name(name: str) -> str:
     if not (hash_sign and frame.isdigit() and Path(path).suffix.lower() in VIDEO_SUFFIXES):
         path, hash_sign, frame = name, "", ""
     return f"{Path(path).resolve()}{hash_sign}{frame}"
-
-
-def _items(files: list[Path], skipped: list[str]) -> Iterator[tuple[str, Path, object]]:
-    """(item name, source file, image or path to load) for every image and video frame; a video
-    that cannot be read, or ends early, adds a line to `skipped`."""
-    for path in files:
-        if path.suffix.lower() in VIDEO_SUFFIXES:
-            frames = VideoFrames(path)
-            try:
-                for index, frame in frames:
-                    yield f"{path}#{index:06d}", path, frame
-            except ValueError as exc:
-                skipped.append(str(exc))
-            if frames.shortfall():
-                skipped.append(frames.shortfall())
-        else:
-            yield str(path), path, path
 
 
 def label_paths(paths, out, teacher_factory=None, save_every_s: float = 10.0, progress: bool = True,
@@ -79,7 +42,7 @@ def label_paths(paths, out, teacher_factory=None, save_every_s: float = 10.0, pr
     `overwrite`: then it is replaced, not resumed), or that another run is writing, is
     refused before any work. Returns the output path.
     """
-    files = expand_inputs(paths)
+    files = input_files(paths)
     out = check_results_output(out, inputs=files, overwrite=overwrite)
     with output_lock(out):
         return _label_into(out, files, teacher_factory, save_every_s, progress, overwrite)
@@ -89,43 +52,38 @@ def _label_into(out: Path, files: list[Path], teacher_factory, save_every_s: flo
                 overwrite: bool) -> Path:
     from .teacher import MediaPipeTeacher
 
-    names, results = load_results(out) if out.exists() and not overwrite else ([], [])
-    done = {resolved_name(name) for name in names}
+    batch = Batch()
+    if out.exists() and not overwrite:
+        batch.names, batch.results = load_results(out)
+    done = {resolved_name(name) for name in batch.names}
     make_teacher = teacher_factory or (lambda video: MediaPipeTeacher(static_image_mode=not video))
-    teachers: dict[Path | None, object] = {}
-    skipped: list[str] = []
+    teachers: dict[Path | None, object] = {}  # one for images, one for the current video
     last_save = time.monotonic()
     bar = tqdm(desc="labelling", unit="img", disable=not progress, initial=len(done))
     try:
-        for name, source, item in _items(files, skipped):
-            if name in done:
+        for item in iter_items(files, batch.skipped, done):
+            if item.name in done:
                 continue
-            video = source if source.suffix.lower() in VIDEO_SUFFIXES else None
-            if video is not None and video not in teachers:
-                for old in [k for k in teachers if k is not None]:
-                    teachers.pop(old).close()
-                teachers[video] = make_teacher(True)
-            elif video is None and None not in teachers:
-                teachers[None] = make_teacher(False)
-            try:
-                rgb = item if video is not None else load_rgb(item)
-            except ValueError as exc:
-                skipped.append(str(exc))
-                continue
-            results.append(teachers[video].process(rgb))
-            names.append(name)
-            bar.update(1)
+            key = item.source if item.video else None
+            if key not in teachers:
+                if item.video:
+                    for old in [k for k in teachers if k is not None]:
+                        teachers.pop(old).close()
+                teachers[key] = make_teacher(item.video)
+            if batch.add(item, teachers[key]):
+                done.add(item.name)
+                bar.update(1)
             if time.monotonic() - last_save >= save_every_s:
-                save_results(out, results, names, overwrite=overwrite)
+                save_results(out, batch.results, batch.names, overwrite=overwrite)
                 last_save = time.monotonic()
     finally:
-        if names:
-            save_results(out, results, names, overwrite=overwrite, skipped=np.array(skipped, dtype=str))
+        if batch.results:
+            batch.save(out, overwrite=overwrite)
         bar.close()
         for teacher in teachers.values():
             teacher.close()
-    for line in skipped:
+    for line in batch.skipped:
         print(f"skipped {line}")
-    if not names:
-        raise nothing_processed(skipped)
+    if not batch.results:
+        raise nothing_processed(batch.skipped)
     return out

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_write, check_output_file
+from .files import atomic_write, check_output_file, display_path
 from .topology import NUM_KEYPOINTS, PART_NAMES, PARTS
 
 RESULTS_FORMAT = "holistic-lab results 1"
@@ -130,7 +130,7 @@ def check_results_output(path, inputs=(), overwrite: bool = False, what: str = "
     path = check_output_file(path, is_ours=is_results_file, inputs=inputs, overwrite=overwrite,
                              kind="a holistic-lab results .npz", what=what)
     if path.suffix.lower() != ".npz":
-        raise ValueError(f"{what} {path}: a results file must end in .npz")
+        raise ValueError(f"{what} {display_path(path)}: a results file must end in .npz")
     return path
 
 
@@ -172,7 +172,7 @@ def load_results(path) -> tuple[list[str], list[HolisticResult]]:
     arrays = _read_arrays(path)
     missing = _RESULTS_KEYS - set(arrays)
     if missing:
-        raise ValueError(f"{path} is not a holistic-lab results file: missing {sorted(missing)}")
+        raise ValueError(f"{display_path(path)} is not a holistic-lab results file: missing {sorted(missing)}")
     parts = tuple(str(p) for p in arrays.get("parts", PART_NAMES))
     names = [str(n) for n in arrays["names"]]
     results = [
@@ -194,4 +194,4 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, TypeError, AttributeError) as exc:
-        raise ValueError(f"cannot read results file {path}: {exc}") from exc
+        raise ValueError(f"cannot read results file {display_path(path)}: {exc}") from exc

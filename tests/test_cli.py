@@ -1,5 +1,11 @@
 """The holistic-lab command line."""
+import shutil
+
+import numpy as np
+import pytest
+
 from holistic_lab.cli import main
+from holistic_lab.datasets import SAMPLES_DIR
 from holistic_lab.result import load_results
 
 
@@ -19,13 +25,6 @@ def test_label_writes_npz_and_reports_errors(fixtures, tmp_path, capsys):
 
 
 # --- outputs: nothing the user has is lost, every refusal is one line naming the argument -------
-
-import shutil  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from holistic_lab.datasets import SAMPLES_DIR  # noqa: E402
 
 
 def _error(capsys) -> str:

@@ -4,7 +4,8 @@ import shutil
 import numpy as np
 import pytest
 
-from holistic_lab.label import expand_inputs, label_paths, resolved_name
+from holistic_lab.batch import input_files
+from holistic_lab.label import label_paths, resolved_name
 from holistic_lab.result import load_results
 from holistic_lab.teacher import MediaPipeTeacher
 
@@ -65,12 +66,12 @@ def test_video_frames_are_labelled_in_video_mode(fixtures, tmp_path):
 
 def test_bad_inputs_are_named(tmp_path):
     with pytest.raises(ValueError, match="not found"):
-        expand_inputs([tmp_path / "nowhere"])
+        input_files([tmp_path / "nowhere"])
     (tmp_path / "notes.txt").write_text("hi")
-    with pytest.raises(ValueError, match="not an image or video"):
-        expand_inputs([tmp_path / "notes.txt"])
+    with pytest.raises(ValueError, match="expected an image"):
+        input_files([tmp_path / "notes.txt"])
     with pytest.raises(ValueError, match="no image or video files"):
-        expand_inputs([tmp_path])
+        input_files([tmp_path])
     corrupt = tmp_path / "labels.npz"
     corrupt.write_bytes(b"garbage")
     (tmp_path / "a.png").write_bytes(np.zeros(4, np.uint8).tobytes())
@@ -151,7 +152,7 @@ def test_label_never_replaces_a_file_it_did_not_make(small_images, tmp_path, exi
         assert len(load_results(out)[0]) == 3
 
 
-def test_a_second_run_into_the_same_output_is_refused(small_images, tmp_path, fixtures):
+def test_a_second_run_into_the_same_output_is_refused(small_images, tmp_path):
     """Two runs at once (two threads, each with its own lock handle) into one --out: the second is refused."""
     import threading
 
@@ -170,7 +171,7 @@ def test_a_second_run_into_the_same_output_is_refused(small_images, tmp_path, fi
     thread.start()
     try:
         assert started.wait(30)
-        other = fixtures / "coco" / "000000040083.jpg"
+        other = shutil.copy(small_images / "img0.png", tmp_path / "other.png")
         with pytest.raises(ValueError, match="labels.npz is being written by another run"):
             label_paths([other], out, teacher_factory=StubTeacher, progress=False)
     finally:
@@ -180,5 +181,31 @@ def test_a_second_run_into_the_same_output_is_refused(small_images, tmp_path, fi
     names, _ = load_results(out)
     assert len(names) == 3 and all("/images/" in name for name in names)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # the lock file is gone
-    label_paths([fixtures / "coco" / "000000040083.jpg"], out, teacher_factory=StubTeacher, progress=False)
+    label_paths([tmp_path / "other.png"], out, teacher_factory=StubTeacher, progress=False)
     assert len(load_results(out)[0]) == 4  # released: the next run goes on
+
+
+def test_an_image_named_twice_in_one_run_is_labelled_once(small_images, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = label_paths([small_images, small_images.resolve() / "img1.png", "images/img1.png"], tmp_path / "labels.npz",
+                      teacher_factory=StubTeacher, progress=False)
+    names, _ = load_results(out)
+    assert sorted(names) == sorted(str((small_images / f"img{i}.png").resolve()) for i in range(3))
+
+
+class RefusesDarkImages(StubTeacher):
+    def process(self, rgb):
+        if not rgb.any():
+            raise ValueError("image is all black")
+        return super().process(rgb)
+
+
+def test_an_image_the_teacher_refuses_is_skipped_by_name_and_recorded(small_images, tmp_path, capsys):
+    from holistic_lab.result import load_skipped
+
+    (small_images / "clip.mp4").mkdir()  # a folder with a video's suffix inside an input folder: not a video
+    out = label_paths([small_images], tmp_path / "labels.npz", teacher_factory=RefusesDarkImages, progress=False)
+    names, _ = load_results(out)
+    assert [n.rpartition("/")[2] for n in names] == ["img1.png", "img2.png"]
+    assert load_skipped(out) == [f"{(small_images / 'img0.png').resolve()}: image is all black"]
+    assert "skipped " in capsys.readouterr().out

@@ -39,18 +39,18 @@ def augment_labelled_files(labels_path, out_dir, preset_name: str = "train", cop
     augmenter = make_augmenter(preset_name, seed=seed)
     out_dir = check_output_folder(out_dir)
     out_npz = check_results_output(out_dir / "labels.npz", inputs=[labels_path], overwrite=overwrite)
-    names, results = load_results(labels_path)
-    images = {index: find_labelled_image(name, labels_path) for index, name in enumerate(names)
-              if "#" not in Path(name).name}
-    # the input's index keeps a/img.jpg and b/img.png from writing the same file
-    outputs = {index: [out_dir / f"{index:05d}_{image.stem}_{preset_name}_{copy:03d}.png" for copy in range(copies)]
-               for index, image in images.items()}
-    earlier = ({str(Path(n).resolve()) for n in load_results(out_npz)[0]}
-               if out_npz.exists() and is_results_file(out_npz) else set())
-    for path in (path for paths in outputs.values() for path in paths if path.exists()):
-        check_output_file(path, is_ours=lambda existing: str(existing.resolve()) in earlier, inputs=images.values(),
-                          overwrite=overwrite, kind=f"an image listed in {out_npz}")
-    with output_lock(out_npz):
+    with output_lock(out_npz):  # before the checks, so a run starting meanwhile cannot change what they saw
+        names, results = load_results(labels_path)
+        images = {index: find_labelled_image(name, labels_path) for index, name in enumerate(names)
+                  if "#" not in Path(name).name}
+        # the input's index keeps a/img.jpg and b/img.png from writing the same file
+        outputs = {index: [out_dir / f"{index:05d}_{image.stem}_{preset_name}_{copy:03d}.png" for copy in range(copies)]
+                   for index, image in images.items()}
+        earlier = ({str(Path(n).resolve()) for n in load_results(out_npz)[0]}
+                   if out_npz.exists() and is_results_file(out_npz) else set())
+        for path in (path for paths in outputs.values() for path in paths if path.exists()):
+            check_output_file(path, is_ours=lambda existing: str(existing.resolve()) in earlier, inputs=images.values(),
+                              overwrite=overwrite, kind=f"an image listed in {display_path(out_npz)}")
         new_names, new_results, skipped, unread = [], [], [], []
         for index, (name, labels) in enumerate(zip(names, results)):
             if index not in images:
@@ -62,7 +62,7 @@ def augment_labelled_files(labels_path, out_dir, preset_name: str = "train", cop
                 unread.append(str(exc))
                 continue
             if rgb.shape[:2] != (labels.height, labels.width):
-                unread.append(f"{images[index]} is {rgb.shape[1]}x{rgb.shape[0]}, but {name} was labelled "
+                unread.append(f"{display_path(images[index])} is {rgb.shape[1]}x{rgb.shape[0]}, but {display_path(name)} was labelled "
                               f"at {labels.width}x{labels.height}: not the labelled image")
                 continue
             for path in outputs[index]:
@@ -71,10 +71,10 @@ def augment_labelled_files(labels_path, out_dir, preset_name: str = "train", cop
                 new_names.append(str(path.resolve()))
                 new_results.append(aug_labels)
         if unread and not new_results:
-            raise ValueError(f"none of the {len(images)} images named in {labels_path} could be read, so nothing "
+            raise ValueError(f"none of the {len(images)} images named in {display_path(labels_path)} could be read, so nothing "
                              f"was written (first: {unread[0]}); relative names are looked for from the current "
                              "folder and from the labels file's folder and the folders above it")
         if not new_results:
-            raise ValueError(f"{labels_path} names no images to augment ({len(names)} entries, "
+            raise ValueError(f"{display_path(labels_path)} names no images to augment ({len(names)} entries, "
                              f"{len(names) - len(images)} of them video frames), so nothing was written")
         return save_results(out_npz, new_results, new_names, overwrite=overwrite, preset=preset_name), skipped + unread
