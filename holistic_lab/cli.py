@@ -73,13 +73,15 @@ def cmd_to_tfrecord(args) -> int:
     from .result import load_results
 
     source = Path(args.source)
+    tfrecord.check_set_output(args.out, None, [source], args.overwrite)  # before loading: the count comes later
     if source.suffix == ".npz":
         samples = coco_wholebody.samples_from_labels(*load_results(source))
     else:
         samples = coco_wholebody.load(source, image_root=args.image_root, strict=not args.skip_bad)
         for line in samples.skipped:
             print(f"skipped {line}")
-    for path in tfrecord.write(args.out, samples, shard_size=args.shard_size, overwrite=args.overwrite):
+    for path in tfrecord.write(args.out, samples, shard_size=args.shard_size, overwrite=args.overwrite,
+                               inputs=[source]):
         print(f"wrote {display_path(path)}")
     return 0
 
