@@ -403,3 +403,42 @@ def test_a_rewrite_deletes_an_old_shard_only_while_it_is_as_the_manifest_wrote_i
     assert sorted(p.name for p in tmp_path.iterdir()) == [old[2].name, "wb.tfrecord", "wb.tfrecord.json"]
     assert old[2].read_bytes().endswith(b"the user's own bytes since")
     assert tfrecord.count_records(written) == len(samples)
+
+
+# --- JPEGs with an EXIF orientation: TF's decode_jpeg ignores it, so none is stored ---
+
+def _photo_sample(tmp_path, orientation, stored_size):
+    from dataclasses import replace
+
+    from holistic_lab.datasets import sample_labels
+    from holistic_lab.formats.sample import Sample
+    from test_formats_coco_wholebody import _exif_rotated_jpeg
+
+    photo = _exif_rotated_jpeg(tmp_path / f"phone-{orientation}.jpg", orientation, stored_size)
+    upright = load_rgb(photo)  # as `label` and COCO tools see it
+    result = replace(sample_labels("astronaut"), width=upright.shape[1], height=upright.shape[0])
+    return Sample.from_result(result, str(photo)), upright
+
+
+@pytest.mark.parametrize("orientation, stored_size", [(3, (40, 20)), (6, (40, 20)), (8, (30, 30))])
+def test_a_photo_with_an_exif_orientation_is_stored_upright_for_tf(tmp_path, orientation, stored_size):
+    import tensorflow as tf
+
+    sample, upright = _photo_sample(tmp_path, orientation, stored_size)
+    (path,) = tfrecord.write(tmp_path / "x.tfrecord", [sample])
+    (back,) = tfrecord.read(path)
+    trained_on = tf.io.decode_jpeg(back.extras["image_jpeg"], channels=3).numpy()
+    assert trained_on.shape == upright.shape == (back.height, back.width, 3)
+    assert np.abs(trained_on.astype(int) - upright).mean() < 4  # the same picture, not turned or mirrored
+    assert np.abs(tfrecord.decode_image(back).astype(int) - upright).mean() < 4
+
+
+def test_decode_image_gives_the_pixels_make_dataset_trains_on(tmp_path):
+    import tensorflow as tf
+
+    sample, _ = _photo_sample(tmp_path, 3, (30, 30))  # a record someone else wrote with the EXIF kept
+    path = _write_records(tmp_path / "foreign.tfrecord",
+                          [tfrecord.example_from_sample(sample, Path(sample.image_path).read_bytes())])
+    (back,) = tfrecord.read(path)
+    trained_on = tf.io.decode_jpeg(back.extras["image_jpeg"], channels=3).numpy()
+    assert np.abs(tfrecord.decode_image(back).astype(int) - trained_on).mean() < 2

@@ -1,7 +1,8 @@
 """TFRecord files for fine-tuning: the 543 layout with its mask, plus a tf.data pipeline.
 
 One `tf.train.Example` per Sample (the schema, `feature_spec()`):
-  image/encoded  JPEG bytes (a JPEG source file is stored as it is, others are encoded)
+  image/encoded  JPEG bytes (a JPEG source file is stored as it is, others, and photos with an
+                 EXIF orientation, are encoded from their upright pixels)
   keypoints_3d   543 x 3 float32, x, y normalised to the image, NaN where unknown
   mask           543 int64 (1: x, y known)       num_keypoints  int64, the mask's sum
   boxes          4 x 4 float32 pixel (x, y, w, h) of body, face, left_hand, right_hand (0 = none)
@@ -60,14 +61,16 @@ def feature_spec() -> dict:
 
 def jpeg_bytes(sample: Sample, rgb: np.ndarray | None = None, quality: int = 95) -> bytes:
     """The sample's image as JPEG: the file's own bytes if it is a JPEG of the sample's size
-    (as stored: an EXIF-rotated one is decoded upright and encoded), else encoded from pixels."""
+    as stored, without an EXIF orientation; else encoded from its pixels (an EXIF-oriented
+    photo decoded upright, as it was labelled: TF's decode_jpeg would ignore the orientation)."""
     import cv2
 
-    from ..images import check_rgb, load_rgb
+    from ..images import check_rgb, exif_orientation, load_rgb
 
     if rgb is None:
         data = Path(sample.image_path).read_bytes() if Path(sample.image_path).is_file() else b""
-        if data.startswith(_JPEG_MAGIC) and header_size(data) == (sample.width, sample.height):
+        if (data.startswith(_JPEG_MAGIC) and header_size(data) == (sample.width, sample.height)
+                and exif_orientation(data) == 1):
             return data
         rgb = load_rgb(sample.image_path)
     check_rgb(rgb)
@@ -328,10 +331,12 @@ def count_records(path) -> int:
 
 
 def decode_image(sample: Sample) -> np.ndarray:
-    """The uint8 RGB image of a Sample read from a TFRecord."""
+    """The uint8 RGB image of a Sample read from a TFRecord, as `make_dataset` decodes it
+    (an EXIF orientation in the bytes is ignored, as TF's decode_jpeg ignores it)."""
     import cv2
 
-    bgr = cv2.imdecode(np.frombuffer(sample.extras["image_jpeg"], np.uint8), cv2.IMREAD_COLOR)
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    bgr = cv2.imdecode(np.frombuffer(sample.extras["image_jpeg"], np.uint8), flags)
     if bgr is None:
         raise ValueError(f"{sample.extras.get('source_id')}: image/encoded is not a decodable JPEG")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
