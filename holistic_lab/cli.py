@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-root", help="folder of the JSON's images (default: the JSON's folder)")
     p.add_argument("--shard-size", type=positive_int, default=2000, help="records per shard")
     p.add_argument("--skip-bad", action="store_true", help="skip and report bad annotations instead of stopping")
-    p.add_argument("--overwrite", action="store_true", help="replace files under --out that are not a TFRecord set holistic-lab wrote")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files under --out that are not a TFRecord set holistic-lab wrote (never an input)")
     p.set_defaults(func=cmd_to_tfrecord)
 
     p = sub.add_parser("evaluate", help=cmd_evaluate.__doc__)
