@@ -73,13 +73,15 @@ def cmd_to_tfrecord(args) -> int:
     from .result import load_results
 
     source = Path(args.source)
+    tfrecord.check_set_output(args.out, None, [source], args.overwrite)  # before loading: the count comes later
     if source.suffix == ".npz":
         samples = coco_wholebody.samples_from_labels(*load_results(source))
     else:
         samples = coco_wholebody.load(source, image_root=args.image_root, strict=not args.skip_bad)
         for line in samples.skipped:
             print(f"skipped {line}")
-    for path in tfrecord.write(args.out, samples, shard_size=args.shard_size, overwrite=args.overwrite):
+    for path in tfrecord.write(args.out, samples, shard_size=args.shard_size, overwrite=args.overwrite,
+                               inputs=[source]):
         print(f"wrote {display_path(path)}")
     return 0
 
@@ -178,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-root", help="folder of the JSON's images (default: the JSON's folder)")
     p.add_argument("--shard-size", type=positive_int, default=2000, help="records per shard")
     p.add_argument("--skip-bad", action="store_true", help="skip and report bad annotations instead of stopping")
-    p.add_argument("--overwrite", action="store_true", help="replace files under --out that are not a TFRecord set holistic-lab wrote")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files under --out that are not a TFRecord set holistic-lab wrote (never an input)")
     p.set_defaults(func=cmd_to_tfrecord)
 
     p = sub.add_parser("evaluate", help=cmd_evaluate.__doc__)

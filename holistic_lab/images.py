@@ -81,10 +81,35 @@ def check_image_size(width: int, height: int, what: str, limit: int | None = Non
                          f"{limit / 1e6:g} megapixels; raise it with {MAX_PIXELS_ENV} or max_pixels if this is intended")
 
 
-def image_size(source, what: str | None = None) -> tuple[int, int] | None:
+# EXIF orientation (tag 0x0112) says how to show the stored pixels: 1 as stored, 2-4 mirrored
+# or turned half a turn, 5-8 turned a quarter (width and height swap). OpenCV's imdecode, and so
+# load_rgb, applies it; TensorFlow's decode_jpeg does not.
+EXIF_ORIENTATION = 0x0112
+_QUARTER_TURNS = (5, 6, 7, 8)
+
+
+def exif_orientation(source) -> int:
+    """The EXIF orientation of an image file or its encoded bytes: 1 (show as stored) when it has none."""
+    header = _read_header(source, None, read_orientation=True)
+    return header[1] if header else 1
+
+
+def image_size(source, what: str | None = None, oriented: bool = False) -> tuple[int, int] | None:
     """(width, height) from an image's header, without decoding pixels: `source` is a file path or
     the encoded bytes; None if Pillow cannot read the header (not an image, or a damaged one).
-    The size is as stored (EXIF orientation ignored)."""
+    The size is as stored, or with `oriented` as shown and as `load_rgb` decodes it (width and
+    height swapped for the EXIF orientations that turn the image a quarter)."""
+    header = _read_header(source, what, read_orientation=oriented)
+    if header is None:
+        return None
+    (width, height), orientation = header
+    return (height, width) if oriented and orientation in _QUARTER_TURNS else (width, height)
+
+
+def _read_header(source, what: str | None, read_orientation: bool) -> tuple[tuple[int, int], int] | None:
+    """((width, height) as stored, EXIF orientation or 1 unless `read_orientation`) from the header
+    of a file path or encoded bytes, or None if Pillow cannot read it; over Pillow's own ceiling
+    is a ValueError."""
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(source, np.ndarray):
@@ -93,9 +118,10 @@ def image_size(source, what: str | None = None) -> tuple[int, int] | None:
     what = what or (f"image {display_path(source)}" if isinstance(opened, Path) else "image")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
+        warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)  # then there is no orientation
         try:
             with Image.open(opened) as image:
-                return image.size
+                return image.size, image.getexif().get(EXIF_ORIENTATION, 1) if read_orientation else 1
         except Image.DecompressionBombError as exc:  # over Pillow's own ceiling, which hides width and height
             raise ValueError(f"{what} is over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels, too large to "
                              f"decode ({exc})") from None

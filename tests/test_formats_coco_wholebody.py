@@ -232,3 +232,102 @@ def test_one_image_id_with_two_image_paths_is_refused():
     with pytest.raises(ValueError, match=r"image_id 7 is given to two images: 'a.png' and 'b.png'"):
         coco_wholebody.to_coco([Sample.from_result(result, "a.png", image_id=7),
                                 Sample.from_result(result, "b.png", image_id=7)])
+
+
+# --- images: the size as shown (EXIF orientation), bad headers per image, only images in use ---
+
+def _exif_rotated_jpeg(path, orientation=6, size=(40, 20)):
+    """A JPEG stored `size` (left half red, right half blue) whose EXIF orientation says how to show it."""
+    from PIL import Image
+
+    image = Image.new("RGB", size, (255, 0, 0))
+    image.paste((0, 0, 255), (size[0] // 2, 0, size[0], size[1]))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    image.save(path, exif=exif, quality=95)
+    return path
+
+
+def _one_image_json(tmp_path, original, file_name, width, height):
+    annotation = {key: [0] * len(original["annotations"][0][key]) for key in FIELDS}
+    annotation["keypoints"][:3] = [10, 30, 2]
+    annotation.update(id=1, image_id=7, bbox=[0, 0, width, height])
+    data = {"images": [{"id": 7, "file_name": file_name, "width": width, "height": height}], "annotations": [annotation]}
+    path = tmp_path / "rotated.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_rotated_phone_photo_has_the_size_it_is_shown_and_labelled_at(tmp_path, original):
+    from holistic_lab.images import image_size, load_rgb
+
+    photo = _exif_rotated_jpeg(tmp_path / "phone.jpg")  # stored 40x20, shown 20x40
+    assert load_rgb(photo).shape == (40, 20, 3)  # as `label` sees it
+    assert image_size(photo) == (40, 20) and image_size(photo, oriented=True) == (20, 40)
+    (sample,) = coco_wholebody.load(_one_image_json(tmp_path, original, "phone.jpg", 20, 40))
+    assert (sample.width, sample.height) == (20, 40)
+    with pytest.raises(ValueError, match=r"annotation 1: image 7: the JSON says 40x20, but phone.jpg is 20x40"):
+        coco_wholebody.load(_one_image_json(tmp_path, original, "phone.jpg", 40, 20))
+
+
+def test_teacher_labels_of_a_rotated_photo_export_and_load_back(tmp_path):
+    from dataclasses import replace
+
+    from holistic_lab.images import load_rgb
+
+    photo = _exif_rotated_jpeg(tmp_path / "phone.jpg", size=(64, 48))  # shown 48x64, as `label` saw it
+    height, width = load_rgb(photo).shape[:2]
+    result = replace(sample_labels("astronaut"), width=width, height=height)  # stand-in labels at the photo's size
+    written = coco_wholebody.save(tmp_path / "labels.json", [Sample.from_result(result, "phone.jpg")])
+    (back,) = coco_wholebody.load(written)
+    assert (back.width, back.height) == (48, 64) and back.image_path == str(photo)
+
+
+def _forged_png(path, width, height):
+    """A 1x1 PNG whose header claims width x height (Pillow refuses it by its own ceiling)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(bytes(4))) + chunk(b"IEND", b""))
+    return path
+
+
+def test_an_image_header_over_pillows_ceiling_is_refused_by_image_id_not_the_whole_file(tmp_path, wholebody_json, original):
+    root = tmp_path / "images"
+    root.mkdir()
+    for image in original["images"]:
+        (root / image["file_name"]).write_bytes((wholebody_json.parent / image["file_name"]).read_bytes())
+    _forged_png(root / original["images"][0]["file_name"], 100000, 100000)  # image 785
+    path = _write(tmp_path, original, lambda d: None)
+    with pytest.raises(ValueError, match=r"annotation 442619: image 785: .*over 179 megapixels"):
+        coco_wholebody.load(path, image_root=root)
+    samples = coco_wholebody.load(path, image_root=root, strict=False)
+    assert len(samples) == 13 and len(samples.skipped) == 1
+    assert samples.skipped[0].startswith("annotation 442619: image 785:")
+
+
+def test_only_images_with_annotations_have_their_headers_read(tmp_path, wholebody_json, original):
+    root = tmp_path / "images"
+    root.mkdir()
+    for image in original["images"]:
+        (root / image["file_name"]).write_bytes((wholebody_json.parent / image["file_name"]).read_bytes())
+    _forged_png(root / "unused.png", 100000, 100000)
+    path = _write(tmp_path, original,
+                  lambda d: d["images"].append({"id": 1, "file_name": "unused.png", "width": 1, "height": 1}))
+    samples = coco_wholebody.load(path, image_root=root)
+    assert len(samples) == 14 and samples.skipped == []
+
+
+def test_a_duplicate_id_is_refused_even_when_its_first_copy_was_bad(tmp_path, original):
+    def bad_first_copy(data):
+        data["annotations"][0]["face_kpts"] = None
+        data["annotations"][1]["id"] = 442619
+
+    samples = coco_wholebody.load(_write(tmp_path, original, bad_first_copy), strict=False)
+    assert 442619 not in [s.ann_id for s in samples] and len(samples) == 12
+    assert samples.skipped == ["annotation 442619: face_kpts must be a list of numbers",
+                               "annotation 442619: id appears twice (annotations[0] and annotations[1])"]

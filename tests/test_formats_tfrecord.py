@@ -101,14 +101,14 @@ def test_shards_of_two_sets_are_refused_by_name(shards, tmp_path):
         tfrecord.count_records(tmp_path / "wb.tfrecord")
 
 
-def test_failed_write_leaves_no_partial_file(fixtures, tmp_path):
+def test_failed_write_leaves_no_file_at_all(fixtures, tmp_path):
     from holistic_lab.datasets import load_fixture
 
     faces = load_fixture("300w", fixtures).samples
     good = load_rgb(faces[0].image_path)
     with pytest.raises(ValueError, match="annotation says"):
         tfrecord.write(tmp_path / "faces.tfrecord", faces, images=[good, good[:10]], shard_size=1)
-    assert [p.name for p in tmp_path.iterdir()] == ["faces-00000-of-00002.tfrecord"]
+    assert list(tmp_path.iterdir()) == []  # not even the finished first shard, nor the temporary folder
 
 
 def test_corrupt_record_is_named_by_its_index_in_its_file(shards, tmp_path):
@@ -322,3 +322,123 @@ def test_cli_to_tfrecord_on_teacher_labels_of_a_non_utf8_file_name(tmp_path, cap
     assert main(["to-tfrecord", str(labels), "--out", str(tmp_path / "t.tfrecord")]) == 0, capsys.readouterr().err
     (back,) = tfrecord.read(tmp_path / "t.tfrecord")
     assert back.image_path == str(image)
+
+
+# --- an input of the run is never replaced; a failed rewrite keeps the previous set ---
+
+def test_cli_overwrite_never_replaces_the_input_json_with_the_manifest(fixtures, tmp_path, capsys, monkeypatch):
+    from holistic_lab.cli import main
+
+    source = tmp_path / "set.json"  # `--out set` puts the manifest at set.json: this very file
+    source.write_bytes((fixtures / "coco" / "test_coco_wholebody.json").read_bytes())
+    monkeypatch.setattr(coco_wholebody, "load", lambda *a, **k: pytest.fail("loaded before --out was checked"))
+    assert main(["to-tfrecord", str(source), "--image-root", str(fixtures / "coco"),
+                 "--out", str(tmp_path / "set"), "--overwrite"]) == 2
+    assert "set.json is also an input of this run" in capsys.readouterr().err
+    assert source.read_bytes() == (fixtures / "coco" / "test_coco_wholebody.json").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set.json"]
+
+
+def test_cli_overwrite_never_replaces_the_input_labels(tmp_path, capsys):
+    from holistic_lab.cli import main
+    from holistic_lab.datasets import SAMPLES_DIR, sample_labels
+    from holistic_lab.result import save_results
+
+    labels = save_results(tmp_path / "labels.npz", [sample_labels("grace_hopper")], [str(SAMPLES_DIR / "grace_hopper.jpg")])
+    before = labels.read_bytes()
+    assert main(["to-tfrecord", str(labels), "--out", str(labels), "--overwrite"]) == 2
+    assert "labels.npz is also an input of this run" in capsys.readouterr().err
+    assert labels.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["labels.npz"]
+
+
+def test_write_never_replaces_an_image_of_its_own_samples(samples, tmp_path):
+    from dataclasses import replace
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(Path(samples[0].image_path).read_bytes())
+    with pytest.raises(ValueError, match=r"photo.jpg is also an input of this run"):
+        tfrecord.write(photo, [replace(samples[0], image_path=str(photo))], overwrite=True)
+    assert photo.read_bytes() == Path(samples[0].image_path).read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]
+
+
+def test_a_folder_at_the_manifest_name_is_refused_before_any_shard_is_written(samples, tmp_path):
+    (tmp_path / "wb.tfrecord.json").mkdir()
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match=r"wb.tfrecord.json is a folder"):
+            tfrecord.write(tmp_path / "wb.tfrecord", samples, shard_size=5, overwrite=overwrite)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["wb.tfrecord.json"]
+
+
+def test_a_read_only_folder_is_refused_before_the_work(fixtures, samples, read_only_folder, capsys, monkeypatch):
+    from holistic_lab.cli import main
+
+    with pytest.raises(ValueError, match=r"cannot write in .*read_only"):
+        tfrecord.write(read_only_folder / "wb.tfrecord", samples, shard_size=5)
+    monkeypatch.setattr(coco_wholebody, "load", lambda *a, **k: pytest.fail("loaded before --out was checked"))
+    source = str(fixtures / "coco" / "test_coco_wholebody.json")
+    assert main(["to-tfrecord", source, "--out", str(read_only_folder / "wb.tfrecord")]) == 2
+    assert "cannot write in" in capsys.readouterr().err
+
+
+def test_a_failed_rewrite_leaves_the_previous_set_as_it_was(samples, tmp_path):
+    from dataclasses import replace
+
+    out = tmp_path / "wb.tfrecord"
+    tfrecord.write(out, samples, shard_size=5)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    broken = list(reversed(samples))  # other records in every shard, and the last image is missing
+    broken[-1] = replace(broken[-1], image_path=str(tmp_path / "missing.jpg"))
+    with pytest.raises(ValueError, match=r"missing.jpg"):
+        tfrecord.write(out, broken, shard_size=5)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert [s.ann_id for s in tfrecord.read(out)] == [s.ann_id for s in samples]
+
+
+def test_a_rewrite_deletes_an_old_shard_only_while_it_is_as_the_manifest_wrote_it(samples, tmp_path):
+    out = tmp_path / "wb.tfrecord"
+    old = tfrecord.write(out, samples, shard_size=5)
+    old[2].write_bytes(old[2].read_bytes() + b"the user's own bytes since")  # no longer what the set wrote
+    (written,) = tfrecord.write(out, samples, shard_size=100)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [old[2].name, "wb.tfrecord", "wb.tfrecord.json"]
+    assert old[2].read_bytes().endswith(b"the user's own bytes since")
+    assert tfrecord.count_records(written) == len(samples)
+
+
+# --- JPEGs with an EXIF orientation: TF's decode_jpeg ignores it, so none is stored ---
+
+def _photo_sample(tmp_path, orientation, stored_size):
+    from dataclasses import replace
+
+    from holistic_lab.datasets import sample_labels
+    from holistic_lab.formats.sample import Sample
+    from test_formats_coco_wholebody import _exif_rotated_jpeg
+
+    photo = _exif_rotated_jpeg(tmp_path / f"phone-{orientation}.jpg", orientation, stored_size)
+    upright = load_rgb(photo)  # as `label` and COCO tools see it
+    result = replace(sample_labels("astronaut"), width=upright.shape[1], height=upright.shape[0])
+    return Sample.from_result(result, str(photo)), upright
+
+
+@pytest.mark.parametrize("orientation, stored_size", [(3, (40, 20)), (6, (40, 20)), (8, (30, 30))])
+def test_a_photo_with_an_exif_orientation_is_stored_upright_for_tf(tmp_path, orientation, stored_size):
+    import tensorflow as tf
+
+    sample, upright = _photo_sample(tmp_path, orientation, stored_size)
+    (path,) = tfrecord.write(tmp_path / "x.tfrecord", [sample])
+    (back,) = tfrecord.read(path)
+    trained_on = tf.io.decode_jpeg(back.extras["image_jpeg"], channels=3).numpy()
+    assert trained_on.shape == upright.shape == (back.height, back.width, 3)
+    assert np.abs(trained_on.astype(int) - upright).mean() < 4  # the same picture, not turned or mirrored
+    assert np.abs(tfrecord.decode_image(back).astype(int) - upright).mean() < 4
+
+
+def test_decode_image_gives_the_pixels_make_dataset_trains_on(tmp_path):
+    import tensorflow as tf
+
+    sample, _ = _photo_sample(tmp_path, 3, (30, 30))  # a record someone else wrote with the EXIF kept
+    path = _write_records(tmp_path / "foreign.tfrecord",
+                          [tfrecord.example_from_sample(sample, Path(sample.image_path).read_bytes())])
+    (back,) = tfrecord.read(path)
+    trained_on = tf.io.decode_jpeg(back.extras["image_jpeg"], channels=3).numpy()
+    assert np.abs(tfrecord.decode_image(back).astype(int) - trained_on).mean() < 2

@@ -7,8 +7,9 @@ in order, where each point goes in the 543 layout (-1: nowhere) and which boxes 
 `load_coco_keypoints` checks every annotation and names the annotation id and field of
 anything wrong, so a bad file is refused by name (or, with strict=False, skipped and
 reported): types, lengths, NaN, unique ids, labelled points near the image, and each
-image's file, which must lie inside the image root (symlinks resolved) and, where it
-exists, have the size the JSON gives it (read from its header, not decoded).
+annotated image's file, which must lie inside the image root (symlinks resolved) and, where
+it exists, have the size the JSON gives it (read from its header, not decoded, with its EXIF
+orientation applied as every decoder here applies it).
 """
 from __future__ import annotations
 
@@ -132,13 +133,16 @@ def _is_file_name(name: str) -> bool:
     return "\0" not in name
 
 
-def image_file_problems(images: dict, image_root: Path) -> dict:
+def image_file_problems(images: dict, image_root: Path, image_ids=None) -> dict:
     """image id -> why its file is refused: a file_name that is absolute or leaves `image_root`
-    (symlinks resolved), or a file whose header size is not the JSON's width x height. A file
-    that does not exist is not checked here: reading its pixels names it."""
+    (symlinks resolved), or a file whose header is unreadable, too large, or of another size
+    than the JSON's width x height (as shown: EXIF orientation applied, as `load_rgb` and
+    `label` see it). Only `image_ids` are checked (default: all). A file that does not exist
+    is not checked here: reading its pixels names it."""
     root = Path(image_root).resolve()
     problems = {}
-    for image_id, image in images.items():
+    for image_id in images if image_ids is None else [i for i in images if i in image_ids]:
+        image = images[image_id]
         name = image["file_name"]
         if not isinstance(name, str) or not name:
             problems[image_id] = f"file_name must be a relative path, got {name!r}"
@@ -149,7 +153,11 @@ def image_file_problems(images: dict, image_root: Path) -> dict:
         elif not (root / name).resolve().is_relative_to(root):
             problems[image_id] = f"file_name {name!r} lies outside the image root {image_root}"
         elif (root / name).is_file():
-            size = image_size(root / name)
+            try:
+                size = image_size(root / name, f"{name!r}", oriented=True)
+            except ValueError as exc:  # over Pillow's own ceiling
+                problems[image_id] = str(exc)
+                continue
             expected = (image["width"], image["height"])
             if size is None:
                 problems[image_id] = f"{name!r} is not a readable image"
@@ -240,20 +248,22 @@ def load_coco_keypoints(json_path, layout: LayoutChoice, image_root=None, strict
     data = read_json(path)
     images = _image_table(data, path)
     root = Path(image_root) if image_root is not None else path.parent
-    image_problems = image_file_problems(images, root)
+    in_use = {a.get("image_id") for a in data["annotations"] if isinstance(a, dict) and _is_int(a.get("image_id"))}
+    image_problems = image_file_problems(images, root, in_use)  # COCO train lists 118k images
     samples = Samples()
     first_position: dict[int, int] = {}
     for position, annotation in enumerate(data["annotations"]):
         try:
+            ann_id = annotation.get("id") if isinstance(annotation, dict) else None
+            if _is_int(ann_id):  # before any other check: a bad first copy does not clear the second
+                seen = first_position.setdefault(ann_id, position)
+                if seen != position:
+                    raise ValueError(f"annotation {ann_id}: id appears twice "
+                                     f"(annotations[{seen}] and annotations[{position}])")
             image_id = annotation.get("image_id") if isinstance(annotation, dict) else None
             image = images.get(image_id, {}) if _is_int(image_id) else {}
             chosen = layout(image) if callable(layout) else layout
-            sample = sample_from_annotation(annotation, images, chosen, root, image_problems)
-            seen = first_position.setdefault(sample.ann_id, position)
-            if seen != position:
-                raise ValueError(f"annotation {sample.ann_id}: id appears twice "
-                                 f"(annotations[{seen}] and annotations[{position}])")
-            samples.append(sample)
+            samples.append(sample_from_annotation(annotation, images, chosen, root, image_problems))
         except ValueError as exc:
             if strict:
                 raise ValueError(f"{path}: {exc}") from exc

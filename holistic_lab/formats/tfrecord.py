@@ -1,7 +1,8 @@
 """TFRecord files for fine-tuning: the 543 layout with its mask, plus a tf.data pipeline.
 
 One `tf.train.Example` per Sample (the schema, `feature_spec()`):
-  image/encoded  JPEG bytes (a JPEG source file is stored as it is, others are encoded)
+  image/encoded  JPEG bytes (a JPEG source file is stored as it is, others, and photos with an
+                 EXIF orientation, are encoded from their upright pixels)
   keypoints_3d   543 x 3 float32, x, y normalised to the image, NaN where unknown
   mask           543 int64 (1: x, y known)       num_keypoints  int64, the mask's sum
   boxes          4 x 4 float32 pixel (x, y, w, h) of body, face, left_hand, right_hand (0 = none)
@@ -9,7 +10,8 @@ One `tf.train.Example` per Sample (the schema, `feature_spec()`):
   image_path  the file name's own bytes (os.fsencode), so names that are not UTF-8 survive
 Large sets are split into shards of `shard_size` records (`name-00000-of-00004.tfrecord`)
 with a manifest beside them (`tfrecord_sets`): writing a set again replaces the old set's
-files and nothing else, and never a file holistic-lab did not write unless `overwrite`.
+files and nothing else, never a file holistic-lab did not write unless `overwrite`, never an
+input of the run, and only once every new shard is finished (`check_set_output`, `write`).
 `read` checks every record (framing, crc, types, sizes, the Sample's own checks, the JPEG's
 size) and raises ValueError naming the file and the record's index in it. `make_dataset` is
 the training input: decode, crop to the person or a part's ROI, resize, normalise, cache,
@@ -18,17 +20,19 @@ shuffle, batch, prefetch; with check=True it first refuses exactly what `read` r
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from ..images import image_size as header_size  # make_dataset's image_size is the crop's
-from ..files import atomic_write
+from ..files import check_output_file
 from ..native_logs import import_tensorflow
 from ..topology import NUM_KEYPOINTS, PARTS
 from .sample import BOX_NAMES, Sample
-from .tfrecord_sets import check_framing, manifest_files, set_files, shard_paths, write_manifest
+from .tfrecord_sets import (check_framing, install_set, is_set_file_name, manifest_files, manifest_path, set_files,
+                            shard_paths)
 
 ROI_NAMES = BOX_NAMES  # "body" (the whole person) or one part
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -57,14 +61,16 @@ def feature_spec() -> dict:
 
 def jpeg_bytes(sample: Sample, rgb: np.ndarray | None = None, quality: int = 95) -> bytes:
     """The sample's image as JPEG: the file's own bytes if it is a JPEG of the sample's size
-    (as stored: an EXIF-rotated one is decoded upright and encoded), else encoded from pixels."""
+    as stored, without an EXIF orientation; else encoded from its pixels (an EXIF-oriented
+    photo decoded upright, as it was labelled: TF's decode_jpeg would ignore the orientation)."""
     import cv2
 
-    from ..images import check_rgb, load_rgb
+    from ..images import check_rgb, exif_orientation, load_rgb
 
     if rgb is None:
         data = Path(sample.image_path).read_bytes() if Path(sample.image_path).is_file() else b""
-        if data.startswith(_JPEG_MAGIC) and header_size(data) == (sample.width, sample.height):
+        if (data.startswith(_JPEG_MAGIC) and header_size(data) == (sample.width, sample.height)
+                and exif_orientation(data) == 1):
             return data
         rgb = load_rgb(sample.image_path)
     check_rgb(rgb)
@@ -126,36 +132,62 @@ def _is_our_record_file(file: Path) -> bool:
     return True
 
 
-def _files_we_may_replace(path: Path, targets: list[Path], overwrite: bool) -> set[Path]:
-    """The old set's files (by its manifest); refuses, before anything is written, a target or
-    the name `path` taken by a folder, or by a file that is not ours unless `overwrite`."""
+def _same_files(targets: list[Path], candidates: Iterable) -> list[Path]:
+    """The candidates that are one of the existing `targets` (same device and inode): one stat
+    per candidate, so the images of 100k samples cost 100k stats, not 100k per target."""
+    def identity(file):
+        try:
+            found = os.stat(file)
+        except (OSError, ValueError):  # missing, or a name no file system holds
+            return None
+        return found.st_dev, found.st_ino
+
+    taken = {identity(target) for target in targets} - {None}
+    return [Path(c) for c in dict.fromkeys(candidates) if taken and identity(c) in taken]
+
+
+def check_set_output(path, num_shards: int | None = None, inputs: Iterable = (), overwrite: bool = False) -> Path:
+    """Refuse (ValueError), before any work, writing the set `path` if that would lose something.
+
+    Each name the set takes (`path`, its shards when `num_shards` is known, and the manifest
+    `<path>.json`) goes through `files.check_output_file`: never an input of the run
+    (`inputs`: the source file, the images), not even with `overwrite`; not a folder; replaced
+    without `overwrite` only if it is ours (the old manifest names it, or it holds records of
+    this schema; the manifest if `read_manifest` accepts it); and the folder must be writable.
+    The CLI calls it with `num_shards=None` before loading anything, `write` again with the count.
+    Returns `path`.
+    """
+    path = Path(path)
     try:
-        owned = set(manifest_files(path))
+        owned, manifest_is_ours = set(manifest_files(path)), True
     except ValueError:  # a file at the manifest's name that is not our manifest
-        if not overwrite:
-            raise
-        owned = set()
-    for target in dict.fromkeys(targets + [path]):
-        if target.is_dir():
-            raise ValueError(f"output {target} is a folder; expected a TFRecord file name")
-        if target.exists() and target not in owned and not overwrite and not _is_our_record_file(target):
-            raise ValueError(f"output {target} already exists and is not a TFRecord set holistic-lab wrote; "
-                             "choose another name, or pass --overwrite (overwrite=True) to replace it")
-    return owned
+        owned, manifest_is_ours = set(), False
+    targets = [path, *shard_paths(path, num_shards or 1)]  # `path` even when sharded: the set's name
+    inputs = [Path(source) for source in inputs]
+    if num_shards is None:  # an input named like one of the set's shards, whatever their count
+        named_like_shards = [path.with_name(source.name) for source in inputs if is_set_file_name(path, source.name)]
+        targets += [path.with_name(source.name) for source in _same_files(named_like_shards, inputs)]
+    inputs = _same_files(targets + [manifest_path(path)], inputs)
+    check_output_file(manifest_path(path), is_ours=lambda _: manifest_is_ours, inputs=inputs, overwrite=overwrite,
+                      kind="a TFRecord set manifest holistic-lab wrote")
+    for target in dict.fromkeys(targets):
+        check_output_file(target, is_ours=lambda file: file in owned or _is_our_record_file(file), inputs=inputs,
+                          overwrite=overwrite, kind="a TFRecord set holistic-lab wrote")
+    return path
 
 
 def write(path, samples: list[Sample], images: Iterable[np.ndarray] | None = None, shard_size: int = 2000,
-          overwrite: bool = False) -> list[Path]:
+          overwrite: bool = False, inputs: Iterable = ()) -> list[Path]:
     """Write `samples` (with their images, read from `image_path` unless `images` gives RGB
     arrays in the same order) to TFRecord shards of at most `shard_size` records, and the set's
     manifest `<path>.json` after them.
 
-    An existing file under a name this set needs is replaced only if it belongs to a set
-    holistic-lab wrote (its manifest names it, or it holds records of this schema), or with
-    `overwrite`. Each shard is written atomically (`files.atomic_write`), so an interrupted
-    run never leaves a truncated file under a final name. Once the new manifest is in place,
-    the files the old manifest named and this set does not use are deleted (nothing else is).
-    Returns the paths.
+    Before any work, `check_set_output` refuses a name this set needs if it is an input of
+    the run (`inputs`, e.g. the annotation file, and the samples' images), a folder, a file
+    that is not ours (unless `overwrite`), or in a folder that cannot be written. All shards
+    are written into a temporary folder beside `path` and moved into place only when every
+    one is finished (`tfrecord_sets.install_set`), so a failed or interrupted run leaves the
+    previous set as it was. Returns the paths.
     """
     tf = _tf()
     samples = list(samples)
@@ -168,14 +200,14 @@ def write(path, samples: list[Sample], images: Iterable[np.ndarray] | None = Non
         raise ValueError(f"{len(samples)} samples but {len(rgb_list)} images")
     num_shards = -(-len(samples) // shard_size)
     path = Path(path)
-    paths = shard_paths(path, num_shards)
-    old_files = _files_we_may_replace(path, paths, overwrite)
+    check_set_output(path, num_shards, [*inputs, *(sample.image_path for sample in samples)], overwrite)
     last_path, last_jpeg = None, b""  # consecutive people of one image share its bytes
 
-    def write_shard(shard: int, temporary: Path) -> None:
+    def write_shard(shard: int, file: Path) -> int:
         nonlocal last_path, last_jpeg
-        with tf.io.TFRecordWriter(str(temporary)) as writer:
-            for sample, rgb in list(zip(samples, rgb_list))[shard * shard_size:(shard + 1) * shard_size]:
+        chosen = list(zip(samples, rgb_list))[shard * shard_size:(shard + 1) * shard_size]
+        with tf.io.TFRecordWriter(str(file)) as writer:
+            for sample, rgb in chosen:
                 if rgb is not None:
                     jpeg = jpeg_bytes(sample, rgb)
                 elif sample.image_path == last_path:
@@ -184,13 +216,13 @@ def write(path, samples: list[Sample], images: Iterable[np.ndarray] | None = Non
                     jpeg = last_jpeg = jpeg_bytes(sample)
                     last_path = sample.image_path
                 writer.write(example_from_sample(sample, jpeg))
+        return len(chosen)
 
-    for shard, out in enumerate(paths):
-        atomic_write(out, lambda temporary: write_shard(shard, temporary))
-    write_manifest(path, paths, [len(samples[i:i + shard_size]) for i in range(0, len(samples), shard_size)])
-    for old in old_files - set(paths):
-        old.unlink(missing_ok=True)
-    return paths
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".partial-") as folder:
+        finished = [Path(folder) / name.name for name in shard_paths(path, num_shards)]
+        counts = [write_shard(shard, file) for shard, file in enumerate(finished)]
+        return install_set(path, finished, counts)
 
 
 def _files(path) -> list[str]:
@@ -299,10 +331,12 @@ def count_records(path) -> int:
 
 
 def decode_image(sample: Sample) -> np.ndarray:
-    """The uint8 RGB image of a Sample read from a TFRecord."""
+    """The uint8 RGB image of a Sample read from a TFRecord, as `make_dataset` decodes it
+    (an EXIF orientation in the bytes is ignored, as TF's decode_jpeg ignores it)."""
     import cv2
 
-    bgr = cv2.imdecode(np.frombuffer(sample.extras["image_jpeg"], np.uint8), cv2.IMREAD_COLOR)
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    bgr = cv2.imdecode(np.frombuffer(sample.extras["image_jpeg"], np.uint8), flags)
     if bgr is None:
         raise ValueError(f"{sample.extras.get('source_id')}: image/encoded is not a decodable JPEG")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -1,10 +1,12 @@
 """TFRecord sets on disk: shard names, the manifest that says which files a set owns, framing checks.
 
 A set written to `NAME.tfrecord` is that file alone or the shards `NAME-00000-of-00004.tfrecord`
-beside it, plus a manifest `NAME.tfrecord.json` (written atomically after the files) naming
-each file with its record count and byte size. Rewriting a set deletes only files the old
-manifest names and that have the set's exact file names, so a user's `NAME-v2-of-thesis.tfrecord`
-is never touched. Reading goes by the manifest when there is one and refuses a file whose size
+beside it, plus a manifest `NAME.tfrecord.json` naming each file with its record count and
+byte size. `install_set` puts a set in place once all its files are finished (written in a
+temporary folder beside it), the manifest last; a failed write never reaches it, so the
+previous set stays whole. It then deletes only files the old manifest names, with the set's
+exact file names and still of the size it gave them, so a user's `NAME-v2-of-thesis.tfrecord`
+(or a shard the user has changed since) is never touched. Reading goes by the manifest when there is one and refuses a file whose size
 changed since; sets written before manifests existed are found by the exact shard pattern.
 
 TF's reader takes a file cut inside a record's 12-byte header (length uint64, masked crc32c of
@@ -14,6 +16,7 @@ short header, or a record (data plus its 4-byte crc) that runs past the end, by 
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 from pathlib import Path
@@ -84,6 +87,26 @@ def manifest_files(path) -> list[Path]:
     """The files the set's manifest names (empty if there is no manifest)."""
     path = Path(path)
     return [path.with_name(entry["name"]) for entry in read_manifest(path) or []]
+
+
+def install_set(path, finished: list[Path], record_counts: list[int]) -> list[Path]:
+    """Move the `finished` files (complete, in a temporary folder on the same file system) onto
+    the set's names beside `path`, write the manifest last, then delete the previous set's files
+    that this one does not use and that still have the size its manifest gave them. Returns the set's files."""
+    path = Path(path)
+    try:
+        previous = read_manifest(path) or []
+    except ValueError:  # a file of someone else's at the manifest's name, replaced with overwrite
+        previous = []
+    files = [path.with_name(Path(file).name) for file in finished]
+    for file, target in zip(finished, files):
+        os.replace(file, target)
+    write_manifest(path, files, record_counts)
+    for entry in previous:
+        old = path.with_name(entry["name"])
+        if old not in files and old.is_file() and old.stat().st_size == entry["bytes"]:
+            old.unlink()
+    return files
 
 
 def set_files(path) -> list[Path]:
