@@ -53,6 +53,20 @@ def input_files(paths, recursive: bool = True) -> list[Path]:
     return list(dict.fromkeys(path.resolve() for path in files))
 
 
+def frame_name(video: Path, index: int) -> str:
+    """The item name of one video frame: `video#000042`."""
+    return f"{video}#{index:06d}"
+
+
+def split_frame_name(name: str) -> tuple[str, int | None]:
+    """(file path, frame index) of an item name; the index is None for an image, whose own
+    file name may hold a '#'."""
+    path, hash_sign, frame = name.rpartition("#")
+    if hash_sign and frame.isdigit() and Path(path).suffix.lower() in VIDEO_SUFFIXES:
+        return path, int(frame)
+    return name, None
+
+
 @dataclass
 class Item:
     """One image, or one frame of a video (`name` is `video#frame_index`), decoded."""
@@ -78,7 +92,7 @@ def iter_items(files: list[Path], skipped: list[str], done=frozenset()) -> Itera
         frames = VideoFrames(path)
         try:
             for index, rgb in frames:
-                yield Item(f"{path}#{index:06d}", path, True, rgb)
+                yield Item(frame_name(path, index), path, True, rgb)
         except ValueError as exc:  # will not open, too large, no frame at all
             skipped.append(str(exc))
             continue

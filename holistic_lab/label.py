@@ -17,18 +17,16 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .batch import Batch, input_files, iter_items, nothing_processed
+from .batch import Batch, frame_name, input_files, iter_items, nothing_processed, split_frame_name
 from .files import output_lock
-from .images import VIDEO_SUFFIXES
 from .result import check_results_output, load_results, save_results
 
 
 def resolved_name(name: str) -> str:
     """An item name with its file's path made absolute (relative to the current directory)."""
-    path, hash_sign, frame = name.rpartition("#")
-    if not (hash_sign and frame.isdigit() and Path(path).suffix.lower() in VIDEO_SUFFIXES):
-        path, hash_sign, frame = name, "", ""
-    return f"{Path(path).resolve()}{hash_sign}{frame}"
+    path, frame = split_frame_name(name)
+    resolved = Path(path).resolve()
+    return str(resolved) if frame is None else frame_name(resolved, frame)
 
 
 def label_paths(paths, out, teacher_factory=None, save_every_s: float = 10.0, progress: bool = True,

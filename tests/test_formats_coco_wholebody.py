@@ -1,6 +1,7 @@
 """COCO-WholeBody <-> 543 on the real fixture file: exact round trip, the map's facts, bad files refused by name."""
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -331,3 +332,26 @@ def test_a_duplicate_id_is_refused_even_when_its_first_copy_was_bad(tmp_path, or
     assert 442619 not in [s.ann_id for s in samples] and len(samples) == 12
     assert samples.skipped == ["annotation 442619: face_kpts must be a list of numbers",
                                "annotation 442619: id appears twice (annotations[0] and annotations[1])"]
+
+
+def test_labels_of_absolute_paths_export_and_load_back_with_their_images(tmp_path, monkeypatch):
+    """`label` names images by absolute path; the exported COCO file must still load (file_names
+    stay inside an image root) and find the images, from any working directory."""
+    import shutil
+
+    from holistic_lab.datasets import SAMPLES_DIR
+    from holistic_lab.formats import tfrecord
+    from holistic_lab.result import save_results
+
+    photos = tmp_path / "shoot" / "day1"
+    photos.mkdir(parents=True)
+    names = [str(Path(shutil.copy(SAMPLES_DIR / "astronaut.png", photos / "astronaut.png")).resolve()),
+             str(Path(shutil.copy(SAMPLES_DIR / "grace_hopper.jpg", tmp_path / "shoot" / "hopper.jpg")).resolve())]
+    labels = save_results(tmp_path / "labels.npz", [sample_labels("astronaut"), sample_labels("grace_hopper")], names)
+    out = coco_wholebody.export_labels(labels, tmp_path / "export" / "coco.json")
+    data = json.loads(out.read_text())
+    assert sorted(image["file_name"] for image in data["images"]) == ["day1/astronaut.png", "hopper.jpg"]
+    monkeypatch.chdir(tmp_path / "export")
+    loaded = coco_wholebody.load(out)
+    assert sorted(s.image_path for s in loaded) == sorted(names)
+    assert len(list(tfrecord.read(tfrecord.write(tmp_path / "set.tfrecord", loaded)))) == 2

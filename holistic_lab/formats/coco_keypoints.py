@@ -235,11 +235,25 @@ def sample_from_annotation(annotation: dict, images: dict, layout: KeypointLayou
 LayoutChoice = KeypointLayout | Callable[[dict], KeypointLayout]
 
 
+def default_image_root(data: dict, json_path: Path) -> Path:
+    """The folder a COCO file's file_names are relative to: its `info.image_root` if it has one
+    (absolute, or relative to the JSON's folder), else the JSON's folder."""
+    info = data.get("info")
+    named = info.get("image_root") if isinstance(info, dict) else None
+    if named is None:
+        return json_path.parent
+    if not isinstance(named, str) or not named:
+        raise ValueError(f"{json_path}: info.image_root must be a folder path (text), got {named!r}")
+    return json_path.parent / named
+
+
 def load_coco_keypoints(json_path, layout: LayoutChoice, image_root=None, strict: bool = True) -> Samples:
     """Every annotation of a COCO-style file as a Sample in the 543 layout.
 
     `layout` is a KeypointLayout or a function image record -> layout (e.g. left or right
-    hand by file name). `image_root` defaults to the JSON's folder. strict=True raises on
+    hand by file name). `image_root` defaults to the folder the JSON's `info.image_root`
+    names (relative to the JSON's folder; `coco_wholebody.export_labels` writes it), else the
+    JSON's folder; every file_name must resolve inside it. strict=True raises on
     the first bad annotation; strict=False skips bad annotations (an id seen before, one
     whose image file is refused) and lists them in `.skipped` (file-level problems, such as
     an image record without a positive integer width, always raise).
@@ -247,7 +261,7 @@ def load_coco_keypoints(json_path, layout: LayoutChoice, image_root=None, strict
     path = Path(json_path)
     data = read_json(path)
     images = _image_table(data, path)
-    root = Path(image_root) if image_root is not None else path.parent
+    root = Path(image_root) if image_root is not None else default_image_root(data, path)
     in_use = {a.get("image_id") for a in data["annotations"] if isinstance(a, dict) and _is_int(a.get("image_id"))}
     image_problems = image_file_problems(images, root, in_use)  # COCO train lists 118k images
     samples = Samples()

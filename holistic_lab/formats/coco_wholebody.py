@@ -18,11 +18,13 @@ tools can read them; points the teacher places far outside the image are written
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_write, check_output_file
+from ..batch import split_frame_name
+from ..files import atomic_write, check_output_file, display_path
 from ..result import HolisticResult, load_results
 from ..topology import COCO_BODY_NAMES, COCO_WHOLEBODY_PARTS, COCO_WHOLEBODY_TO_543, NUM_COCO_WHOLEBODY
 from .coco_keypoints import KeypointLayout, Samples, far_outside, load_coco_keypoints
@@ -115,12 +117,14 @@ def annotation_from_sample(sample: Sample, ann_id: int, image_id: int) -> dict:
     return annotation
 
 
-def to_coco(samples) -> dict:
+def to_coco(samples, image_root=None) -> dict:
     """COCO-WholeBody JSON (as a dict) for `samples`.
 
     A sample without an image id (-1) gets one per image path, numbered after the largest
     id in use; one without an annotation id likewise. One image id with two different image
-    paths is a ValueError.
+    paths is a ValueError. A sample read from a COCO file keeps its file_name; for the others
+    the file_name is the image path, relative to `image_root` when it is given (which is then
+    written as `info.image_root`, so `load` finds the images without being told).
     """
     samples = list(samples)
     next_image_id = max([s.image_id for s in samples] + [0]) + 1
@@ -140,14 +144,18 @@ def to_coco(samples) -> dict:
         if image_id not in images:
             image = dict(sample.extras.get("image", {}))
             image.update(id=image_id, width=sample.width, height=sample.height)
-            image.setdefault("file_name", sample.image_path)
+            if "file_name" not in image:
+                image["file_name"] = _file_name(sample, image_root)
             images[image_id] = image
         ann_id = sample.ann_id
         if ann_id < 0:
             ann_id, next_ann_id = next_ann_id, next_ann_id + 1
         annotations.append(annotation_from_sample(sample, ann_id, image_id))
+    info = {"description": WRITTEN_BY}
+    if image_root is not None:
+        info["image_root"] = str(image_root)
     return {
-        "info": {"description": WRITTEN_BY},
+        "info": info,
         "categories": [PERSON_CATEGORY],
         "images": list(images.values()),
         "annotations": annotations,
@@ -170,10 +178,20 @@ def check_coco_output(path, inputs=(), overwrite: bool = False) -> Path:
                              kind="a COCO-WholeBody JSON holistic-lab wrote")
 
 
-def save(path, samples, overwrite: bool = False) -> Path:
-    """Write `to_coco(samples)` to `path` atomically (`files.atomic_write`); see `check_coco_output`."""
+def _file_name(sample: Sample, image_root) -> str:
+    if image_root is None:
+        return sample.image_path
+    try:
+        return Path(sample.image_path).relative_to(image_root).as_posix()
+    except ValueError:
+        raise ValueError(f"sample {sample.ann_id}: image {sample.image_path} is not inside the image root "
+                         f"{image_root}") from None
+
+
+def save(path, samples, overwrite: bool = False, image_root=None) -> Path:
+    """Write `to_coco(samples, image_root)` to `path` atomically (`files.atomic_write`); see `check_coco_output`."""
     check_coco_output(path, overwrite=overwrite)
-    data = to_coco(samples)
+    data = to_coco(samples, image_root)
 
     def write(temporary: Path) -> None:
         with open(temporary, "w", encoding="utf-8") as fh:
@@ -189,7 +207,21 @@ def samples_from_labels(names: list[str], results: list[HolisticResult]) -> list
 
 
 def export_labels(labels_npz, out_json, overwrite: bool = False) -> Path:
-    """Teacher labels `.npz` -> COCO-WholeBody JSON; file names are the labelled paths (video#frame)."""
+    """Teacher labels `.npz` -> COCO-WholeBody JSON that `load` reads back with its images.
+
+    `label` names images by absolute path, and COCO file_names must stay inside an image
+    root, so the file_names are written relative to the images' common folder, which
+    `info.image_root` records. Video frames (`video#frame`) have no image file to name and
+    are left out with a ValueError if nothing else is labelled.
+    """
     check_coco_output(out_json, inputs=[labels_npz], overwrite=overwrite)
     names, results = load_results(labels_npz)
-    return save(out_json, samples_from_labels(names, results), overwrite=overwrite)
+    samples = [s for s in samples_from_labels(names, results) if split_frame_name(s.image_path)[1] is None]
+    if not samples:
+        raise ValueError(f"{display_path(labels_npz)} has no labelled image with a person found "
+                         "(video frames are not exported: extract them as images first)")
+    root = Path(os.path.commonpath([str(Path(s.image_path).resolve().parent) for s in samples]))
+    for sample in samples:
+        sample.image_path = str(Path(sample.image_path).resolve())
+    return save(out_json, samples, overwrite=overwrite, image_root=root)
+
