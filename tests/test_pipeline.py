@@ -206,5 +206,11 @@ def test_latency_profile_times_every_stage_beside_mediapipe():
     assert profile.ours_ms > 0 and profile.mediapipe_ms > 0 and profile.ours_cpu_ms > 0 and profile.mediapipe_cpu_ms > 0
     table = latency_table([profile])
     assert "pose_landmark=2, others 1" in table and "its CPU ms" in table
+    # the share is of the mean, and says so, with the mean it is a share of beside it
+    assert "| stage | mean ms | share of mean total | median ms | p90 ms |" in table
+    total_mean_ms = sum(s.mean_ms for s in profile.stages)
+    for s in profile.stages:
+        assert s.share == pytest.approx(s.mean_ms / total_mean_ms), s.stage
+    assert sum(s.share for s in profile.stages) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="repeats must be >= 1"):
         profile_latency(images, 1, repeats=0)
