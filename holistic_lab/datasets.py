@@ -108,6 +108,48 @@ def _verified(path: Path, size: int, mtime_ns: int, expected: str) -> bool:
     return _sha256(path) == expected
 
 
+OFFLINE_HELP = (f"offline, copy the fixture pack (the files listed in holistic_lab/{FIXTURES_REGISTRY.name}, "
+                f"from {FIXTURES_BASE_URL}) into a folder and set {DATA_ENV} to it, or place it at "
+                f"../shared/fixtures/mmpose beside the repository")
+
+
+def _cache_dir() -> Path:
+    import pooch
+
+    return Path(pooch.os_cache("holistic-lab"))
+
+
+def _download(name: str) -> Path:
+    """Fetch one registered file into pooch's cache (once), checked against its SHA-256."""
+    import pooch
+
+    fetcher = pooch.create(path=_cache_dir(), base_url=FIXTURES_BASE_URL, registry=fixture_registry())
+    try:
+        return Path(fetcher.fetch(name))
+    except OSError as exc:  # requests' ConnectionError is an OSError
+        raise RuntimeError(f"cannot download fixture {name} from {FIXTURES_BASE_URL} ({type(exc).__name__}); "
+                           f"{OFFLINE_HELP}") from exc
+
+
+def fixture_folder(folder=None) -> Path:
+    """The whole fixture pack as a local folder, for code that takes a folder.
+
+    The local folder (`folder`, $HOLISTIC_LAB_DATA, or ../shared/fixtures/mmpose beside the
+    repository) when there is one; else every registered file downloaded once into pooch's
+    cache (checksummed) and that cache folder. A named folder that does not exist is a
+    ValueError; no folder and no network a RuntimeError that says what to do offline.
+    """
+    root = data_dir(folder)
+    if root is not None:
+        if not root.is_dir():
+            source = "the folder argument" if folder is not None else f"${DATA_ENV}"
+            raise ValueError(f"fixture folder {root} (from {source}) does not exist; expected the mmpose fixture pack")
+        return root
+    for name in fixture_registry():
+        _download(name)
+    return _cache_dir()
+
+
 def fixture_path(name: str, folder=None) -> Path:
     """Local path of one fixture file, checked against its registered SHA-256.
 
@@ -120,14 +162,7 @@ def fixture_path(name: str, folder=None) -> Path:
         raise ValueError(f"{name!r} is not in the fixture registry ({FIXTURES_REGISTRY.name})")
     root = data_dir(folder)
     if root is None:
-        import pooch
-
-        fetcher = pooch.create(path=pooch.os_cache("holistic-lab"), base_url=FIXTURES_BASE_URL, registry=registry)
-        try:
-            return Path(fetcher.fetch(name))
-        except OSError as exc:  # requests' ConnectionError is an OSError
-            raise RuntimeError(f"cannot download fixture {name} from {FIXTURES_BASE_URL} ({type(exc).__name__}); "
-                               f"offline, set {DATA_ENV} to a local copy of the fixture pack") from exc
+        return _download(name)
     path = root / name
     if not path.is_file():
         raise ValueError(f"fixture {name} not found in {root} (set {DATA_ENV} to the mmpose fixture folder)")

@@ -297,12 +297,12 @@ CASCADE_FIXTURES = ("aic/ff945ae2e729f24eea992814639d59b3bdec8bd8.jpg", "aic/fa4
 
 def test_cascade_on_converted_models_gives_the_shipped_landmarks(converted, fixtures):
     """Every stage of HolisticPipeline from a converted Keras model: same parts found, same
-    landmarks (median well under a tenth of a pixel, 99% of points within 1 px).
+    landmarks (median well under a tenth of a pixel, every point within 1 px).
 
     The tail is the face: the face re-crop's rotation comes from two eye keypoints, and
     float32 rounding there turns the crop slightly. How much depends on the CPU's kernels:
-    the face's p99 / max measured 0.5 / 0.53 px on one x86_64 machine and 0.59 / 0.75 px
-    on an AMD EPYC (AVX2), the same on every run there."""
+    the face's p99 / max measured 0.35-0.5 / 0.53 px on one x86_64 machine and 0.59 / 0.75 px
+    on an AMD EPYC (AVX2), the same on every run there, so the p99 is not pinned tighter."""
     shipped = HolisticPipeline()
     keras_cascade = HolisticPipeline(**{argument: converted[name] for argument, name in STAGE_MODELS.items()})
     images = [sample_image(name) for name in sample_names()] + [fixture_image(name) for name in CASCADE_FIXTURES]
@@ -311,4 +311,4 @@ def test_cascade_on_converted_models_gives_the_shipped_landmarks(converted, fixt
     assert by_part["face"].both_present >= 5 and by_part["right_hand"].both_present >= 2
     for row in rows:
         assert row.presence_equal == row.pairs, row
-        assert row.median_px < 0.1 and row.p99_px <= 1.0 and row.max_px < 1.5, row
+        assert row.median_px < 0.1 and row.max_px < 1.0, row

@@ -68,3 +68,30 @@ def test_environment_variable_points_the_registry_at_a_folder(fixtures, monkeypa
 def test_samples_api_is_kept():
     assert datasets.sample_image("astronaut").shape == (512, 512, 3)
     assert np.isfinite(datasets.sample_labels("astronaut")["face"]).all()
+
+
+def test_fixture_folder_is_the_local_pack_without_network(fixtures, monkeypatch):
+    import pooch
+
+    monkeypatch.setattr(pooch, "create", lambda *a, **k: pytest.fail("a local folder must not touch the network"))
+    monkeypatch.setenv(datasets.DATA_ENV, str(fixtures))
+    assert datasets.fixture_folder() == fixtures
+
+
+@pytest.mark.registry_download
+def test_fixture_folder_refuses_a_missing_folder_and_says_what_to_do_offline(tmp_path, monkeypatch):
+    import pooch
+
+    monkeypatch.setenv(datasets.DATA_ENV, str(tmp_path / "no-such-pack"))
+    with pytest.raises(ValueError, match=r"no-such-pack \(from \$HOLISTIC_LAB_DATA\) does not exist"):
+        datasets.fixture_folder()
+    monkeypatch.delenv(datasets.DATA_ENV)
+    monkeypatch.setattr(datasets, "DEFAULT_DATA_DIR", tmp_path / "not-beside-the-clone")
+
+    class Offline:
+        def fetch(self, name):
+            raise ConnectionError(f"no route to host for {name}")
+
+    monkeypatch.setattr(pooch, "create", lambda *a, **k: Offline())
+    with pytest.raises(RuntimeError, match=r"cannot download fixture .* offline, copy the fixture pack .* set HOLISTIC_LAB_DATA"):
+        datasets.fixture_folder()

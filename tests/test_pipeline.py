@@ -206,5 +206,24 @@ def test_latency_profile_times_every_stage_beside_mediapipe():
     assert profile.ours_ms > 0 and profile.mediapipe_ms > 0 and profile.ours_cpu_ms > 0 and profile.mediapipe_cpu_ms > 0
     table = latency_table([profile])
     assert "pose_landmark=2, others 1" in table and "its CPU ms" in table
+    # the share is of the mean, and says so, with the mean it is a share of beside it
+    assert "| stage | mean ms | share of mean total | median ms | p90 ms |" in table
+    total_mean_ms = sum(s.mean_ms for s in profile.stages)
+    for s in profile.stages:
+        assert s.share == pytest.approx(s.mean_ms / total_mean_ms), s.stage
+    assert sum(s.share for s in profile.stages) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="repeats must be >= 1"):
         profile_latency(images, 1, repeats=0)
+
+
+def test_worst_images_ranks_images_by_their_largest_deviation_from_the_reference():
+    from holistic_lab.pipeline.compare import worst_images
+    from holistic_lab.result import HolisticResult
+
+    rng = np.random.default_rng(0)
+    reference = [HolisticResult.from_parts({"pose": rng.uniform(0.2, 0.8, (33, 3))}, 100, 100) for _ in range(4)]
+    ours = [HolisticResult.from_parts({"pose": r.xyz[:33] + [shift, 0, 0]}, 100, 100)
+            for r, shift in zip(reference, (0.01, 0.3, 0.0, 0.05))]
+    ours[2] = HolisticResult.empty(100, 100)          # a part found by one side only has no distance
+    assert [(i, round(px, 3)) for i, px in worst_images(reference, ours, count=2)] == [(1, 30.0), (3, 5.0)]
+    assert len(worst_images(reference, ours, count=10)) == 3

@@ -5,7 +5,7 @@ The flatbuffer is parsed with TensorFlow's own schema utilities
 Weight-decoding ops are folded away here, so the graph the Keras builder sees holds only
 compute ops: DEQUANTIZE of a float16 constant becomes a float32 constant (exact: every
 float16 value is a float32), and DENSIFY of a sparse constant becomes a dense one
-(see `sparsity.py`). The Holistic models store their weights this way (DESIGN.md).
+(see `sparsity.py`). The Holistic models store their weights this way (notebook 04, section 1).
 """
 from __future__ import annotations
 

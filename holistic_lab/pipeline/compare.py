@@ -66,6 +66,18 @@ def compare(reference: list[HolisticResult], ours: list[HolisticResult]) -> list
     return rows
 
 
+def worst_images(reference: list[HolisticResult], ours: list[HolisticResult], count: int = 2) -> list[tuple[int, float]]:
+    """(image index, largest pixel deviation over the parts both found) of the `count` images
+    where `ours` is furthest from `reference`, worst first; images with no part in common are left out."""
+    worst = []
+    for index, (ref, mine) in enumerate(zip(reference, ours, strict=True)):
+        both = [PARTS[p] for p in PART_NAMES if ref.present[p] and mine.present[p]]
+        if both:
+            rows = np.concatenate([np.arange(sl.start, sl.stop) for sl in both])
+            worst.append((index, float(np.nanmax(np.linalg.norm(ref.pixels()[rows] - mine.pixels()[rows], axis=1)))))
+    return sorted(worst, key=lambda pair: -pair[1])[:count]
+
+
 def run_agreement(images, pipeline) -> tuple[list[PartAgreement], list[HolisticResult], list[HolisticResult]]:
     """Run MediaPipe (reset for every image) and `pipeline` on every image and compare."""
     from ..teacher import MediaPipeTeacher
