@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .files import display_path
-from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoFrames, load_rgb
+from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoFrames, load_rgb, pixel_limit
 from .result import HolisticResult, save_results
 
 MEDIA_SUFFIXES = IMAGE_SUFFIXES + VIDEO_SUFFIXES
@@ -79,15 +79,22 @@ class Item:
 def iter_items(files: list[Path], skipped: list[str], done=frozenset()) -> Iterator[Item]:
     """Every image and video frame of `files` in order; what cannot be read adds a line to
     `skipped` and is passed over. Images named in `done` are not even decoded (a resumed run);
-    a video's frames are always decoded, in order, since tracking needs them."""
+    a video's frames are always decoded, in order, since tracking needs them. A bad pixel
+    limit ($HOLISTIC_LAB_MAX_PIXELS) is an error before the first file, not a skip per file."""
+    pixel_limit()
     for path in files:
         if not is_video(path):
             if str(path) in done:
                 continue
             try:
-                yield Item(str(path), path, False, load_rgb(path))
+                rgb = load_rgb(path)
             except ValueError as exc:
                 skipped.append(str(exc))
+                continue
+            except MemoryError:
+                skipped.append(f"image {display_path(path)}: too large to decode in this machine's memory")
+                continue
+            yield Item(str(path), path, False, rgb)
             continue
         frames = VideoFrames(path)
         try:

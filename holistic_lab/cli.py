@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from .files import display_path
+from .files import display_path, output_lock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -35,6 +35,9 @@ def _number(kind, expected: str, accept):
 positive_int = _number(int, "an integer >= 1", lambda value: value >= 1)
 non_negative_int = _number(int, "an integer >= 0", lambda value: value >= 0)
 positive_float = _number(float, "a number > 0", lambda value: value > 0)
+# More TFLite threads than cores only adds spinning workers; a huge count hangs the interpreter's start.
+CORES = os.cpu_count() or 1
+thread_count = _number(int, f"an integer from 1 to {CORES} (this machine's cores)", lambda value: 1 <= value <= CORES)
 
 
 def cmd_info(args) -> int:
@@ -118,10 +121,12 @@ def cmd_run(args) -> int:
     path = Path(args.path)
     inputs = [path] + (list(path.iterdir()) if path.is_dir() else [])
     out = check_results_output(args.out, inputs=inputs, overwrite=args.overwrite, what="--out")
-    batch = process_path(path, lambda video: HolisticPipeline(static_image_mode=not video, num_threads=args.threads))
-    for line in batch.skipped:
-        print(f"skipped {line}")
-    print(f"wrote {display_path(batch.save(out, overwrite=args.overwrite))} ({len(batch.results)} results)")
+    with output_lock(out, what="--out"):
+        batch = process_path(path, lambda video: HolisticPipeline(static_image_mode=not video,
+                                                                  num_threads=args.threads))
+        for line in batch.skipped:
+            print(f"skipped {line}")
+        print(f"wrote {display_path(batch.save(out, overwrite=args.overwrite))} ({len(batch.results)} results)")
     return 0
 
 
@@ -193,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("labels", help="labels .npz written by `holistic-lab label` (names are image paths)")
     p.add_argument("--out", required=True, help="output folder for the PNGs and labels.npz")
     p.add_argument("--preset", default="train", help="augmentation preset: none, light, train, geometric, low_light, occlusion")
-    p.add_argument("--copies", type=positive_int, default=4, help="augmented copies per image")
+    p.add_argument("--copies", type=positive_int, default=4, help="augmented copies per image (at most 1000)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (same seed, same output)")
     p.add_argument("--overwrite", action="store_true", help="replace files in --out even if holistic-lab did not write them")
     p.set_defaults(func=cmd_augment)
@@ -201,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help=cmd_run.__doc__)
     p.add_argument("path", help="an image, a folder of images, or a video file (tracked frame to frame)")
     p.add_argument("--out", required=True, help="output .npz of HolisticResults")
-    p.add_argument("--threads", type=positive_int, default=1, help="TFLite threads per stage")
+    p.add_argument("--threads", type=thread_count, default=1, help="TFLite threads per stage")
     p.add_argument("--overwrite", action="store_true", help="replace --out even if it is not a results .npz")
     p.set_defaults(func=cmd_run)
 

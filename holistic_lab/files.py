@@ -85,9 +85,10 @@ def output_lock(path, what: str = "output") -> Iterator[Path]:
 
     A second holder, in this process or another, is refused at once with a ValueError.
     The lock file is removed on release; a run that opened it just before gets a
-    removed file and tries again on the new one, so two runs never both hold it.
+    removed file and tries again on the new one, so two runs never both hold it. A
+    symbolic link is locked at the file it points to, like `atomic_write` writes there.
     """
-    path = Path(path)
+    path = written_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = path.parent / f".{path.name}.lock"
     while True:
@@ -113,9 +114,17 @@ def output_lock(path, what: str = "output") -> Iterator[Path]:
         os.close(fd)
 
 
-def atomic_write(path, write_fn: Callable[[Path], object]) -> Path:
-    """Call `write_fn(temporary_path)`, then move that file onto `path`; on any failure the temporary is removed."""
+def written_path(path) -> Path:
+    """The file a write to `path` lands in: `path`, or where it points if it is a symbolic link
+    (replacing the link itself would leave its target stale and the user's link gone)."""
     path = Path(path)
+    return path.resolve() if path.is_symlink() else path
+
+
+def atomic_write(path, write_fn: Callable[[Path], object]) -> Path:
+    """Call `write_fn(temporary_path)`, then move that file onto `path` (or the file a symbolic
+    link there points to); on any failure the temporary is removed."""
+    path = written_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".partial-") as folder:
         temporary = Path(folder) / path.name

@@ -30,6 +30,9 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".flv")
 # environment says otherwise: 50 MP is a 8660 x 5773 photograph, 150 MB as RGB.
 MAX_PIXELS = 50_000_000
 MAX_PIXELS_ENV = "HOLISTIC_LAB_MAX_PIXELS"
+# An image file within the pixel limit needs at most this many bytes per pixel (16-bit RGBA,
+# uncompressed) plus its metadata; a larger file is padded or damaged and is not read.
+MAX_BYTES_PER_PIXEL = 8
 # MediaPipe and OpenCV index image bytes with signed 32-bit integers: an RGB array of
 # 2**31 bytes or more crashes them (a segmentation fault, not an exception).
 MAX_RGB_BYTES = 2**31 - 1
@@ -143,12 +146,17 @@ def load_rgb(path, max_pixels: int | None = None) -> np.ndarray:
     path = Path(path)
     what = f"image {display_path(path)}"
     if not path.is_file():
-        raise ValueError(f"image file not found: {display_path(path)}")
-    data = np.fromfile(path, dtype=np.uint8)
-    size = image_size(data, what) if data.size else None
+        raise ValueError(f"{what} is not a regular file" if path.exists() else f"image file not found: {display_path(path)}")
+    limit = pixel_limit(max_pixels)
+    size = image_size(path, what)  # from the file: nothing is read into memory before the checks
     if size is None:
         raise ValueError(f"cannot decode {what}: not a valid image file ({', '.join(IMAGE_SUFFIXES)})")
-    check_image_size(*size, what, max_pixels)
+    check_image_size(*size, what, limit)
+    file_bytes = path.stat().st_size
+    if file_bytes > MAX_BYTES_PER_PIXEL * limit + 2**24:
+        raise ValueError(f"{what} is {file_bytes / 1e6:.0f} MB on disk, more than any image within the pixel limit "
+                         f"needs ({limit / 1e6:g} megapixels): damaged or padded")
+    data = np.fromfile(path, dtype=np.uint8)
     try:
         with filtered_native_stderr():  # libpng's benign iCCP warnings
             bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
@@ -156,7 +164,7 @@ def load_rgb(path, max_pixels: int | None = None) -> np.ndarray:
         raise ValueError(f"cannot decode {what}: {str(exc).strip().splitlines()[-1]}") from None
     if bgr is None:
         raise ValueError(f"cannot decode {what}: not a valid image file")
-    check_image_size(bgr.shape[1], bgr.shape[0], what, max_pixels)
+    check_image_size(bgr.shape[1], bgr.shape[0], what, limit)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

@@ -10,6 +10,7 @@ Many results are stored together in one `.npz` (see `save_results`), marked with
 """
 from __future__ import annotations
 
+import math
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -173,13 +174,17 @@ def load_results(path) -> tuple[list[str], list[HolisticResult]]:
     missing = _RESULTS_KEYS - set(arrays)
     if missing:
         raise ValueError(f"{display_path(path)} is not a holistic-lab results file: missing {sorted(missing)}")
+    _check_results_arrays(arrays, path)
     parts = tuple(str(p) for p in arrays.get("parts", PART_NAMES))
     names = [str(n) for n in arrays["names"]]
-    results = [
-        HolisticResult(xyz, vis, dict(zip(parts, map(bool, pres))), int(w), int(h))
-        for xyz, vis, pres, w, h in zip(arrays["xyz"], arrays["visibility"], arrays["present"],
-                                        arrays["width"], arrays["height"])
-    ]
+    results = []
+    for index, row in enumerate(zip(arrays["xyz"], arrays["visibility"], arrays["present"],
+                                    arrays["width"], arrays["height"])):
+        xyz, vis, pres, w, h = row
+        try:
+            results.append(HolisticResult(xyz, vis, dict(zip(parts, map(bool, pres))), int(w), int(h)))
+        except ValueError as exc:
+            raise ValueError(f"{display_path(path)}: entry {index} ({names[index]}): {exc}") from None
     return names, results
 
 
@@ -190,8 +195,44 @@ def load_skipped(path) -> list[str]:
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an `.npz`, each one's declared size checked against its stored bytes first:
+    a forged header could otherwise ask numpy for terabytes."""
     try:
         with np.load(path, allow_pickle=False) as data:
+            for key in data.files:
+                _check_declared_size(data.zip, key, path)
             return {key: data[key] for key in data.files}
+    except MemoryError:
+        raise ValueError(f"cannot read results file {display_path(path)}: an array larger than this machine's "
+                         "memory") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, TypeError, AttributeError) as exc:
         raise ValueError(f"cannot read results file {display_path(path)}: {exc}") from exc
+
+
+def _check_declared_size(archive: zipfile.ZipFile, key: str, path: Path) -> None:
+    info = archive.getinfo(f"{key}.npy")
+    with archive.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(fh)
+        declared = math.prod(shape) * dtype.itemsize
+        if dtype.hasobject or declared != info.file_size - fh.tell():
+            raise ValueError(f"array {key!r} declares shape {shape} of {dtype}, which its {info.file_size} stored "
+                             "bytes do not hold: the file is corrupt or forged")
+
+
+def _check_results_arrays(arrays: dict, path: Path) -> None:
+    """Shapes and kinds of a results archive's arrays, each refused by key: names (N,), xyz (N, 543, 3),
+    visibility (N, 543), present (N, parts), width and height (N,) whole numbers."""
+    count = arrays["names"].shape[0] if arrays["names"].ndim == 1 else -1
+    parts = arrays.get("parts", np.array(PART_NAMES))
+    expected = {"names": ((count,), "US"), "xyz": ((count, NUM_KEYPOINTS, 3), "fiu"),
+                "visibility": ((count, NUM_KEYPOINTS), "fiu"), "present": ((count, len(PART_NAMES)), "biu"),
+                "width": ((count,), "iu"), "height": ((count,), "iu"), "parts": ((len(PART_NAMES),), "US")}
+    for key, (shape, kinds) in expected.items():
+        array = arrays.get(key, parts)
+        if count < 0 or array.shape != shape or array.dtype.kind not in kinds:
+            raise ValueError(f"{display_path(path)}: {key} has shape {array.shape} and dtype {array.dtype}; expected "
+                             f"shape {shape} ({'text' if kinds == 'US' else 'numbers'}) for {max(count, 0)} names")
+    if sorted(str(p) for p in parts) != sorted(PART_NAMES):
+        raise ValueError(f"{display_path(path)}: parts are {[str(p) for p in parts]}; expected {list(PART_NAMES)}")

@@ -1,4 +1,5 @@
 """The holistic-lab command line."""
+import os
 import shutil
 
 import numpy as np
@@ -97,7 +98,8 @@ def test_outputs_of_the_wrong_kind_are_one_line_errors(photo, tmp_path, capsys):
 @pytest.mark.parametrize("command, option, value, expected", [
     (["augment", "labels.npz", "--out", "x"], "--seed", "-1", "an integer >= 0"),
     (["augment", "labels.npz", "--out", "x"], "--copies", "0", "an integer >= 1"),
-    (["run", "photo.png", "--out", "x.npz"], "--threads", "two", "an integer >= 1"),
+    (["run", "photo.png", "--out", "x.npz"], "--threads", "two", f"an integer from 1 to {os.cpu_count()}"),
+    (["run", "photo.png", "--out", "x.npz"], "--threads", "99999999", f"an integer from 1 to {os.cpu_count()}"),
     (["label", "photo.png", "--out", "x.npz"], "--save-every", "nan", "a number > 0"),
     (["to-tfrecord", "a.json", "--out", "x.tfrecord"], "--shard-size", "-5", "an integer >= 1"),
 ])
@@ -105,4 +107,25 @@ def test_numeric_options_are_refused_by_name(command, option, value, expected, c
     with pytest.raises(SystemExit) as exit_info:
         main(command + [option, value])
     assert exit_info.value.code == 2
-    assert f"error: argument {option}: expected {expected}, got '{value}'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"error: argument {option}: expected {expected}" in err and f"got '{value}'" in err
+
+
+def test_augment_copies_are_bounded_and_a_hash_in_an_image_name_is_not_a_video_frame(tmp_path, capsys):
+    from holistic_lab.augment.files import augment_labelled_files
+    from holistic_lab.datasets import sample_labels
+    from holistic_lab.result import save_results
+
+    image = shutil.copy(SAMPLES_DIR / "astronaut.png", tmp_path / "a#1.png")
+    labels = save_results(tmp_path / "labels.npz", [sample_labels("astronaut")], [str(image)])
+    with pytest.raises(ValueError, match="copies must be from 1 to 1000, got 100000000"):
+        augment_labelled_files(labels, tmp_path / "aug", copies=100_000_000)
+    out, skipped = augment_labelled_files(labels, tmp_path / "aug", preset_name="light", copies=1)
+    assert skipped == [] and len(load_results(out)[0]) == 1
+
+
+def test_deeply_nested_json_is_one_line(tmp_path, capsys):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["to-tfrecord", str(deep), "--out", str(tmp_path / "x.tfrecord")]) == 2
+    assert "deep.json: JSON nested too deeply" in _error(capsys)

@@ -75,3 +75,17 @@ def test_an_output_locked_by_another_process_is_refused_by_name(tmp_path):
     with output_lock(out):
         assert (tmp_path / ".labels.npz.lock").exists()
     assert list(tmp_path.iterdir()) == []  # the lock file is removed once released
+
+
+def test_an_output_reached_through_a_symlink_is_locked_and_written_at_its_target(tmp_path):
+    target = tmp_path / "data" / "labels.npz"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "link.npz"
+    link.symlink_to(target)
+    with output_lock(target):
+        with pytest.raises(ValueError, match="being written by another run"):
+            with output_lock(link):
+                pass
+    atomic_write(link, lambda p: p.write_text("new"))
+    assert link.is_symlink() and target.read_text() == "new"

@@ -271,3 +271,29 @@ def test_run_on_a_garbled_video_keeps_the_frames_read(fixtures, tmp_path):
     assert batch.results == [] and "truncated.mp4" in batch.skipped[0]
     with pytest.raises(ValueError, match=r"nothing processed.*truncated\.mp4"):
         batch.save(tmp_path / "out.npz")
+
+
+def test_a_padded_image_file_is_refused_before_it_is_read(tmp_path):
+    """A valid header followed by gigabytes (a sparse file here) is refused from its size on disk."""
+    padded = good_image(tmp_path / "padded.png", (100, 100))
+    with open(padded, "r+b") as fh:
+        fh.truncate(10 * 2**30)  # 10 GiB, sparse: costs no disk
+    with pytest.raises(ValueError, match=r"padded\.png is 10737 MB on disk, more than any image within the pixel"):
+        load_rgb(padded)
+
+
+def test_a_folder_or_fifo_with_an_image_suffix_is_named_not_hung(tmp_path):
+    (tmp_path / "d.jpg").mkdir()
+    os.mkfifo(tmp_path / "fifo.jpg")
+    for name in ("d.jpg", "fifo.jpg"):
+        with pytest.raises(ValueError, match=rf"image .*{name} is not a regular file"):
+            load_rgb(tmp_path / name)
+
+
+def test_a_bad_pixel_limit_fails_once_before_the_batch(tmp_path, monkeypatch):
+    for index in range(3):
+        good_image(tmp_path / f"img{index}.png")
+    monkeypatch.setenv("HOLISTIC_LAB_MAX_PIXELS", "lots")
+    with pytest.raises(ValueError, match="HOLISTIC_LAB_MAX_PIXELS must be a positive whole number of pixels, got 'lots'"):
+        label_paths([tmp_path], tmp_path / "labels.npz", teacher_factory=StubTeacher, progress=False)
+    assert not (tmp_path / "labels.npz").exists()

@@ -95,3 +95,49 @@ def test_results_replace_only_results_archives(tmp_path):
     assert is_results_file(older) and not is_results_file(foreign)
     assert load_results(save_results(older, results, ["a"]))[0] == ["a"]
     assert is_results_file(save_results(foreign, results, ["a"], overwrite=True))
+
+
+def _npz(path, **arrays):
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    return path
+
+
+def test_results_files_with_inconsistent_arrays_are_refused_by_key(tmp_path):
+    from holistic_lab.result import load_results, save_results
+
+    good = save_results(tmp_path / "good.npz", [HolisticResult.empty(8, 6)] * 2, ["a.png", "b.png"])
+    with np.load(good) as data:
+        arrays = {key: data[key] for key in data.files}
+    bad = {
+        "one name for two rows": dict(arrays, names=np.array(["a.png"])),
+        "present of the wrong width": dict(arrays, present=np.zeros((2, 7), bool)),
+        "a 0-d width": dict(arrays, width=np.array(5)),
+        "xyz as text": dict(arrays, xyz=np.full((2, 543, 3), "a")),
+        "xyz of the wrong shape": dict(arrays, xyz=np.zeros((2, 33, 3), np.float32)),
+    }
+    for why, content in bad.items():
+        path = _npz(tmp_path / "bad.npz", **content)
+        with pytest.raises(ValueError, match=r"bad\.npz: \w+ has shape"):
+            load_results(path)
+    path = _npz(tmp_path / "bad.npz", **dict(arrays, width=np.array([8, 0], np.int32)))
+    with pytest.raises(ValueError, match=r"bad\.npz: entry 1 \(b\.png\): width and height must be positive"):
+        load_results(path)
+
+
+def test_a_forged_array_header_is_refused_without_allocating_it(tmp_path):
+    """An .npz member whose .npy header claims (10**11, 543, 3) would make numpy allocate terabytes."""
+    import zipfile
+
+    from holistic_lab.result import load_results, save_results
+
+    good = save_results(tmp_path / "good.npz", [HolisticResult.empty(8, 6)], ["a.png"])
+    forged = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(forged, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "xyz.npy":
+                data = data.replace(b"(1, 543, 3)", b"(100000000000, 543, 3)")
+            target.writestr(info.filename, data)
+    with pytest.raises(ValueError, match=r"bomb\.npz: array 'xyz' declares shape \(100000000000, 543, 3\)"):
+        load_results(forged)

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..batch import split_frame_name
 from ..files import check_output_file, check_output_folder, display_path, output_lock
 from ..images import load_rgb, save_rgb
 from ..result import check_results_output, is_results_file, load_results, save_results
 from .presets import make_augmenter
+
+
+MAX_COPIES = 1000  # output names are planned up front, so an absurd count would fill memory before any work
 
 
 def find_labelled_image(name: str, labels_path) -> Path:
@@ -34,15 +38,15 @@ def augment_labelled_files(labels_path, out_dir, preset_name: str = "train", cop
     Nothing is written when no image can be read, and an existing file in `out_dir` that an
     earlier augmentation did not write is refused (unless `overwrite`), before any work.
     """
-    if copies < 1:
-        raise ValueError(f"copies must be >= 1, got {copies}")
+    if not 1 <= copies <= MAX_COPIES:
+        raise ValueError(f"copies must be from 1 to {MAX_COPIES}, got {copies}")
     augmenter = make_augmenter(preset_name, seed=seed)
     out_dir = check_output_folder(out_dir)
     out_npz = check_results_output(out_dir / "labels.npz", inputs=[labels_path], overwrite=overwrite)
     with output_lock(out_npz):  # before the checks, so a run starting meanwhile cannot change what they saw
         names, results = load_results(labels_path)
         images = {index: find_labelled_image(name, labels_path) for index, name in enumerate(names)
-                  if "#" not in Path(name).name}
+                  if split_frame_name(name)[1] is None}
         # the input's index keeps a/img.jpg and b/img.png from writing the same file
         outputs = {index: [out_dir / f"{index:05d}_{image.stem}_{preset_name}_{copy:03d}.png" for copy in range(copies)]
                    for index, image in images.items()}

@@ -77,6 +77,8 @@ def read_json(path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: not a JSON file ({exc})") from exc
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to be a COCO file") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object with 'images' and 'annotations', got {type(data).__name__}")
     for key in ("images", "annotations"):

@@ -168,7 +168,7 @@ def is_written_by_us(path) -> bool:
         with open(path, encoding="utf-8") as fh:
             info = json.load(fh).get("info")
         return isinstance(info, dict) and info.get("description") == WRITTEN_BY
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return False
 
 
