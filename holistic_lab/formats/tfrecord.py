@@ -27,12 +27,12 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..images import image_size as header_size  # make_dataset's image_size is the crop's
-from ..files import check_output_file
+from ..files import check_output_file, display_path, output_lock
 from ..native_logs import import_tensorflow
 from ..topology import NUM_KEYPOINTS, PARTS
 from .sample import BOX_NAMES, Sample
-from .tfrecord_sets import (check_framing, install_set, is_set_file_name, manifest_files, manifest_path, set_files,
-                            shard_paths)
+from .tfrecord_sets import (check_framing, install_set, is_set_file_name, manifest_files, manifest_path, other_set_owning,
+                            set_files, shard_paths)
 
 ROI_NAMES = BOX_NAMES  # "body" (the whole person) or one part
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -153,7 +153,9 @@ def check_set_output(path, num_shards: int | None = None, inputs: Iterable = (),
     `<path>.json`) goes through `files.check_output_file`: never an input of the run
     (`inputs`: the source file, the images), not even with `overwrite`; not a folder; replaced
     without `overwrite` only if it is ours (the old manifest names it, or it holds records of
-    this schema; the manifest if `read_manifest` accepts it); and the folder must be writable.
+    this schema; the manifest if `read_manifest` accepts it), and never, without `overwrite`, a
+    file that another set's manifest names (`other_set_owning`: that set would lose it); and the
+    folder must be writable.
     The CLI calls it with `num_shards=None` before loading anything, `write` again with the count.
     Returns `path`.
     """
@@ -170,9 +172,18 @@ def check_set_output(path, num_shards: int | None = None, inputs: Iterable = (),
     inputs = _same_files(targets + [manifest_path(path)], inputs)
     check_output_file(manifest_path(path), is_ours=lambda _: manifest_is_ours, inputs=inputs, overwrite=overwrite,
                       kind="a TFRecord set manifest holistic-lab wrote")
+
+    def is_ours(file: Path) -> bool:
+        other = other_set_owning(file, path)
+        if other is not None:  # replacing the file would break that set
+            raise ValueError(f"output {display_path(file)} is a file of the TFRecord set {display_path(other)} "
+                             f"(its manifest {display_path(manifest_path(other).name)} lists it); choose another "
+                             "name, or pass --overwrite to replace it")
+        return file in owned or _is_our_record_file(file)
+
     for target in dict.fromkeys(targets):
-        check_output_file(target, is_ours=lambda file: file in owned or _is_our_record_file(file), inputs=inputs,
-                          overwrite=overwrite, kind="a TFRecord set holistic-lab wrote")
+        check_output_file(target, is_ours=is_ours, inputs=inputs, overwrite=overwrite,
+                          kind="a TFRecord set holistic-lab wrote")
     return path
 
 

@@ -53,6 +53,21 @@ def is_set_file_name(path, name: str) -> bool:
     return name == path.name or _shard_pattern(path).fullmatch(name) is not None
 
 
+def other_set_owning(file, path) -> Path | None:
+    """A set other than `path` whose manifest names `file`: the single-file set `file` itself,
+    or `NAME.tfrecord` when `file` is named like its shard `NAME-00000-of-00002.tfrecord`; else None."""
+    file, path = Path(file), Path(path)
+    shard_of = re.fullmatch(r"(.+)-\d{5}-of-\d{5}", file.stem)
+    candidates = [file] + ([file.with_name(shard_of.group(1) + file.suffix)] if shard_of else [])
+    for candidate in candidates:
+        try:
+            if candidate != path and file in manifest_files(candidate):
+                return candidate
+        except ValueError:  # a file there that is not a manifest of ours names nothing
+            continue
+    return None
+
+
 def read_manifest(path) -> list[dict] | None:
     """The manifest's file entries ({"name", "records", "bytes"}), None if there is no manifest;
     a file there that is not a manifest of ours, or names files outside the set, is a ValueError."""
