@@ -27,7 +27,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..images import image_size as header_size  # make_dataset's image_size is the crop's
-from ..files import check_output_file, display_path, output_lock
+from ..files import check_output_file, check_writable_folder, display_path, output_lock
 from ..native_logs import import_tensorflow
 from ..topology import NUM_KEYPOINTS, PARTS
 from .sample import BOX_NAMES, Sample
@@ -198,7 +198,8 @@ def write(path, samples: list[Sample], images: Iterable[np.ndarray] | None = Non
     that is not ours (unless `overwrite`), or in a folder that cannot be written. All shards
     are written into a temporary folder beside `path` and moved into place only when every
     one is finished (`tfrecord_sets.install_set`), so a failed or interrupted run leaves the
-    previous set as it was. Returns the paths.
+    previous set as it was. The whole check and write hold `files.output_lock(path)`: a second
+    run writing the same set meanwhile is refused by name. Returns the paths.
     """
     tf = _tf()
     samples = list(samples)
@@ -211,7 +212,6 @@ def write(path, samples: list[Sample], images: Iterable[np.ndarray] | None = Non
         raise ValueError(f"{len(samples)} samples but {len(rgb_list)} images")
     num_shards = -(-len(samples) // shard_size)
     path = Path(path)
-    check_set_output(path, num_shards, [*inputs, *(sample.image_path for sample in samples)], overwrite)
     last_path, last_jpeg = None, b""  # consecutive people of one image share its bytes
 
     def write_shard(shard: int, file: Path) -> int:
@@ -229,8 +229,9 @@ def write(path, samples: list[Sample], images: Iterable[np.ndarray] | None = Non
                 writer.write(example_from_sample(sample, jpeg))
         return len(chosen)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".partial-") as folder:
+    check_writable_folder(path.parent, "output")  # before the lock file is made there
+    with output_lock(path), tempfile.TemporaryDirectory(dir=path.parent, prefix=".partial-") as folder:
+        check_set_output(path, num_shards, [*inputs, *(sample.image_path for sample in samples)], overwrite)
         finished = [Path(folder) / name.name for name in shard_paths(path, num_shards)]
         counts = [write_shard(shard, file) for shard, file in enumerate(finished)]
         return install_set(path, finished, counts)
