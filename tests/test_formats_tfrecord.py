@@ -559,8 +559,8 @@ def test_a_record_whose_jpeg_is_over_the_pixel_limit_is_refused(samples, tmp_pat
                                                        _record_with_jpeg(samples[0], huge, 8000, 8000)])
     _refused_by_read_and_make_dataset(path, r"huge.tfrecord: record 1: image/encoded is 8000x8000 \(64 megapixels\), "
                                             r"over the limit of 50 megapixels")
-    monkeypatch.setenv("HOLISTIC_LAB_MAX_PIXELS", "100000")  # the limit a user set: a 640x425 photo is over it
     normal = _write_records(tmp_path / "normal.tfrecord", [_example(samples[0]).SerializeToString()])
+    monkeypatch.setenv("HOLISTIC_LAB_MAX_PIXELS", "100000")  # the limit a user set: a 640x425 photo is over it
     _refused_by_read_and_make_dataset(normal, r"normal.tfrecord: record 0: image/encoded is 640x425 .* over the limit")
     assert len(list(tfrecord.read(normal, max_pixels=300_000))) == 1
     with pytest.raises(ValueError, match=r"image .*\.jpg is 640x425 .* over the limit"):  # refused before writing

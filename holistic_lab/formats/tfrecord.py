@@ -20,13 +20,14 @@ shuffle, batch, prefetch; with check=True it first refuses exactly what `read` r
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..images import image_size as header_size  # make_dataset's image_size is the crop's
+from ..images import check_image_size, image_size as header_size  # make_dataset's image_size is the crop's
 from ..files import check_output_file, check_writable_folder, display_path, output_lock
 from ..native_logs import import_tensorflow
 from ..topology import NUM_KEYPOINTS, PARTS
@@ -36,6 +37,11 @@ from .tfrecord_sets import (check_framing, install_set, is_set_file_name, manife
 
 ROI_NAMES = BOX_NAMES  # "body" (the whole person) or one part
 _JPEG_MAGIC = b"\xff\xd8\xff"
+# A JPEG marker: 0xFF (fill bytes 0xFF may repeat) then a code other than 0x00, which stuffs a
+# literal 0xFF inside entropy-coded data. Markers without a length: TEM, RST0-7, SOI, EOI.
+_JPEG_MARKER = re.compile(rb"\xff+([^\x00\xff])")
+_JPEG_EOI = 0xD9
+_JPEG_STANDALONE = {0x01, *range(0xD0, 0xD9)}
 
 
 def _tf():
@@ -71,6 +77,7 @@ def jpeg_bytes(sample: Sample, rgb: np.ndarray | None = None, quality: int = 95)
         data = Path(sample.image_path).read_bytes() if Path(sample.image_path).is_file() else b""
         if (data.startswith(_JPEG_MAGIC) and header_size(data) == (sample.width, sample.height)
                 and exif_orientation(data) == 1):
+            check_image_size(sample.width, sample.height, f"image {display_path(sample.image_path)}")  # as load_rgb
             return data
         rgb = load_rgb(sample.image_path)
     check_rgb(rgb)
@@ -118,6 +125,22 @@ def example_from_sample(sample: Sample, image_jpeg: bytes) -> bytes:
         "image_path": raw(image_path),
     }
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def jpeg_is_complete(data: bytes) -> bool:
+    """Does the JPEG reach its end-of-image marker (EOI) before its bytes end? Walks the segments
+    by their lengths and the entropy-coded data to its next marker, as libjpeg reads them:
+    TF's decode_jpeg fails on a JPEG whose data runs out before EOI (a truncated file) and
+    ignores any bytes after it."""
+    offset = 2 if data.startswith(b"\xff\xd8") else len(data) + 1
+    while offset <= len(data) and (marker := _JPEG_MARKER.search(data, offset)) is not None:
+        code, offset = marker.group(1)[0], marker.end()
+        if code == _JPEG_EOI:
+            return True
+        if code not in _JPEG_STANDALONE:  # a segment: its 2-byte length counts itself, not the marker
+            length = int.from_bytes(data[offset:offset + 2], "big")
+            offset = offset + length if length >= 2 else len(data) + 1
+    return False
 
 
 def _is_our_record_file(file: Path) -> bool:
@@ -266,9 +289,11 @@ def _raw_records(path) -> Iterator[tuple[str, int, bytes]]:
 _KIND_NAMES = {"bytes_list": "a bytes_list", "float_list": "a float_list", "int64_list": "an int64_list", None: "empty"}
 
 
-def sample_from_example(serialized: bytes, index: int = 0) -> Sample:
+def sample_from_example(serialized: bytes, index: int = 0, max_pixels: int | None = None) -> Sample:
     """Parse and check one record into a Sample (JPEG bytes in `extras["image_jpeg"]`); a
-    problem is a ValueError naming the record's index and the feature."""
+    problem is a ValueError naming the record's index and the feature. The JPEG must be
+    complete (`jpeg_is_complete`), of the record's width x height by its header, and within
+    the pixel limit (`max_pixels`, else $HOLISTIC_LAB_MAX_PIXELS, else images.MAX_PIXELS)."""
     tf = _tf()
     try:
         example = tf.train.Example.FromString(serialized)
@@ -323,15 +348,20 @@ def sample_from_example(serialized: bytes, index: int = 0) -> Sample:
     if size != (sample.width, sample.height):
         raise ValueError(f"record {index}: image/encoded is {size[0]}x{size[1]}, but width x height say "
                          f"{sample.width}x{sample.height}")
+    check_image_size(*size, f"record {index}: image/encoded", max_pixels)
+    if not jpeg_is_complete(jpeg):
+        raise ValueError(f"record {index}: image/encoded is a truncated JPEG ({len(jpeg)} bytes, its data ends "
+                         "before the end-of-image marker): TF's decode_jpeg cannot decode it")
     return sample
 
 
-def read(path) -> Iterator[Sample]:
+def read(path, max_pixels: int | None = None) -> Iterator[Sample]:
     """Yield every record of a TFRecord file (or its shards, or a list of files) as a checked
-    Sample; the first bad record is a ValueError naming its file and its index in that file."""
+    Sample (`sample_from_example`, with its pixel limit `max_pixels`); the first bad record is
+    a ValueError naming its file and its index in that file."""
     for file, index, record in _raw_records(path):
         try:
-            sample = sample_from_example(record, index)
+            sample = sample_from_example(record, index, max_pixels)
         except ValueError as exc:
             raise ValueError(f"{file}: {exc}") from None
         yield sample
@@ -380,7 +410,7 @@ def _roi_box(tf, parsed, roi: str, margin: float):
 
 def make_dataset(path, roi: str = "body", image_size: int = 256, batch_size: int = 32, margin: float = 1.25,
                  value_range: tuple[float, float] = (0.0, 1.0), shuffle: int = 0, cache: bool = True,
-                 check: bool = True, drop_remainder: bool = False):
+                 check: bool = True, drop_remainder: bool = False, max_pixels: int | None = None):
     """tf.data training input: (images (B, S, S, 3) float32, {"keypoints", "mask", "z_mask"}).
 
     Each record is decoded, cropped to a square `margin` x the box of `roi` ("body" or a
@@ -388,15 +418,16 @@ def make_dataset(path, roi: str = "body", image_size: int = 256, batch_size: int
     scaled to `value_range`; keypoints (B, 543, 3) are moved into the crop (0..1, z scaled
     like x) with NaN set to 0; `mask` (B, 543) float says which x, y to train on and
     `z_mask` which z (human annotations are 2-D: their z is unknown). Records without the ROI
-    are dropped. check=True first reads and checks every record exactly as `read` does, so a
-    bad file fails with its name and the record's index before training starts, not mid-epoch.
+    are dropped. check=True first reads and checks every record exactly as `read` does (with
+    `max_pixels`), so a bad file fails with its name and the record's index before training
+    starts, not mid-epoch.
     """
     tf = _tf()
     if roi not in ROI_NAMES:
         raise ValueError(f"roi must be one of {ROI_NAMES}, got {roi!r}")
     files = _files(path)
     if check:
-        for _ in read(files):
+        for _ in read(files, max_pixels):
             pass
     spec = feature_spec()
     low, high = value_range
