@@ -462,7 +462,7 @@ def test_a_shard_of_one_set_is_not_replaced_by_a_set_named_like_it(fixtures, tmp
     # the other way round: a set whose shard would be another set's single file
     (single,) = tfrecord.write(tmp_path / "b-00001-of-00002.tfrecord", _fixture_samples(fixtures), shard_size=100)
     kept = single.read_bytes()
-    with pytest.raises(ValueError, match=r"b-00001-of-00002.tfrecord is a file of the TFRecord set \S*/b-00001-of-00002"):
+    with pytest.raises(ValueError, match=r"b-00001-of-00002.tfrecord is a file of the TFRecord set \S*/b-00001-of"):
         tfrecord.write(tmp_path / "b.tfrecord", _fixture_samples(fixtures), shard_size=7)
     assert single.read_bytes() == kept and not (tmp_path / "b-00000-of-00002.tfrecord").exists()
     tfrecord.write(shard, _fixture_samples(fixtures), shard_size=100, overwrite=True)  # said so: replaced

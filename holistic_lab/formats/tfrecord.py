@@ -10,10 +10,13 @@ One `tf.train.Example` per Sample (the schema, `feature_spec()`):
   image_path  the file name's own bytes (os.fsencode), so names that are not UTF-8 survive
 Large sets are split into shards of `shard_size` records (`name-00000-of-00004.tfrecord`)
 with a manifest beside them (`tfrecord_sets`): writing a set again replaces the old set's
-files and nothing else, never a file holistic-lab did not write unless `overwrite`, never an
-input of the run, and only once every new shard is finished (`check_set_output`, `write`).
+files and nothing else, never a file holistic-lab did not write, nor one another set's
+manifest lists, unless `overwrite`, never an input of the run, and only once every new shard
+is finished (`check_set_output`, `write`); one run at a time (`files.output_lock`). File
+names go to TF as their own bytes, so a set whose name is not UTF-8 is written and read.
 `read` checks every record (framing, crc, types, sizes, the Sample's own checks, the JPEG's
-size) and raises ValueError naming the file and the record's index in it. `make_dataset` is
+size against the record's and the pixel limit, a JPEG that ends before its end-of-image
+marker) and raises ValueError naming the file and the record's index in it. `make_dataset` is
 the training input: decode, crop to the person or a part's ROI, resize, normalise, cache,
 shuffle, batch, prefetch; with check=True it first refuses exactly what `read` refuses.
 """
@@ -32,8 +35,8 @@ from ..files import check_output_file, check_writable_folder, display_path, outp
 from ..native_logs import import_tensorflow
 from ..topology import NUM_KEYPOINTS, PARTS
 from .sample import BOX_NAMES, Sample
-from .tfrecord_sets import (check_framing, install_set, is_set_file_name, manifest_files, manifest_path, other_set_owning,
-                            set_files, shard_paths)
+from .tfrecord_sets import (check_framing, install_set, is_set_file_name, manifest_files, manifest_path,
+                            other_set_owning, set_files, shard_paths)
 
 ROI_NAMES = BOX_NAMES  # "body" (the whole person) or one part
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -143,12 +146,18 @@ def jpeg_is_complete(data: bytes) -> bool:
     return False
 
 
+def _tf_name(file) -> bytes:
+    """The file's name as TF's record reader and writer take it: its own bytes. Given a str they
+    encode it as UTF-8, which fails on a name that is not UTF-8 (os.fsdecode's surrogate escapes)."""
+    return os.fsencode(file)
+
+
 def _is_our_record_file(file: Path) -> bool:
     """A TFRecord file whose first record is in our schema (sets written before manifests existed)."""
     try:
         if check_framing(file) == 0:
             return False
-        first = next(iter(_tf().data.TFRecordDataset(str(file)))).numpy()
+        first = next(iter(_tf().data.TFRecordDataset(_tf_name(file)))).numpy()
         sample_from_example(first)
     except (ValueError, _tf().errors.OpError):
         return False
@@ -240,7 +249,7 @@ def write(path, samples: list[Sample], images: Iterable[np.ndarray] | None = Non
     def write_shard(shard: int, file: Path) -> int:
         nonlocal last_path, last_jpeg
         chosen = list(zip(samples, rgb_list))[shard * shard_size:(shard + 1) * shard_size]
-        with tf.io.TFRecordWriter(str(file)) as writer:
+        with tf.io.TFRecordWriter(_tf_name(file)) as writer:
             for sample, rgb in chosen:
                 if rgb is not None:
                     jpeg = jpeg_bytes(sample, rgb)
@@ -273,7 +282,7 @@ def _raw_records(path) -> Iterator[tuple[str, int, bytes]]:
     tf = _tf()
     for file in _files(path):
         check_framing(file)  # before TF's reader, which takes a cut inside a header for the end
-        iterator = iter(tf.data.TFRecordDataset(file))
+        iterator = iter(tf.data.TFRecordDataset(_tf_name(file)))
         in_file = 0
         while True:
             try:
@@ -281,7 +290,7 @@ def _raw_records(path) -> Iterator[tuple[str, int, bytes]]:
             except StopIteration:
                 break
             except tf.errors.DataLossError as exc:
-                raise ValueError(f"{file}: record {in_file} is truncated or corrupt") from exc
+                raise ValueError(f"{display_path(file)}: record {in_file} is truncated or corrupt") from exc
             yield file, in_file, record.numpy()
             in_file += 1
 
@@ -363,7 +372,7 @@ def read(path, max_pixels: int | None = None) -> Iterator[Sample]:
         try:
             sample = sample_from_example(record, index, max_pixels)
         except ValueError as exc:
-            raise ValueError(f"{file}: {exc}") from None
+            raise ValueError(f"{display_path(file)}: {exc}") from None
         yield sample
 
 
@@ -454,7 +463,8 @@ def make_dataset(path, roi: str = "body", image_size: int = 256, batch_size: int
     def drop_flag(image, target, valid):
         return image, target
 
-    dataset = tf.data.TFRecordDataset(files).map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = tf.data.TFRecordDataset([_tf_name(file) for file in files])
+    dataset = dataset.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.filter(has_roi).map(drop_flag)
     if cache:
         dataset = dataset.cache()
