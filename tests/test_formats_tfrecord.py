@@ -1,4 +1,5 @@
 """TFRecord: real fixture samples round-trip; hostile records, cut files and foreign files are refused by name."""
+import re
 from pathlib import Path
 
 import numpy as np
@@ -442,3 +443,147 @@ def test_decode_image_gives_the_pixels_make_dataset_trains_on(tmp_path):
     (back,) = tfrecord.read(path)
     trained_on = tf.io.decode_jpeg(back.extras["image_jpeg"], channels=3).numpy()
     assert np.abs(tfrecord.decode_image(back).astype(int) - trained_on).mean() < 2
+
+
+# --- one set's files are never taken over by another set; two runs never write one set at once ---
+
+def test_a_shard_of_one_set_is_not_replaced_by_a_set_named_like_it(fixtures, tmp_path, capsys):
+    from holistic_lab.cli import main
+
+    source = str(fixtures / "coco" / "test_coco_wholebody.json")
+    assert main(["to-tfrecord", source, "--out", str(tmp_path / "a.tfrecord"), "--shard-size", "7"]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    shard = tmp_path / "a-00000-of-00002.tfrecord"
+    assert main(["to-tfrecord", source, "--out", str(shard), "--shard-size", "100"]) == 2
+    assert re.search(r"a-00000-of-00002.tfrecord is a file of the TFRecord set \S*/a.tfrecord .*--overwrite",
+                     capsys.readouterr().err)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert tfrecord.count_records(tmp_path / "a.tfrecord") == 14
+    # the other way round: a set whose shard would be another set's single file
+    (single,) = tfrecord.write(tmp_path / "b-00001-of-00002.tfrecord", _fixture_samples(fixtures), shard_size=100)
+    kept = single.read_bytes()
+    with pytest.raises(ValueError, match=r"b-00001-of-00002.tfrecord is a file of the TFRecord set \S*/b-00001-of"):
+        tfrecord.write(tmp_path / "b.tfrecord", _fixture_samples(fixtures), shard_size=7)
+    assert single.read_bytes() == kept and not (tmp_path / "b-00000-of-00002.tfrecord").exists()
+    tfrecord.write(shard, _fixture_samples(fixtures), shard_size=100, overwrite=True)  # said so: replaced
+    assert tfrecord.count_records(shard) == 14
+
+
+def _fixture_samples(fixtures):
+    return coco_wholebody.load(fixtures / "coco" / "test_coco_wholebody.json")
+
+
+def test_a_second_run_writing_the_same_set_is_refused_by_name(samples, tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    out = tmp_path / "wb.tfrecord"
+    tfrecord.write(out, samples, shard_size=5)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from holistic_lab.files import output_lock
+        with output_lock({str(out)!r}):
+            print("locked", flush=True)
+            sys.stdin.read()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ValueError, match=r"wb.tfrecord is being written by another run"):
+            tfrecord.write(out, samples[:3], shard_size=2)
+    finally:
+        holder.communicate("")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    tfrecord.write(out, samples[:3], shard_size=2)  # the other run is done: ours now
+    assert tfrecord.count_records(out) == 3 and not list(tmp_path.glob(".*lock"))
+
+
+# --- the JPEG inside a record: complete, and within the pixel limit ---
+
+def _record_with_jpeg(sample, jpeg, width=None, height=None):
+    example = _example(sample)
+    _retype(example.features.feature["image/encoded"], "bytes_list", [jpeg])
+    if width is not None:
+        _retype(example.features.feature["width"], "int64_list", [width])
+        _retype(example.features.feature["height"], "int64_list", [height])
+    return example.SerializeToString()
+
+
+def _tf_decodes(jpeg: bytes) -> bool:
+    import tensorflow as tf
+
+    try:
+        tf.io.decode_jpeg(jpeg, channels=3)
+    except tf.errors.InvalidArgumentError:
+        return False
+    return True
+
+
+def _jpeg_variants(sample):
+    """Baseline (the fixture file), progressive and with restart markers: TF decodes each."""
+    import cv2
+
+    bgr = cv2.cvtColor(load_rgb(sample.image_path), cv2.COLOR_RGB2BGR)
+    return {"baseline": Path(sample.image_path).read_bytes(),
+            "progressive": cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes(),
+            "restart markers": cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_RST_INTERVAL, 4])[1].tobytes()}
+
+
+@pytest.mark.parametrize("kind", ["baseline", "progressive", "restart markers"])
+def test_a_truncated_jpeg_is_refused_exactly_when_tf_cannot_decode_it(samples, tmp_path, kind):
+    jpeg = _jpeg_variants(samples[0])[kind]
+    for cut in (len(jpeg) // 3, len(jpeg) // 2, len(jpeg) - 2, len(jpeg) - 1):
+        assert not _tf_decodes(jpeg[:cut])  # what make_dataset would meet mid-epoch
+        path = _write_records(tmp_path / "cut.tfrecord", [_example(samples[0]).SerializeToString(),
+                                                          _record_with_jpeg(samples[0], jpeg[:cut])])
+        _refused_by_read_and_make_dataset(path, r"cut.tfrecord: record 1: image/encoded is a truncated JPEG")
+    for padded in (jpeg, jpeg + b"\x00" * 64, jpeg + b"\xff" * 3):  # what TF decodes is accepted
+        assert _tf_decodes(padded)
+        path = _write_records(tmp_path / "whole.tfrecord", [_record_with_jpeg(samples[0], padded)])
+        (back,) = tfrecord.read(path)
+        assert sum(len(b[0]) for b in tfrecord.make_dataset(path, batch_size=2)) == 1
+
+
+def _jpeg_claiming(jpeg: bytes, width: int, height: int) -> bytes:
+    """The JPEG with its frame header (SOF0/SOF2) saying width x height: a few bytes, any size."""
+    import re
+
+    sof = re.search(rb"\xff[\xc0\xc2]", jpeg).start()
+    return jpeg[:sof + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + jpeg[sof + 9:]
+
+
+def test_a_record_whose_jpeg_is_over_the_pixel_limit_is_refused(samples, tmp_path, monkeypatch):
+    huge = _jpeg_claiming(Path(samples[0].image_path).read_bytes(), 8000, 8000)  # 64 MP: ~940 MB in make_dataset
+    path = _write_records(tmp_path / "huge.tfrecord", [_example(samples[0]).SerializeToString(),
+                                                       _record_with_jpeg(samples[0], huge, 8000, 8000)])
+    _refused_by_read_and_make_dataset(path, r"huge.tfrecord: record 1: image/encoded is 8000x8000 \(64 megapixels\), "
+                                            r"over the limit of 50 megapixels")
+    normal = _write_records(tmp_path / "normal.tfrecord", [_example(samples[0]).SerializeToString()])
+    monkeypatch.setenv("HOLISTIC_LAB_MAX_PIXELS", "100000")  # the limit a user set: a 640x425 photo is over it
+    _refused_by_read_and_make_dataset(normal, r"normal.tfrecord: record 0: image/encoded is 640x425 .* over the limit")
+    assert len(list(tfrecord.read(normal, max_pixels=300_000))) == 1
+    with pytest.raises(ValueError, match=r"image .*\.jpg is 640x425 .* over the limit"):  # refused before writing
+        tfrecord.write(tmp_path / "w.tfrecord", samples[:1])
+    assert not (tmp_path / "w.tfrecord").exists()
+
+
+# --- a set whose own name is not UTF-8 ---
+
+def test_a_set_named_with_a_non_utf8_byte_is_written_and_read_back(fixtures, samples, tmp_path, capsys):
+    import os
+
+    from holistic_lab.cli import main
+
+    out = tmp_path / os.fsdecode(b"caf\xfb.tfrecord")
+    source = str(fixtures / "coco" / "test_coco_wholebody.json")
+    assert main(["to-tfrecord", source, "--out", str(out), "--shard-size", "5"]) == 0, capsys.readouterr().err
+    assert "wrote " in capsys.readouterr().out
+    assert [s.ann_id for s in tfrecord.read(out)] == [s.ann_id for s in samples]
+    assert sum(len(b[0]) for b in tfrecord.make_dataset(out, batch_size=8)) == len(samples)
+    (single,) = tfrecord.write(out, samples[:2], shard_size=100)  # rewritten: the old shards go
+    assert sorted(os.fsencode(p.name) for p in tmp_path.iterdir()) == [b"caf\xfb.tfrecord", b"caf\xfb.tfrecord.json"]
+    assert tfrecord.count_records(single) == 2
+    single.write_bytes(single.read_bytes()[:-10])
+    with pytest.raises(ValueError, match=r"caf\\xfb.tfrecord: 2"):  # printable: the byte as \xfb
+        tfrecord.count_records(out)

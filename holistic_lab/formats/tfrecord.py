@@ -10,32 +10,41 @@ One `tf.train.Example` per Sample (the schema, `feature_spec()`):
   image_path  the file name's own bytes (os.fsencode), so names that are not UTF-8 survive
 Large sets are split into shards of `shard_size` records (`name-00000-of-00004.tfrecord`)
 with a manifest beside them (`tfrecord_sets`): writing a set again replaces the old set's
-files and nothing else, never a file holistic-lab did not write unless `overwrite`, never an
-input of the run, and only once every new shard is finished (`check_set_output`, `write`).
+files and nothing else, never a file holistic-lab did not write, nor one another set's
+manifest lists, unless `overwrite`, never an input of the run, and only once every new shard
+is finished (`check_set_output`, `write`); one run at a time (`files.output_lock`). File
+names go to TF as their own bytes, so a set whose name is not UTF-8 is written and read.
 `read` checks every record (framing, crc, types, sizes, the Sample's own checks, the JPEG's
-size) and raises ValueError naming the file and the record's index in it. `make_dataset` is
+size against the record's and the pixel limit, a JPEG that ends before its end-of-image
+marker) and raises ValueError naming the file and the record's index in it. `make_dataset` is
 the training input: decode, crop to the person or a part's ROI, resize, normalise, cache,
 shuffle, batch, prefetch; with check=True it first refuses exactly what `read` refuses.
 """
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..images import image_size as header_size  # make_dataset's image_size is the crop's
-from ..files import check_output_file
+from ..images import check_image_size, image_size as header_size  # make_dataset's image_size is the crop's
+from ..files import check_output_file, check_writable_folder, display_path, output_lock
 from ..native_logs import import_tensorflow
 from ..topology import NUM_KEYPOINTS, PARTS
 from .sample import BOX_NAMES, Sample
-from .tfrecord_sets import (check_framing, install_set, is_set_file_name, manifest_files, manifest_path, set_files,
-                            shard_paths)
+from .tfrecord_sets import (check_framing, install_set, is_set_file_name, manifest_files, manifest_path,
+                            other_set_owning, set_files, shard_paths)
 
 ROI_NAMES = BOX_NAMES  # "body" (the whole person) or one part
 _JPEG_MAGIC = b"\xff\xd8\xff"
+# A JPEG marker: 0xFF (fill bytes 0xFF may repeat) then a code other than 0x00, which stuffs a
+# literal 0xFF inside entropy-coded data. Markers without a length: TEM, RST0-7, SOI, EOI.
+_JPEG_MARKER = re.compile(rb"\xff+([^\x00\xff])")
+_JPEG_EOI = 0xD9
+_JPEG_STANDALONE = {0x01, *range(0xD0, 0xD9)}
 
 
 def _tf():
@@ -71,6 +80,7 @@ def jpeg_bytes(sample: Sample, rgb: np.ndarray | None = None, quality: int = 95)
         data = Path(sample.image_path).read_bytes() if Path(sample.image_path).is_file() else b""
         if (data.startswith(_JPEG_MAGIC) and header_size(data) == (sample.width, sample.height)
                 and exif_orientation(data) == 1):
+            check_image_size(sample.width, sample.height, f"image {display_path(sample.image_path)}")  # as load_rgb
             return data
         rgb = load_rgb(sample.image_path)
     check_rgb(rgb)
@@ -120,12 +130,34 @@ def example_from_sample(sample: Sample, image_jpeg: bytes) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 
+def jpeg_is_complete(data: bytes) -> bool:
+    """Does the JPEG reach its end-of-image marker (EOI) before its bytes end? Walks the segments
+    by their lengths and the entropy-coded data to its next marker, as libjpeg reads them:
+    TF's decode_jpeg fails on a JPEG whose data runs out before EOI (a truncated file) and
+    ignores any bytes after it."""
+    offset = 2 if data.startswith(b"\xff\xd8") else len(data) + 1
+    while offset <= len(data) and (marker := _JPEG_MARKER.search(data, offset)) is not None:
+        code, offset = marker.group(1)[0], marker.end()
+        if code == _JPEG_EOI:
+            return True
+        if code not in _JPEG_STANDALONE:  # a segment: its 2-byte length counts itself, not the marker
+            length = int.from_bytes(data[offset:offset + 2], "big")
+            offset = offset + length if length >= 2 else len(data) + 1
+    return False
+
+
+def _tf_name(file) -> bytes:
+    """The file's name as TF's record reader and writer take it: its own bytes. Given a str they
+    encode it as UTF-8, which fails on a name that is not UTF-8 (os.fsdecode's surrogate escapes)."""
+    return os.fsencode(file)
+
+
 def _is_our_record_file(file: Path) -> bool:
     """A TFRecord file whose first record is in our schema (sets written before manifests existed)."""
     try:
         if check_framing(file) == 0:
             return False
-        first = next(iter(_tf().data.TFRecordDataset(str(file)))).numpy()
+        first = next(iter(_tf().data.TFRecordDataset(_tf_name(file)))).numpy()
         sample_from_example(first)
     except (ValueError, _tf().errors.OpError):
         return False
@@ -153,7 +185,9 @@ def check_set_output(path, num_shards: int | None = None, inputs: Iterable = (),
     `<path>.json`) goes through `files.check_output_file`: never an input of the run
     (`inputs`: the source file, the images), not even with `overwrite`; not a folder; replaced
     without `overwrite` only if it is ours (the old manifest names it, or it holds records of
-    this schema; the manifest if `read_manifest` accepts it); and the folder must be writable.
+    this schema; the manifest if `read_manifest` accepts it), and never, without `overwrite`, a
+    file that another set's manifest names (`other_set_owning`: that set would lose it); and the
+    folder must be writable.
     The CLI calls it with `num_shards=None` before loading anything, `write` again with the count.
     Returns `path`.
     """
@@ -170,9 +204,18 @@ def check_set_output(path, num_shards: int | None = None, inputs: Iterable = (),
     inputs = _same_files(targets + [manifest_path(path)], inputs)
     check_output_file(manifest_path(path), is_ours=lambda _: manifest_is_ours, inputs=inputs, overwrite=overwrite,
                       kind="a TFRecord set manifest holistic-lab wrote")
+
+    def is_ours(file: Path) -> bool:
+        other = other_set_owning(file, path)
+        if other is not None:  # replacing the file would break that set
+            raise ValueError(f"output {display_path(file)} is a file of the TFRecord set {display_path(other)} "
+                             f"(its manifest {display_path(manifest_path(other).name)} lists it); choose another "
+                             "name, or pass --overwrite to replace it")
+        return file in owned or _is_our_record_file(file)
+
     for target in dict.fromkeys(targets):
-        check_output_file(target, is_ours=lambda file: file in owned or _is_our_record_file(file), inputs=inputs,
-                          overwrite=overwrite, kind="a TFRecord set holistic-lab wrote")
+        check_output_file(target, is_ours=is_ours, inputs=inputs, overwrite=overwrite,
+                          kind="a TFRecord set holistic-lab wrote")
     return path
 
 
@@ -187,7 +230,8 @@ def write(path, samples: list[Sample], images: Iterable[np.ndarray] | None = Non
     that is not ours (unless `overwrite`), or in a folder that cannot be written. All shards
     are written into a temporary folder beside `path` and moved into place only when every
     one is finished (`tfrecord_sets.install_set`), so a failed or interrupted run leaves the
-    previous set as it was. Returns the paths.
+    previous set as it was. The whole check and write hold `files.output_lock(path)`: a second
+    run writing the same set meanwhile is refused by name. Returns the paths.
     """
     tf = _tf()
     samples = list(samples)
@@ -200,13 +244,12 @@ def write(path, samples: list[Sample], images: Iterable[np.ndarray] | None = Non
         raise ValueError(f"{len(samples)} samples but {len(rgb_list)} images")
     num_shards = -(-len(samples) // shard_size)
     path = Path(path)
-    check_set_output(path, num_shards, [*inputs, *(sample.image_path for sample in samples)], overwrite)
     last_path, last_jpeg = None, b""  # consecutive people of one image share its bytes
 
     def write_shard(shard: int, file: Path) -> int:
         nonlocal last_path, last_jpeg
         chosen = list(zip(samples, rgb_list))[shard * shard_size:(shard + 1) * shard_size]
-        with tf.io.TFRecordWriter(str(file)) as writer:
+        with tf.io.TFRecordWriter(_tf_name(file)) as writer:
             for sample, rgb in chosen:
                 if rgb is not None:
                     jpeg = jpeg_bytes(sample, rgb)
@@ -218,8 +261,9 @@ def write(path, samples: list[Sample], images: Iterable[np.ndarray] | None = Non
                 writer.write(example_from_sample(sample, jpeg))
         return len(chosen)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".partial-") as folder:
+    check_writable_folder(path.parent, "output")  # before the lock file is made there
+    with output_lock(path), tempfile.TemporaryDirectory(dir=path.parent, prefix=".partial-") as folder:
+        check_set_output(path, num_shards, [*inputs, *(sample.image_path for sample in samples)], overwrite)
         finished = [Path(folder) / name.name for name in shard_paths(path, num_shards)]
         counts = [write_shard(shard, file) for shard, file in enumerate(finished)]
         return install_set(path, finished, counts)
@@ -238,7 +282,7 @@ def _raw_records(path) -> Iterator[tuple[str, int, bytes]]:
     tf = _tf()
     for file in _files(path):
         check_framing(file)  # before TF's reader, which takes a cut inside a header for the end
-        iterator = iter(tf.data.TFRecordDataset(file))
+        iterator = iter(tf.data.TFRecordDataset(_tf_name(file)))
         in_file = 0
         while True:
             try:
@@ -246,7 +290,7 @@ def _raw_records(path) -> Iterator[tuple[str, int, bytes]]:
             except StopIteration:
                 break
             except tf.errors.DataLossError as exc:
-                raise ValueError(f"{file}: record {in_file} is truncated or corrupt") from exc
+                raise ValueError(f"{display_path(file)}: record {in_file} is truncated or corrupt") from exc
             yield file, in_file, record.numpy()
             in_file += 1
 
@@ -254,9 +298,11 @@ def _raw_records(path) -> Iterator[tuple[str, int, bytes]]:
 _KIND_NAMES = {"bytes_list": "a bytes_list", "float_list": "a float_list", "int64_list": "an int64_list", None: "empty"}
 
 
-def sample_from_example(serialized: bytes, index: int = 0) -> Sample:
+def sample_from_example(serialized: bytes, index: int = 0, max_pixels: int | None = None) -> Sample:
     """Parse and check one record into a Sample (JPEG bytes in `extras["image_jpeg"]`); a
-    problem is a ValueError naming the record's index and the feature."""
+    problem is a ValueError naming the record's index and the feature. The JPEG must be
+    complete (`jpeg_is_complete`), of the record's width x height by its header, and within
+    the pixel limit (`max_pixels`, else $HOLISTIC_LAB_MAX_PIXELS, else images.MAX_PIXELS)."""
     tf = _tf()
     try:
         example = tf.train.Example.FromString(serialized)
@@ -311,17 +357,22 @@ def sample_from_example(serialized: bytes, index: int = 0) -> Sample:
     if size != (sample.width, sample.height):
         raise ValueError(f"record {index}: image/encoded is {size[0]}x{size[1]}, but width x height say "
                          f"{sample.width}x{sample.height}")
+    check_image_size(*size, f"record {index}: image/encoded", max_pixels)
+    if not jpeg_is_complete(jpeg):
+        raise ValueError(f"record {index}: image/encoded is a truncated JPEG ({len(jpeg)} bytes, its data ends "
+                         "before the end-of-image marker): TF's decode_jpeg cannot decode it")
     return sample
 
 
-def read(path) -> Iterator[Sample]:
+def read(path, max_pixels: int | None = None) -> Iterator[Sample]:
     """Yield every record of a TFRecord file (or its shards, or a list of files) as a checked
-    Sample; the first bad record is a ValueError naming its file and its index in that file."""
+    Sample (`sample_from_example`, with its pixel limit `max_pixels`); the first bad record is
+    a ValueError naming its file and its index in that file."""
     for file, index, record in _raw_records(path):
         try:
-            sample = sample_from_example(record, index)
+            sample = sample_from_example(record, index, max_pixels)
         except ValueError as exc:
-            raise ValueError(f"{file}: {exc}") from None
+            raise ValueError(f"{display_path(file)}: {exc}") from None
         yield sample
 
 
@@ -368,7 +419,7 @@ def _roi_box(tf, parsed, roi: str, margin: float):
 
 def make_dataset(path, roi: str = "body", image_size: int = 256, batch_size: int = 32, margin: float = 1.25,
                  value_range: tuple[float, float] = (0.0, 1.0), shuffle: int = 0, cache: bool = True,
-                 check: bool = True, drop_remainder: bool = False):
+                 check: bool = True, drop_remainder: bool = False, max_pixels: int | None = None):
     """tf.data training input: (images (B, S, S, 3) float32, {"keypoints", "mask", "z_mask"}).
 
     Each record is decoded, cropped to a square `margin` x the box of `roi` ("body" or a
@@ -376,15 +427,16 @@ def make_dataset(path, roi: str = "body", image_size: int = 256, batch_size: int
     scaled to `value_range`; keypoints (B, 543, 3) are moved into the crop (0..1, z scaled
     like x) with NaN set to 0; `mask` (B, 543) float says which x, y to train on and
     `z_mask` which z (human annotations are 2-D: their z is unknown). Records without the ROI
-    are dropped. check=True first reads and checks every record exactly as `read` does, so a
-    bad file fails with its name and the record's index before training starts, not mid-epoch.
+    are dropped. check=True first reads and checks every record exactly as `read` does (with
+    `max_pixels`), so a bad file fails with its name and the record's index before training
+    starts, not mid-epoch.
     """
     tf = _tf()
     if roi not in ROI_NAMES:
         raise ValueError(f"roi must be one of {ROI_NAMES}, got {roi!r}")
     files = _files(path)
     if check:
-        for _ in read(files):
+        for _ in read(files, max_pixels):
             pass
     spec = feature_spec()
     low, high = value_range
@@ -411,7 +463,8 @@ def make_dataset(path, roi: str = "body", image_size: int = 256, batch_size: int
     def drop_flag(image, target, valid):
         return image, target
 
-    dataset = tf.data.TFRecordDataset(files).map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = tf.data.TFRecordDataset([_tf_name(file) for file in files])
+    dataset = dataset.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.filter(has_roi).map(drop_flag)
     if cache:
         dataset = dataset.cache()

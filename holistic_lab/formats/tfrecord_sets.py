@@ -21,7 +21,7 @@ import re
 import struct
 from pathlib import Path
 
-from ..files import atomic_write
+from ..files import atomic_write, display_path
 
 MANIFEST_FORMAT = "holistic_lab.tfrecord_set"
 MANIFEST_VERSION = 1
@@ -53,6 +53,21 @@ def is_set_file_name(path, name: str) -> bool:
     return name == path.name or _shard_pattern(path).fullmatch(name) is not None
 
 
+def other_set_owning(file, path) -> Path | None:
+    """A set other than `path` whose manifest names `file`: the single-file set `file` itself,
+    or `NAME.tfrecord` when `file` is named like its shard `NAME-00000-of-00002.tfrecord`; else None."""
+    file, path = Path(file), Path(path)
+    shard_of = re.fullmatch(r"(.+)-\d{5}-of-\d{5}", file.stem)
+    candidates = [file] + ([file.with_name(shard_of.group(1) + file.suffix)] if shard_of else [])
+    for candidate in candidates:
+        try:
+            if candidate != path and file in manifest_files(candidate):
+                return candidate
+        except ValueError:  # a file there that is not a manifest of ours names nothing
+            continue
+    return None
+
+
 def read_manifest(path) -> list[dict] | None:
     """The manifest's file entries ({"name", "records", "bytes"}), None if there is no manifest;
     a file there that is not a manifest of ours, or names files outside the set, is a ValueError."""
@@ -69,8 +84,8 @@ def read_manifest(path) -> list[dict] | None:
     except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError):
         valid = False
     if not valid:
-        raise ValueError(f"{manifest} is not a TFRecord set manifest of holistic-lab (or names files outside "
-                         f"the set {path.name}); move it away or write the set with overwrite")
+        raise ValueError(f"{display_path(manifest)} is not a TFRecord set manifest of holistic-lab (or names files "
+                         f"outside the set {display_path(path.name)}); move it away or write the set with overwrite")
     return entries
 
 
@@ -121,8 +136,9 @@ def set_files(path) -> list[Path]:
             size = file.stat().st_size if file.is_file() else None
             if size != entry["bytes"]:
                 found = "missing" if size is None else f"{size} bytes"
-                raise ValueError(f"{file}: {found}, but the set's manifest {manifest_path(path).name} says "
-                                 f"{entry['bytes']}: changed since the set was written; write the set again")
+                raise ValueError(f"{display_path(file)}: {found}, but the set's manifest "
+                                 f"{display_path(manifest_path(path).name)} says {entry['bytes']}: changed since "
+                                 "the set was written; write the set again")
             files.append(file)
         return files
     if path.is_file():
@@ -130,11 +146,13 @@ def set_files(path) -> list[Path]:
     pattern = _shard_pattern(path)
     shards = sorted(p for p in path.parent.glob(f"{path.stem}-*-of-*{path.suffix}") if pattern.fullmatch(p.name))
     if not shards:
-        raise ValueError(f"TFRecord not found: {path} (nor shards {path.stem}-NNNNN-of-NNNNN{path.suffix})")
+        raise ValueError(f"TFRecord not found: {display_path(path)} (nor shards "
+                         f"{display_path(path.stem)}-NNNNN-of-NNNNN{display_path(path.suffix)})")
     totals = {pattern.fullmatch(p.name).group(2) for p in shards}
     if len(totals) > 1:
-        raise ValueError(f"{path}: shards of different sets (-of-{', -of-'.join(sorted(totals))}) are mixed: "
-                         f"{', '.join(p.name for p in shards)}; rewrite the set or delete the stale shards")
+        raise ValueError(f"{display_path(path)}: shards of different sets (-of-{', -of-'.join(sorted(totals))}) are "
+                         f"mixed: {', '.join(display_path(p.name) for p in shards)}; rewrite the set or delete the "
+                         "stale shards")
     return shards
 
 
@@ -149,13 +167,14 @@ def check_framing(file) -> int:
         while offset < size:
             header = fh.read(_HEADER_BYTES)
             if len(header) < _HEADER_BYTES:
-                raise ValueError(f"{file}: record {index} is truncated or corrupt: the file ends inside its "
-                                 f"{_HEADER_BYTES}-byte header ({len(header)} bytes left)")
+                raise ValueError(f"{display_path(file)}: record {index} is truncated or corrupt: the file ends "
+                                 f"inside its {_HEADER_BYTES}-byte header ({len(header)} bytes left)")
             (length,) = struct.unpack("<Q", header[:8])
             end = offset + _HEADER_BYTES + length + _FOOTER_BYTES
             if end > size:
-                raise ValueError(f"{file}: record {index} is truncated or corrupt: it says {length} bytes, "
-                                 f"but the file ends {size - offset - _HEADER_BYTES} bytes after its header")
+                raise ValueError(f"{display_path(file)}: record {index} is truncated or corrupt: it says "
+                                 f"{length} bytes, but the file ends {size - offset - _HEADER_BYTES} bytes after "
+                                 "its header")
             offset = fh.seek(end)
             index += 1
     return index
