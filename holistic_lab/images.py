@@ -80,7 +80,7 @@ def check_image_size(width: int, height: int, what: str, limit: int | None = Non
     """Refuse an image or video frame of width x height above the pixel limit, naming `what`."""
     limit = pixel_limit(limit)
     if width * height > limit:
-        raise ValueError(f"{what} is {width}x{height} ({width * height / 1e6:.0f} megapixels), over the limit of "
+        raise ValueError(f"{what} is {width}x{height} ({width * height / 1e6:.3g} megapixels), over the limit of "
                          f"{limit / 1e6:g} megapixels; raise it with {MAX_PIXELS_ENV} or max_pixels if this is intended")
 
 
