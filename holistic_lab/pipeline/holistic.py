@@ -111,6 +111,18 @@ class HolisticPipeline:
         self.last_crops: dict = {}
         self.reset()
 
+    @classmethod
+    def from_variant(cls, folder, **kwargs) -> "HolisticPipeline":
+        """The pipeline over a variant folder's stage models (the shipped model for the others);
+        `kwargs` are the other constructor arguments (static_image_mode, num_threads, ...)."""
+        from ..variants import read_variant  # variants reads this module's STAGE_MODELS table
+
+        variant_models = read_variant(folder).pipeline_kwargs()
+        clashes = sorted(set(variant_models) & set(kwargs))
+        if clashes:
+            raise ValueError(f"from_variant: {', '.join(clashes)} come from the variant {folder}; do not pass them too")
+        return cls(**kwargs, **variant_models)
+
     def reset(self) -> None:
         """Forget the previous frame (start of a new video)."""
         self._frame_index = 0

@@ -1,0 +1,230 @@
+"""Model variants: a folder of replacement stage models and the manifest that says what they are.
+
+The course's variant contract (chapters 05-10): a variant is a folder holding `manifest.json`
+(format and version, the variant's name, what made it: command, config, source variant, date,
+library versions; per stage: file, sha256, kind such as float32 / float16 / int8 /
+int8-selective / pruned-0.3, and measured metrics once benchmarked) and one `.tflite` per
+stage it replaces, named by the stage (`pose_detection.tflite`, ..., `hand_landmark.tflite`).
+A stage the manifest does not list runs the shipped model. Every transforming command writes
+one with `write_variant`; `read_variant` (and `HolisticPipeline.from_variant`) refuses a
+manifest whose checksums do not match its files, naming the file.
+"""
+from __future__ import annotations
+
+import datetime
+import functools
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .files import atomic_write, check_output_folder, display_path, output_lock
+from .mediapipe_models import installed_versions, model_path
+from .native_logs import filtered_native_stderr, import_tensorflow
+from .pipeline.holistic import STAGE_MODELS
+
+FORMAT, VERSION = "holistic-lab-variant", 1
+MANIFEST = "manifest.json"
+# stage name -> (HolisticPipeline argument, shipped model it replaces): the one table between them
+STAGES = {argument.removesuffix("_model"): (argument, shipped) for argument, shipped in STAGE_MODELS.items()}
+TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4..8 of every .tflite
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A variant read back and checked: its name, its manifest, and stage -> model file."""
+    name: str
+    folder: Path
+    manifest: dict
+    stages: dict[str, Path]
+
+    def pipeline_kwargs(self) -> dict[str, str]:
+        """HolisticPipeline constructor arguments that swap in this variant's stage models."""
+        return {STAGES[stage][0]: str(path) for stage, path in self.stages.items()}
+
+
+def stage_file(stage: str) -> str:
+    return f"{stage}.tflite"
+
+
+def sha256(path: Path) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def _check_stage(stage: str, where: str) -> None:
+    if stage not in STAGES:
+        raise ValueError(f"{where}: unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+
+
+def _interpreter(model: bytes):
+    tf = import_tensorflow()
+    with warnings.catch_warnings(), filtered_native_stderr():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter warns it moves to ai_edge_litert in TF 2.20
+        interpreter = tf.lite.Interpreter(model_content=model)
+        interpreter.allocate_tensors()
+    return interpreter
+
+
+def _signature(interpreter) -> tuple:
+    """(input shapes, output shapes) of a loaded model, outputs in the order the pipeline reads them."""
+    return tuple(tuple(tuple(int(n) for n in d["shape"]) for d in details)
+                 for details in (interpreter.get_input_details(), interpreter.get_output_details()))
+
+
+@functools.cache
+def shipped_signature(stage: str) -> tuple:
+    return _signature(_interpreter(model_path(STAGES[stage][1]).read_bytes()))
+
+
+def outputs_in_signature_order(model: bytes, interpreter) -> bytes:
+    """`model` with its graph outputs listed in its signature's order (output_0, output_1, ...).
+
+    The TFLite converter lists a Keras model's outputs in the graph by internal tensor name
+    (face_landmark's score before its landmarks) and keeps the Keras order only in the
+    signature; the pipeline's runners read the graph's list, as MediaPipe does.
+    """
+    signatures = interpreter.get_signature_list()
+    if not signatures:
+        return model
+    key = next(iter(signatures))
+    details = interpreter.get_signature_runner(key).get_output_details()
+    order = [details[name]["index"] for name in sorted(details, key=lambda name: (len(name), name))]
+    if order == [detail["index"] for detail in interpreter.get_output_details()]:
+        return model
+    from tensorflow.lite.tools import flatbuffer_utils  # after import_tensorflow has quieted TensorFlow
+
+    flat = flatbuffer_utils.read_model_from_bytearray(model)
+    flat.subgraphs[0].outputs = np.array(order, np.int32)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(flat))
+
+
+def stage_model(stage: str, model: bytes, where: str) -> bytes:
+    """`model` ready to store in `stage`'s slot; a ValueError naming `where` if it is not a TFLite
+    model whose inputs and outputs are those of the stage's shipped model."""
+    if model[4:8] != TFLITE_IDENTIFIER:
+        raise ValueError(f"{where}: not a TFLite model (no {TFLITE_IDENTIFIER.decode()} identifier at bytes 4..8)")
+    try:
+        model = outputs_in_signature_order(model, _interpreter(model))
+        signature = _signature(_interpreter(model))
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(f"{where}: the TFLite interpreter cannot load it ({exc})") from exc
+    shipped = shipped_signature(stage)
+    if signature != shipped:
+        raise ValueError(f"{where}: inputs {signature[0]} and outputs {signature[1]} do not fit the {stage} stage; "
+                         f"its shipped model {STAGES[stage][1]} has inputs {shipped[0]} and outputs {shipped[1]}")
+    return model
+
+
+def _is_earlier_variant(folder: Path) -> bool:
+    """Whether `folder` holds only what `write_variant` writes (so rewriting it loses nothing of the user's)."""
+    lock = f".{MANIFEST}.lock"  # a concurrent writer's: output_lock refuses that run by name
+    ours = {MANIFEST} | {stage_file(stage) for stage in STAGES}
+    entries = [entry for entry in folder.iterdir() if entry.name != lock]
+    if not entries:
+        return True
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(manifest, dict) and manifest.get("format") == FORMAT
+            and all(entry.name in ours and not entry.is_symlink() and entry.is_file() for entry in entries))
+
+
+def write_variant(folder, stages: dict, name: str, made_by: dict, source=None,
+                  kinds: str | dict[str, str] = "float32", metrics: dict[str, dict] | None = None,
+                  overwrite: bool = False) -> Path:
+    """Write a variant folder: each stage's model (bytes or a .tflite path), then `manifest.json`.
+
+    made_by: {"command": ..., "config": {...}}, what made it; source: the variant it started
+    from (None: the shipped models); kinds: one kind for every stage or stage -> kind;
+    metrics: stage -> measured metrics. Everything is checked before anything is written.
+    A folder holding anything but an earlier variant is refused unless `overwrite`, and even
+    then its other files are kept. Returns the manifest's path.
+    """
+    folder = check_output_folder(folder, "variant folder")
+    if not stages:
+        raise ValueError(f"variant {display_path(folder)}: no stage models given; expected some of {', '.join(STAGES)}")
+    kinds = dict.fromkeys(stages, kinds) if isinstance(kinds, str) else dict(kinds)
+    metrics = dict(metrics or {})
+    for stage in [*stages, *kinds, *metrics]:
+        _check_stage(stage, f"variant {display_path(folder)}")
+    missing_kinds = [stage for stage in stages if not isinstance(kinds.get(stage), str)]
+    if missing_kinds or set(kinds) - set(stages) or set(metrics) - set(stages):
+        raise ValueError(f"variant {display_path(folder)}: kinds and metrics must name only the stages given "
+                         f"({', '.join(stages)}), every stage a kind such as 'float32' or 'int8'")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"variant {display_path(folder)}: name must be a non-empty string, got {name!r}")
+    if not isinstance(made_by, dict) or not isinstance(made_by.get("command"), str):
+        raise ValueError(f"variant {display_path(folder)}: made_by must be a dict with a 'command' string, got {made_by!r}")
+    models = {}
+    for stage, payload in stages.items():
+        where = f"{stage} model {display_path(payload) if isinstance(payload, (str, os.PathLike)) else '(bytes)'}"
+        try:
+            model = Path(payload).read_bytes() if isinstance(payload, (str, os.PathLike)) else bytes(payload)
+        except OSError as exc:
+            raise ValueError(f"{where}: cannot read it ({exc.strerror})") from exc
+        models[stage] = stage_model(stage, model, where)
+    manifest = {
+        "format": FORMAT, "version": VERSION, "name": name,
+        "made_by": {**made_by, "source": None if source is None else str(source),
+                    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "versions": installed_versions()},
+        "stages": {stage: {"file": stage_file(stage), "sha256": hashlib.sha256(model).hexdigest(),
+                           "kind": kinds[stage], "metrics": metrics.get(stage, {})}
+                   for stage, model in models.items()},
+    }
+    try:  # before anything is written
+        text = json.dumps(manifest, indent=2)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"variant {display_path(folder)}: made_by cannot be written as JSON ({exc})") from exc
+    for file in [MANIFEST, *map(stage_file, models)]:
+        if (folder / file).is_symlink():  # writing through it would replace a file outside the folder
+            raise ValueError(f"variant folder {display_path(folder)}: {file} is a symbolic link; "
+                             "remove it or choose another folder")
+    with output_lock(folder / MANIFEST, "variant manifest") as manifest_path:
+        if not overwrite and not _is_earlier_variant(folder):
+            raise ValueError(f"variant folder {display_path(folder)} holds files that are not a holistic-lab variant; "
+                             "choose an empty or new folder, or pass --overwrite to write beside them")
+        for stage, model in models.items():
+            atomic_write(folder / stage_file(stage), lambda path, model=model: path.write_bytes(model))
+        return atomic_write(manifest_path, lambda path: path.write_text(text + "\n"))
+
+
+def read_variant(folder) -> Variant:
+    """Read and check a variant folder; a missing, malformed or stale manifest is a ValueError naming it."""
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST
+    where = f"variant {display_path(manifest_path)}"
+    if not manifest_path.is_file():
+        raise ValueError(f"{where}: no manifest; expected a folder written by a holistic-lab command")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{where}: not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict) or (manifest.get("format"), manifest.get("version")) != (FORMAT, VERSION):
+        raise ValueError(f"{where}: not a {FORMAT} manifest of version {VERSION}")
+    entries = manifest.get("stages")
+    if not isinstance(entries, dict) or not isinstance(manifest.get("name"), str):
+        raise ValueError(f"{where}: expected a 'name' string and a 'stages' mapping")
+    stages = {}
+    for stage, entry in entries.items():
+        _check_stage(stage, where)
+        if not isinstance(entry, dict) or entry.get("file") != stage_file(stage):
+            raise ValueError(f"{where}: stage {stage} must name its file {stage_file(stage)!r}, "
+                             f"got {entry.get('file') if isinstance(entry, dict) else entry!r}")
+        path = folder / stage_file(stage)
+        if path.is_symlink() or not path.resolve().is_relative_to(folder.resolve()):
+            raise ValueError(f"{where}: {display_path(path)} is a symbolic link; a variant holds its own files")
+        if not path.is_file():
+            raise ValueError(f"{where}: {display_path(path)} is missing")
+        actual = sha256(path)
+        if actual != entry.get("sha256"):
+            raise ValueError(f"{display_path(path)}: sha256 {actual} but the manifest says {entry.get('sha256')}: "
+                             "changed since the variant was written")
+        stages[stage] = path
+    return Variant(manifest["name"], folder, manifest, stages)
