@@ -20,10 +20,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from .files import atomic_write, check_output_folder, display_path, output_lock
 from .mediapipe_models import installed_versions, model_path
+from .convert import outputs_in_signature_order
 from .native_logs import filtered_native_stderr, import_tensorflow
 from .pipeline.holistic import STAGE_MODELS
 
@@ -81,35 +81,13 @@ def shipped_signature(stage: str) -> tuple:
     return _signature(_interpreter(model_path(STAGES[stage][1]).read_bytes()))
 
 
-def outputs_in_signature_order(model: bytes, interpreter) -> bytes:
-    """`model` with its graph outputs listed in its signature's order (output_0, output_1, ...).
-
-    The TFLite converter lists a Keras model's outputs in the graph by internal tensor name
-    (face_landmark's score before its landmarks) and keeps the Keras order only in the
-    signature; the pipeline's runners read the graph's list, as MediaPipe does.
-    """
-    signatures = interpreter.get_signature_list()
-    if not signatures:
-        return model
-    key = next(iter(signatures))
-    details = interpreter.get_signature_runner(key).get_output_details()
-    order = [details[name]["index"] for name in sorted(details, key=lambda name: (len(name), name))]
-    if order == [detail["index"] for detail in interpreter.get_output_details()]:
-        return model
-    from tensorflow.lite.tools import flatbuffer_utils  # after import_tensorflow has quieted TensorFlow
-
-    flat = flatbuffer_utils.read_model_from_bytearray(model)
-    flat.subgraphs[0].outputs = np.array(order, np.int32)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(flat))
-
-
 def stage_model(stage: str, model: bytes, where: str) -> bytes:
     """`model` ready to store in `stage`'s slot; a ValueError naming `where` if it is not a TFLite
     model whose inputs and outputs are those of the stage's shipped model."""
     if model[4:8] != TFLITE_IDENTIFIER:
         raise ValueError(f"{where}: not a TFLite model (no {TFLITE_IDENTIFIER.decode()} identifier at bytes 4..8)")
     try:
-        model = outputs_in_signature_order(model, _interpreter(model))
+        model = outputs_in_signature_order(model)
         signature = _signature(_interpreter(model))
     except (ValueError, RuntimeError) as exc:
         raise ValueError(f"{where}: the TFLite interpreter cannot load it ({exc})") from exc

@@ -312,3 +312,17 @@ def test_cascade_on_converted_models_gives_the_shipped_landmarks(converted, fixt
     for row in rows:
         assert row.presence_equal == row.pairs, row
         assert row.median_px < 0.1 and row.max_px < 1.0, row
+
+
+def test_converter_output_lists_its_outputs_in_the_shipped_order(converted, tmp_path):
+    """The TFLite converter lists face_landmark's score before its landmarks in the graph; a runner
+    that reads outputs by index (MediaPipe, TFLiteRunner) must get them in the shipped order."""
+    from holistic_lab.pipeline.runners import TFLiteRunner
+
+    round_trip = tmp_path / "face_landmark.tflite"
+    round_trip.write_bytes(keras_to_tflite(converted["face_landmark"]))
+    batch = _random_batch(converted["face_landmark"])
+    ours, shipped = TFLiteRunner(round_trip)(batch), TFLiteRunner(model_path("face_landmark"))(batch)
+    assert [o.shape for o in ours] == [o.shape for o in shipped]
+    for a, b in zip(ours, shipped):
+        np.testing.assert_allclose(a, b, atol=1e-4 * max(1.0, float(np.abs(b).max())))

@@ -17,9 +17,9 @@ from .building import supported_ops, tflite_to_keras  # noqa: E402
 from .groups import OUTPUT_MEANINGS, LayerGroup, layer_groups  # noqa: E402
 from .reading import TFLiteGraph, UnsupportedOpError, read_tflite  # noqa: E402
 from .verification import (TOLERANCE,  # noqa: E402
-                           VerificationReport, keras_to_tflite, relative_error, run_keras, run_tflite,
+                           VerificationReport, keras_to_tflite, outputs_in_signature_order, relative_error, run_keras, run_tflite,
                            verify)
 
 __all__ = ["tflite_to_keras", "supported_ops", "read_tflite", "TFLiteGraph", "UnsupportedOpError", "layer_groups",
            "LayerGroup", "OUTPUT_MEANINGS", "verify", "VerificationReport", "TOLERANCE", "relative_error", "run_keras",
-           "run_tflite", "keras_to_tflite"]
+           "run_tflite", "keras_to_tflite", "outputs_in_signature_order"]

@@ -83,15 +83,40 @@ def run_keras(model: keras.Model, batch: np.ndarray) -> list[np.ndarray]:
 
 
 def keras_to_tflite(model: keras.Model) -> bytes:
-    """A float32 .tflite flatbuffer of `model`, written by TensorFlow's own TFLite converter."""
+    """A float32 .tflite flatbuffer of `model`, written by TensorFlow's own TFLite converter, with
+    its graph outputs in the Keras order (`outputs_in_signature_order`), so it is a drop-in for the
+    shipped file wherever outputs are read by index (MediaPipe, the pipeline's runners)."""
     logger, level = tf.get_logger(), tf.get_logger().level
     logger.setLevel("ERROR")  # "Assets written to ..." for the temporary SavedModel the converter makes
     try:
         # the export prints every captured variable; the converter logs ignored legacy flags
         with contextlib.redirect_stdout(io.StringIO()), filtered_native_stderr():
-            return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+            return outputs_in_signature_order(tf.lite.TFLiteConverter.from_keras_model(model).convert())
     finally:
         logger.setLevel(level)
+
+
+def outputs_in_signature_order(model: bytes) -> bytes:
+    """`model` with its graph outputs listed in its signature's order (output_0, output_1, ...).
+
+    The TFLite converter lists a Keras model's outputs in the graph by internal tensor name
+    (face_landmark's score before its landmarks) and keeps the Keras order only in the
+    signature; MediaPipe and the pipeline's runners read the graph's list. A model without
+    a signature (the shipped files) is returned as it is.
+    """
+    interpreter = _interpreter(model)
+    signatures = interpreter.get_signature_list()
+    if not signatures:
+        return model
+    details = interpreter.get_signature_runner(next(iter(signatures))).get_output_details()
+    order = [details[name]["index"] for name in sorted(details, key=lambda name: (len(name), name))]
+    if order == [detail["index"] for detail in interpreter.get_output_details()]:
+        return model
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    flat = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    flat.subgraphs[0].outputs = np.array(order, np.int32)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(flat))
 
 
 @dataclass(frozen=True)
