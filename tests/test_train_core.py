@@ -86,6 +86,11 @@ def test_checkpoint_dir_holding_something_else_is_refused(tmp_path):
     assert (folder / "thesis.tex").read_text() == "mine"
 
 
+def test_missing_required_field_named(tmp_path):
+    with pytest.raises(ValueError, match="field 'module': required"):
+        FineTuneConfig.from_json({"dataset_path": "set", "checkpoint_dir": str(tmp_path / "c")})
+
+
 def test_classification_needs_matching_classes(tmp_path):
     base = {"dataset_path": "set", "module": "hands", "task_type": "classification",
             "checkpoint_dir": str(tmp_path / "c")}
@@ -204,7 +209,7 @@ def test_freeze_refuses_unknown_group(face_model):
         freeze(face_model, "neck")
 
 
-def test_lora_adds_the_reported_parameters_and_merges_to_the_same_outputs(face_model, face_model_file, face_batch):
+def test_lora_adds_the_reported_parameters_and_merges_to_the_same_outputs(face_model, face_batch):
     plain_size = len(keras_to_tflite(face_model))
     original_params = face_model.count_params()
     original_classes = [type(layer).__name__ for layer in face_model.layers]
@@ -234,3 +239,16 @@ def test_two_step_finetune_lowers_the_loss(face_model, face_batch):
     teacher = named_outputs(face_model, face_batch)
     losses = _train(face_model, face_batch, targets, teacher, steps=2)
     assert losses[-1] < losses[0]
+
+
+def test_saved_lora_model_keeps_its_outputs_with_the_merged_kernel(face_model, face_batch, tmp_path):
+    report = add_lora(face_model, rank=2)
+    layer = face_model.get_layer(report.layers[-1])
+    layer.lora_kernel_b.assign(np.full(layer.lora_kernel_b.shape, 0.01, np.float32))
+    adapted = named_outputs(face_model, face_batch)
+    face_model.save(tmp_path / "lora.keras")
+    reloaded = keras.saving.load_model(tmp_path / "lora.keras")
+    again = reloaded.get_layer(layer.name)
+    assert again.lora_enabled and not np.asarray(again.lora_kernel_b).any()   # Keras stores kernel + A @ B
+    for name, values in named_outputs(reloaded, face_batch).items():
+        np.testing.assert_allclose(values, adapted[name], rtol=1e-5, atol=1e-4)

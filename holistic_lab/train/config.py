@@ -140,6 +140,8 @@ def _one_line(error: ValidationError) -> str:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             parts.append(f"unknown field {where!r}; expected some of {tuple(FineTuneConfig.model_fields)}")
+        elif item["type"] == "missing":
+            parts.append(f"field {where!r}: required")
         elif where:
             parts.append(f"field {where!r}: {message} (got {item.get('input')!r})")
         else:
