@@ -252,3 +252,22 @@ def test_saved_lora_model_keeps_its_outputs_with_the_merged_kernel(face_model, f
     assert again.lora_enabled and not np.asarray(again.lora_kernel_b).any()   # Keras stores kernel + A @ B
     for name, values in named_outputs(reloaded, face_batch).items():
         np.testing.assert_allclose(values, adapted[name], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("module, roi", [("hands", "left_hand"), ("pose", "body")])
+def test_losses_run_on_the_hand_and_pose_models_outputs(module, roi):
+    spec = MODULES[module]
+    model = tflite_to_keras(model_path(spec.model_name))
+    images = np.random.default_rng(0).random((2, spec.input_size, spec.input_size, 3)).astype(np.float32)
+    outputs = named_outputs(model, images)
+    keypoints = np.random.default_rng(1).random((2, 543, 3)).astype(np.float32)
+    mask = np.zeros((2, 543), np.float32)
+    mask[:, spec.rois[roi].start:spec.rois[roi].start + 5] = 1
+    targets = module_targets({"keypoints": keypoints, "mask": mask, "z_mask": mask}, module, roi)
+    terms = landmark_losses(outputs, targets, module, teacher=outputs)
+    expected = {"landmarks", "z", "presence", "teacher", "teacher_outputs", "total"} | (
+        {"visibility"} if module == "pose" else set())
+    assert set(terms) == expected
+    assert all(np.isfinite(float(value)) for value in terms.values())
+    assert float(terms["teacher"]) == 0 and float(terms["teacher_outputs"]) == 0   # the teacher is the model itself
+    assert float(terms["landmarks"]) > 0
