@@ -1,0 +1,149 @@
+"""`FineTuneConfig`: one fine-tuning job, the JSON of DESIGN.md's job API, validated field by field.
+
+    config = FineTuneConfig.from_json("job.json")          # or a dict, as the HTTP API receives it
+    config = FineTuneConfig(dataset_path="sets/hands", module="hands", lora_rank=4)
+    Path("job.json").write_text(config.to_json())
+
+Defaults suit a small data set on a laptop: a frozen backbone (the safest against forgetting
+when there are a few hundred labelled crops), no LoRA, 10 epochs of 32 crops at 1e-4 (Adam),
+gradient norm clipped at 1.0, 10% held out, the "train" augmentation preset. Every bad value
+raises one ValueError naming the field and what was expected; unknown keys are refused by name.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .losses import DEFAULT_LOSS_WEIGHTS
+from .modules import MODULES
+
+# A checkpoint folder the training loop wrote holds this file (the job's config); a folder that
+# exists, is not empty and lacks it belongs to something else and is refused.
+CHECKPOINT_MARKER = "finetune_config.json"
+
+
+class FineTuneConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    dataset_path: str = Field(min_length=1, description="TFRecord set (file, shard or folder) to train on")
+    module: Literal["face_mesh", "hands", "pose"] = Field(
+        description="face_mesh -> face_landmark, hands -> hand_landmark_full, pose -> pose_landmark_full")
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(1e-4, gt=0, allow_inf_nan=False)
+    lora_rank: int = Field(0, ge=0, description="0: no LoRA; r: rank-r adapters on every Conv2D and Dense")
+    freeze_backbone: bool = True
+    validation_split: float = Field(0.1, gt=0, lt=1)
+    checkpoint_dir: str = Field("checkpoints", min_length=1)
+    gradient_clip: float | None = Field(1.0, gt=0, allow_inf_nan=False, description="global norm; None: off")
+    task_type: Literal["landmarks", "classification"] = "landmarks"
+    num_classes: int | None = Field(None, ge=2)
+    class_names: list[str] | None = None
+    mixed_precision: bool = False
+    cache_dataset: bool = True
+    distributed_workers: int = Field(1, ge=1)
+    loss_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS),
+                                           description="per loss term (losses.DEFAULT_LOSS_WEIGHTS); given "
+                                                       "ones replace the defaults, the rest keep theirs")
+    preset: str = Field("train", description="augmentation preset (holistic_lab.augment.PRESETS)")
+
+    @field_validator("dataset_path", "checkpoint_dir", mode="before")
+    @classmethod
+    def _path_as_text(cls, value):
+        return str(value) if isinstance(value, Path) else value
+
+    @field_validator("loss_weights")
+    @classmethod
+    def _known_finite_weights(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(DEFAULT_LOSS_WEIGHTS))
+        if unknown:
+            raise ValueError(f"unknown loss term(s) {unknown}; expected some of {tuple(DEFAULT_LOSS_WEIGHTS)}")
+        bad = {name: weight for name, weight in weights.items() if not (math.isfinite(weight) and weight >= 0)}
+        if bad:
+            raise ValueError(f"weights must be finite and >= 0, got {bad}")
+        return {**DEFAULT_LOSS_WEIGHTS, **weights}
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, name: str) -> str:
+        from ..augment.presets import PRESETS  # albumentations: only when a config is built
+
+        if name not in PRESETS:
+            raise ValueError(f"unknown augmentation preset {name!r}; expected one of {tuple(PRESETS)}")
+        return name
+
+    @field_validator("checkpoint_dir")
+    @classmethod
+    def _checkpoint_dir_is_ours(cls, value: str) -> str:
+        path = Path(value)
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{value} exists and is not a folder")
+        if path.is_dir() and any(path.iterdir()) and not (path / CHECKPOINT_MARKER).is_file():
+            raise ValueError(f"{value} exists and holds files that are not a fine-tuning checkpoint (no "
+                             f"{CHECKPOINT_MARKER}); choose a new or empty folder")
+        return value
+
+    @model_validator(mode="after")
+    def _classification_fields(self) -> FineTuneConfig:
+        if self.task_type == "classification":
+            if self.num_classes is None:
+                raise ValueError("num_classes: required when task_type is 'classification'")
+            if self.class_names is not None and len(self.class_names) != self.num_classes:
+                raise ValueError(f"class_names: {len(self.class_names)} names, expected num_classes = "
+                                 f"{self.num_classes}")
+        return self
+
+    def __init__(self, **fields):
+        try:
+            super().__init__(**fields)
+        except ValidationError as error:
+            raise ValueError(f"FineTuneConfig: {_one_line(error)}") from None
+
+    @property
+    def model_name(self) -> str:
+        """The shipped model this job fine-tunes."""
+        return MODULES[self.module].model_name
+
+    @classmethod
+    def from_json(cls, source) -> FineTuneConfig:
+        """A config from a dict (the HTTP API's body) or a JSON file's path; ValueError naming the file or field."""
+        if isinstance(source, dict):
+            return cls(**source)
+        path = Path(source)
+        try:
+            fields = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise ValueError(f"{path}: cannot read the job config ({error.strerror or error})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from None
+        if not isinstance(fields, dict):
+            raise ValueError(f"{path}: expected a JSON object of FineTuneConfig fields, got {type(fields).__name__}")
+        try:
+            return cls(**fields)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+
+    def to_json(self) -> str:
+        """The config as the JSON `from_json` reads back (every field, defaults included)."""
+        return self.model_dump_json(indent=2)
+
+
+def _one_line(error: ValidationError) -> str:
+    """Pydantic's errors as one line per field: `field 'epochs': Input should be >= 1 (got 0)`."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            parts.append(f"unknown field {where!r}; expected some of {tuple(FineTuneConfig.model_fields)}")
+        elif item["type"] == "missing":
+            parts.append(f"field {where!r}: required")
+        elif where:
+            parts.append(f"field {where!r}: {message} (got {item.get('input')!r})")
+        else:
+            parts.append(message)
+    return "; ".join(parts)

@@ -1,0 +1,125 @@
+"""Masked multi-output losses for fine-tuning a Holistic landmark model, in ROI (crop) pixels.
+
+    targets = module_targets(batch_targets, "face_mesh", roi="face")   # make_dataset's 543 -> 468
+    outputs = named_outputs(model, images)                             # {"conv2d_21": ..., "conv2d_31": ...}
+    teacher = named_outputs(shipped, clean_images)                     # optional, same crop geometry
+    terms = landmark_losses(outputs, targets, "face_mesh", teacher)    # {"landmarks": ..., "total": ...}
+
+Terms (`DEFAULT_LOSS_WEIGHTS`, `FineTuneConfig.loss_weights` replaces any of them):
+  landmarks   1.0  labelled x, y: point error in crop pixels, Charbonnier sqrt(d^2 + 1) - 1
+                   (about the EPE above a pixel, smooth below it)
+  z           0.1  labelled z (teacher-labelled sets; human labels are 2-D), same, in crop pixels
+  presence    0.1  BCE: a crop with labelled points holds the part (face logit, hand/pose probability)
+  visibility  0.1  pose only: BCE of visibility and per-point presence logits, labelled points -> 1
+  teacher     0.5  points without a human label: 3-D error to the shipped model's prediction on the
+                   clean crop, so 68 labelled face points do not tear the other 400 mesh vertices
+  teacher_outputs 0.1  mean squared error to the shipped model's outputs that have no human label
+                   (hand handedness and world points; pose segmentation, heatmaps, world points)
+Teacher terms are 0 when no teacher outputs are given.
+
+A point counts only where its mask is 1 and its label is finite: other points add nothing to
+the sum nor to the mean's denominator, and their gradient is exactly zero (labels are replaced
+before any arithmetic, so a NaN never reaches a `where` branch). Means run over every counted
+point of the batch; a batch with none gives 0.
+"""
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from .modules import TrainModule, train_module
+
+DEFAULT_LOSS_WEIGHTS: dict[str, float] = {"landmarks": 1.0, "z": 0.1, "presence": 0.1, "visibility": 0.1,
+                                          "teacher": 0.5, "teacher_outputs": 0.1}
+CHARBONNIER_PX = 1.0
+
+
+def module_targets(targets: dict, module: str | TrainModule, roi: str) -> dict:
+    """`make_dataset` targets (543 rows, crop 0..1) -> the module's points in its output units.
+
+    Returns {"points": (B, N, 3) x, y in input pixels and z in the model's z units, "mask" and
+    "z_mask": (B, N)}, N the model's point count; rows the 543 layout lacks (pose 33:39) get mask 0.
+    """
+    module = train_module(module) if isinstance(module, str) else module
+    if roi not in module.rois:
+        raise ValueError(f"roi {roi!r} is not a {module.name} crop; expected one of {tuple(module.rois)}")
+    rows = module.rois[roi]
+    scale = ops.convert_to_tensor([module.input_size, module.input_size, module.input_size * module.z_per_pixel],
+                                  "float32")
+    points = ops.cast(targets["keypoints"][:, rows], "float32") * scale
+    masks = [ops.cast(targets[key][:, rows], "float32") for key in ("mask", "z_mask")]
+    missing = module.num_points - (rows.stop - rows.start)
+    if missing:
+        points = ops.pad(points, [[0, 0], [0, missing], [0, 0]])
+        masks = [ops.pad(mask, [[0, 0], [0, missing]]) for mask in masks]
+    return {"points": points, "mask": masks[0], "z_mask": masks[1]}
+
+
+def named_outputs(model: keras.Model, images) -> dict:
+    """The model's outputs on `images` by output name (a one-output model's tensor is wrapped)."""
+    outputs = model(images)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return dict(zip(model.output_names, outputs))
+
+
+def landmark_losses(outputs: dict, targets: dict, module: str | TrainModule, teacher: dict | None = None,
+                    weights: dict[str, float] | None = None) -> dict:
+    """Each loss term (scalar tensors) and their weighted sum under "total"."""
+    module = train_module(module) if isinstance(module, str) else module
+    weights = {**DEFAULT_LOSS_WEIGHTS, **(weights or {})}
+    predicted = _points(outputs, module)
+    labels = ops.cast(targets["points"], "float32")
+    xy_known = _known(targets["mask"], labels[..., :2])
+    z_known = _known(targets["z_mask"], labels[..., 2:3]) * xy_known
+    to_pixels = ops.convert_to_tensor([1.0, 1.0, 1.0 / module.z_per_pixel], "float32")
+    predicted_px, labels_px = predicted[..., :3] * to_pixels, _replace_unknown(labels, xy_known) * to_pixels
+
+    terms = {"landmarks": masked_mean(_charbonnier(predicted_px[..., :2] - labels_px[..., :2]), xy_known),
+             "z": masked_mean(_charbonnier(predicted_px[..., 2:3] - _replace_unknown(labels_px[..., 2:3], z_known)),
+                              z_known)}
+    part_labelled = ops.cast(ops.max(xy_known, axis=1) > 0, "float32")
+    presence = ops.reshape(outputs[module.presence_output], (-1,))
+    terms["presence"] = masked_mean(_bce(ops.ones_like(presence), presence, module.presence_is_logit),
+                                    part_labelled)
+    if module.values_per_point == 5:
+        scores = predicted[..., 3:5]
+        terms["visibility"] = masked_mean(ops.sum(_bce(ops.ones_like(scores), scores, True), axis=-1), xy_known)
+    if teacher is not None:
+        taught = _points(teacher, module)[..., :3] * to_pixels
+        terms["teacher"] = masked_mean(_charbonnier(predicted_px - ops.stop_gradient(taught)), 1.0 - xy_known)
+        if module.teacher_only_outputs:
+            terms["teacher_outputs"] = sum(
+                ops.mean(ops.square(outputs[name] - ops.stop_gradient(teacher[name])))
+                for name in module.teacher_only_outputs)
+    terms["total"] = sum(weights[name] * value for name, value in terms.items())
+    return terms
+
+
+def masked_mean(values, mask):
+    """Mean of `values` over the entries where `mask` is 1; masked entries add nothing, gradient included."""
+    mask = ops.cast(mask, "float32")
+    return ops.sum(ops.where(mask > 0, values, 0.0)) / ops.maximum(ops.sum(mask), 1.0)
+
+
+def _points(outputs: dict, module: TrainModule):
+    return ops.reshape(outputs[module.landmarks_output], (-1, module.num_points, module.values_per_point))
+
+
+def _known(mask, labels):
+    """(B, N) 1 where the mask is set and every given coordinate is finite."""
+    finite = ops.all(ops.isfinite(labels), axis=-1)
+    return ops.cast(ops.logical_and(ops.cast(mask, "float32") > 0, finite), "float32")
+
+
+def _replace_unknown(labels, known):
+    """Unknown labels set to 0 before any arithmetic, so neither a NaN nor its gradient can leak."""
+    return ops.where(known[..., None] > 0, labels, 0.0)
+
+
+def _charbonnier(difference_px):
+    """Per point: sqrt(|d|^2 + c^2) - c, c = CHARBONNIER_PX (differentiable at 0)."""
+    return ops.sqrt(ops.sum(ops.square(difference_px), axis=-1) + CHARBONNIER_PX ** 2) - CHARBONNIER_PX
+
+
+def _bce(target, output, from_logits: bool):
+    return ops.binary_crossentropy(target, ops.cast(output, "float32"), from_logits=from_logits)
