@@ -1,0 +1,243 @@
+"""Training samples for one Holistic landmark model: a labelled image -> the model's input
+cropped exactly as the cascade crops it, and the labels in that crop's pixels.
+
+The ROI comes from the LABELLED points through the same functions the cascade uses when it
+tracks a part from the previous frame's landmarks (`pipeline.stages`), so a model trained
+on these crops sees at training time what it sees at inference:
+
+- face_mesh -> face_landmark, 192x192 stretched: `face_rect_from_landmarks` (box around the
+  468 points levelled on the eye corners 33 -> 263, 1.5x);
+- hands -> hand_landmark_full, 224x224 letterboxed: `hand_tracking_rect` (rotated tight box,
+  2x, shifted toward the fingers). Holistic feeds both hands to the same model unmirrored
+  (no handedness flip in hand_recrop_by_roi / hand_landmark_cpu), so neither is mirrored here;
+- pose -> pose_landmark_full, 256x256 letterboxed: `pose_rect_from_landmarks` on the two
+  auxiliary points. Labels have no auxiliary points, so they are rebuilt from the 33 as
+  BlazePose defines them (hip midpoint; a point at the radius of the circle around the whole
+  body, toward the shoulder midpoint): the nearest a label can get to the tracked pose ROI,
+  not an exact copy of it (tests/test_train_data.py measures the difference).
+
+Labels go into the crop by the inverse of the cascade's own `project_landmarks` (letterbox
+included), so a model output equal to `points` projects back onto the label. `points` are
+crop pixels for x, y and z (z in x's scale; hand_landmark_full's raw z is 0.4 of that).
+`mask` is 1 where x, y are known (finite, and in a Sample's mask); a point outside the crop
+keeps its true place and its mask: the model still predicts it there.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .augment import make_augmenter
+from .augment.presets import AugmentParams
+from .formats.sample import Sample
+from .images import check_rgb
+from .pipeline.roi import Crop, Rect, crop, rotate
+from .pipeline.stages import face_rect_from_landmarks, hand_tracking_rect, pose_rect_from_landmarks
+from .result import HolisticResult
+from .topology import NUM_KEYPOINTS, PARTS
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    model: str           # the shipped model it fine-tunes
+    part: str            # the 543-layout part its labels come from ("hand" -> left_hand/right_hand)
+    size: int            # square input side in pixels
+    keep_aspect: bool    # letterboxed (True) or stretched (False), as the cascade crops it
+    required: tuple      # part-local indices the ROI cannot be placed without
+    min_known: int       # fewest known points of the part worth a training sample
+
+
+MODULES: dict[str, ModuleSpec] = {
+    # eye corners set the rotation; the box needs most of the mesh to be the cascade's box
+    "face_mesh": ModuleSpec("face_landmark", "face", 192, False, (33, 263), 400),
+    # wrist, thumb tip, index PIP and tip set the rotation (hand_rect_from_landmarks)
+    "hands": ModuleSpec("hand_landmark_full", "hand", 224, True, (0, 4, 6, 8), 15),
+    # shoulders and hips set the centre and direction
+    "pose": ModuleSpec("pose_landmark_full", "pose", 256, True, (11, 12, 23, 24), 8),
+}
+HAND_SIDES = ("left_hand", "right_hand")
+INPUT_RANGE = (0.0, 1.0)  # all three landmark models (convert.samples.INPUT_RANGE)
+
+
+@dataclass
+class ModuleCrop:
+    """One training sample: `input` (S, S, 3) float32 in the model's input range, `points`
+    (n, 3) float32 labels in crop pixels (0 where masked), `mask` (n,) bool, `roi` the Rect
+    (image-normalised) the crop was cut from, and the cascade's `crop` record (padding,
+    pixel ROI) for projecting predictions back."""
+    input: np.ndarray
+    points: np.ndarray
+    mask: np.ndarray
+    roi: Rect
+    crop: Crop
+    part: str
+
+    def to_image(self, points_px: np.ndarray) -> np.ndarray:
+        """(n, 3) crop-pixel points (a model's output, say) -> image-normalised, as the cascade projects them."""
+        from .pipeline.roi import project_landmarks
+
+        size = self.input.shape[0]
+        return project_landmarks(np.asarray(points_px, np.float32) / size, self.roi, self.crop.padding)
+
+
+def check_module(module: str) -> ModuleSpec:
+    if module not in MODULES:
+        raise ValueError(f"module must be one of {tuple(MODULES)}, got {module!r}")
+    return MODULES[module]
+
+
+def labelled_points(labels: Sample | HolisticResult) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """(543, 3) image-normalised labels, (543,) known mask and (width, height) of a Sample or result."""
+    if isinstance(labels, Sample):
+        known = labels.mask & np.isfinite(labels.xyz[:, :2]).all(axis=1)
+    elif isinstance(labels, HolisticResult):
+        known = np.isfinite(labels.xyz[:, :2]).all(axis=1)
+    else:
+        raise ValueError(f"labels must be a Sample or a HolisticResult, got {type(labels).__name__}")
+    if labels.xyz.shape != (NUM_KEYPOINTS, 3):
+        raise ValueError(f"labels.xyz must be ({NUM_KEYPOINTS}, 3), got {labels.xyz.shape}")
+    return labels.xyz.astype(np.float64), known, (labels.width, labels.height)
+
+
+def pose_auxiliary_from_landmarks(pose_xy: np.ndarray, known: np.ndarray, image_size) -> np.ndarray:
+    """(2, 3) BlazePose auxiliary points from 33 labelled pose points (normalised): the hip
+    midpoint, and the point one body-circle radius from it toward the shoulder midpoint,
+    the radius reaching the farthest known point (in pixels)."""
+    scale = np.asarray(image_size, np.float64)
+    px = pose_xy[:, :2] * scale
+    hips, shoulders = px[[23, 24]].mean(0), px[[11, 12]].mean(0)
+    radius = np.linalg.norm(px[known] - hips, axis=1).max()
+    up = shoulders - hips
+    top = hips + radius * up / np.linalg.norm(up)
+    auxiliary = np.zeros((2, 3))
+    auxiliary[:, :2] = np.stack([hips, top]) / scale
+    return auxiliary
+
+
+def part_rect(module: str, part_xyz: np.ndarray, known: np.ndarray, image_size) -> Rect:
+    """The cascade's tracking ROI for one part's labelled points (unknown rows left out of the box)."""
+    if module == "face_mesh":
+        # rect_from_points reads the rotation rows by index, so keep the layout and fill
+        # unknown rows with a known point (the box is over known points only)
+        filled = np.where(known[:, None], part_xyz, part_xyz[known][0])
+        return face_rect_from_landmarks(filled, image_size)
+    if module == "hands":
+        filled = np.where(known[:, None], part_xyz, part_xyz[known][0])
+        return hand_tracking_rect(filled, image_size)
+    return pose_rect_from_landmarks(pose_auxiliary_from_landmarks(part_xyz, known, image_size), image_size)
+
+
+def to_crop_pixels(xyz: np.ndarray, rect: Rect, padding: np.ndarray, size: int) -> np.ndarray:
+    """Image-normalised (n, 3) points -> crop pixels: the exact inverse of `project_landmarks`."""
+    out = np.array(xyz, np.float64, copy=True)
+    out[:, :2] = rotate((out[:, :2] - [rect.x_center, rect.y_center]) / [rect.width, rect.height],
+                        -rect.rotation) + 0.5
+    out[:, 2] = out[:, 2] / rect.width
+    left, top, right, bottom = (float(v) for v in padding)
+    out[:, 0] = out[:, 0] * (1 - left - right) + left
+    out[:, 1] = out[:, 1] * (1 - top - bottom) + top
+    out[:, 2] = out[:, 2] * (1 - left - right)
+    return (out * size).astype(np.float32)
+
+
+def module_crop(rgb: np.ndarray, labels: Sample | HolisticResult, module: str,
+                side: str | None = None) -> ModuleCrop | None:
+    """The `module`'s model input cut from `rgb` around the labelled part, and the labels in
+    crop pixels; None when the part has too few known points to place its ROI.
+
+    `side` ("left_hand" / "right_hand") picks the hand for module "hands" (required there,
+    refused elsewhere). `labels` is a Sample (human or converted labels, its mask kept) or a
+    HolisticResult (teacher labels), of the same image size as `rgb`.
+    """
+    check_rgb(rgb)
+    spec = check_module(module)
+    if module == "hands":
+        if side not in HAND_SIDES:
+            raise ValueError(f"side must be one of {HAND_SIDES} for module 'hands', got {side!r}")
+        part = side
+    else:
+        if side is not None:
+            raise ValueError(f"side is only for module 'hands', got side={side!r} for {module!r}")
+        part = spec.part
+    xyz, known, image_size = labelled_points(labels)
+    height, width = rgb.shape[:2]
+    if image_size != (width, height):
+        raise ValueError(f"labels are for a {image_size[0]}x{image_size[1]} image, rgb is {width}x{height}")
+    part_xyz, part_known = xyz[PARTS[part]], known[PARTS[part]]
+    if part_known.sum() < spec.min_known or not part_known[list(spec.required)].all():
+        return None
+    rect = part_rect(module, part_xyz, part_known, image_size)
+    if not rect.usable:
+        return None
+    model_input = crop(rgb, rect, (spec.size, spec.size), keep_aspect=spec.keep_aspect, value_range=INPUT_RANGE)
+    points = to_crop_pixels(part_xyz, rect, model_input.padding, spec.size)
+    points[~part_known] = 0.0
+    points[~np.isfinite(points)] = 0.0  # human labels have no z: x, y are what the mask vouches for
+    return ModuleCrop(model_input.tensor[0], points, part_known, rect, model_input, part)
+
+
+def iter_labelled(path) -> Iterator[tuple[np.ndarray, Sample]]:
+    """(rgb, Sample) pairs of a TFRecord set (a file, its shards or a list of files)."""
+    from .formats import tfrecord
+
+    for sample in tfrecord.read(path):
+        yield tfrecord.decode_image(sample), sample
+
+
+def iter_module_crops(items: Iterable[tuple[np.ndarray, Sample | HolisticResult]], module: str,
+                      preset: str | AugmentParams | None = None, seed: int | None = 0) -> Iterator[ModuleCrop]:
+    """Every usable crop of `module` in (rgb, labels) pairs (both hands of each for "hands"),
+    each image augmented first by `preset` (labels kept right by KeypointAugmenter, seeded)."""
+    check_module(module)
+    augmenter = None if preset is None else make_augmenter(preset, seed=seed)
+    sides = HAND_SIDES if module == "hands" else (None,)
+    for rgb, labels in items:
+        check_rgb(rgb)
+        if augmenter is not None:
+            result = labels.to_result() if isinstance(labels, Sample) else labels
+            rgb, labels = augmenter(rgb, result)
+        for side in sides:
+            sample = module_crop(rgb, labels, module, side)
+            if sample is not None:
+                yield sample
+
+
+def iter_module_batches(items: Iterable[tuple[np.ndarray, Sample | HolisticResult]], module: str,
+                        batch_size: int = 32, preset: str | AugmentParams | None = None, seed: int | None = 0,
+                        drop_remainder: bool = False) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Batches (inputs (B, S, S, 3) float32, {"points": (B, n, 3) float32, "mask": (B, n) float32})."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    batch: list[ModuleCrop] = []
+    for sample in iter_module_crops(items, module, preset, seed):
+        batch.append(sample)
+        if len(batch) == batch_size:
+            yield stack_batch(batch)
+            batch = []
+    if batch and not drop_remainder:
+        yield stack_batch(batch)
+
+
+def stack_batch(crops: list[ModuleCrop]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    inputs = np.stack([c.input for c in crops]).astype(np.float32)
+    targets = {"points": np.stack([c.points for c in crops]).astype(np.float32),
+               "mask": np.stack([c.mask for c in crops]).astype(np.float32)}
+    return inputs, targets
+
+
+def module_dataset(make_items, module: str, batch_size: int = 32, preset: str | AugmentParams | None = None,
+                   seed: int | None = 0, drop_remainder: bool = False):
+    """The same batches as a tf.data.Dataset; `make_items()` returns a fresh (rgb, labels)
+    iterable each epoch (e.g. `lambda: iter_labelled(path)`)."""
+    import tensorflow as tf
+
+    spec = check_module(module)
+    part = PARTS["left_hand" if module == "hands" else spec.part]
+    n = part.stop - part.start
+    signature = (tf.TensorSpec((None, spec.size, spec.size, 3), tf.float32),
+                 {"points": tf.TensorSpec((None, n, 3), tf.float32), "mask": tf.TensorSpec((None, n), tf.float32)})
+    return tf.data.Dataset.from_generator(
+        lambda: iter_module_batches(make_items(), module, batch_size, preset, seed, drop_remainder),
+        output_signature=signature)
