@@ -90,14 +90,15 @@ def check_module(module: str) -> ModuleSpec:
 
 def labelled_points(labels: Sample | HolisticResult) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """(543, 3) image-normalised labels, (543,) known mask and (width, height) of a Sample or result."""
-    if isinstance(labels, Sample):
-        known = labels.mask & np.isfinite(labels.xyz[:, :2]).all(axis=1)
-    elif isinstance(labels, HolisticResult):
-        known = np.isfinite(labels.xyz[:, :2]).all(axis=1)
-    else:
+    if not isinstance(labels, (Sample, HolisticResult)):
         raise ValueError(f"labels must be a Sample or a HolisticResult, got {type(labels).__name__}")
-    if labels.xyz.shape != (NUM_KEYPOINTS, 3):
-        raise ValueError(f"labels.xyz must be ({NUM_KEYPOINTS}, 3), got {labels.xyz.shape}")
+    if np.shape(labels.xyz) != (NUM_KEYPOINTS, 3):
+        raise ValueError(f"labels.xyz must be ({NUM_KEYPOINTS}, 3), got {np.shape(labels.xyz)}")
+    known = np.isfinite(labels.xyz[:, :2]).all(axis=1)
+    if isinstance(labels, Sample):
+        if np.shape(labels.mask) != (NUM_KEYPOINTS,):
+            raise ValueError(f"labels.mask must be ({NUM_KEYPOINTS},), got {np.shape(labels.mask)}")
+        known &= labels.mask
     return labels.xyz.astype(np.float64), known, (labels.width, labels.height)
 
 
