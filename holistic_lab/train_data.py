@@ -18,9 +18,10 @@ on these crops sees at training time what it sees at inference:
 
 Labels go into the crop by the inverse of the cascade's own `project_landmarks` (letterbox
 included), so a model output equal to `points` projects back onto the label. `points` are
-crop pixels for x, y and z (z in x's scale; hand_landmark_full's raw z is 0.4 of that).
-`mask` is 1 where x, y are known (finite, and in a Sample's mask); a point outside the crop
-keeps its true place and its mask: the model still predicts it there.
+in the model's raw output units: x, y in crop pixels, z in crop pixels times the model's z
+unit (hand_landmark_full outputs 0.4 of a pixel per pixel of depth). `mask` is 1 where x, y
+are known (finite, and in a Sample's mask), `z_mask` where z is known too; a point outside
+the crop keeps its true place and its mask: the model still predicts it there.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from .augment import make_augmenter
 from .augment.presets import AugmentParams
 from .formats.sample import Sample
 from .images import check_rgb
-from .pipeline.roi import Crop, Rect, crop, rotate
+from .pipeline.roi import Crop, Rect, crop, project_landmarks, rotate
 from .pipeline.stages import face_rect_from_landmarks, hand_tracking_rect, pose_rect_from_landmarks
 from .result import HolisticResult
 from .topology import NUM_KEYPOINTS, PARTS
@@ -47,15 +48,16 @@ class ModuleSpec:
     keep_aspect: bool    # letterboxed (True) or stretched (False), as the cascade crops it
     required: tuple      # part-local indices the ROI cannot be placed without
     min_known: int       # fewest known points of the part worth a training sample
+    z_per_pixel: float   # the model's raw z output for a depth of one crop pixel
 
 
 MODULES: dict[str, ModuleSpec] = {
     # eye corners set the rotation; the box needs most of the mesh to be the cascade's box
-    "face_mesh": ModuleSpec("face_landmark", "face", 192, False, (33, 263), 400),
+    "face_mesh": ModuleSpec("face_landmark", "face", 192, False, (33, 263), 400, 1.0),
     # wrist, thumb tip, index PIP and tip set the rotation (hand_rect_from_landmarks)
-    "hands": ModuleSpec("hand_landmark_full", "hand", 224, True, (0, 4, 6, 8), 15),
+    "hands": ModuleSpec("hand_landmark_full", "hand", 224, True, (0, 4, 6, 8), 15, 0.4),
     # shoulders and hips set the centre and direction
-    "pose": ModuleSpec("pose_landmark_full", "pose", 256, True, (11, 12, 23, 24), 8),
+    "pose": ModuleSpec("pose_landmark_full", "pose", 256, True, (11, 12, 23, 24), 8, 1.0),
 }
 HAND_SIDES = ("left_hand", "right_hand")
 INPUT_RANGE = (0.0, 1.0)  # all three landmark models (convert.samples.INPUT_RANGE)
@@ -64,22 +66,24 @@ INPUT_RANGE = (0.0, 1.0)  # all three landmark models (convert.samples.INPUT_RAN
 @dataclass
 class ModuleCrop:
     """One training sample: `input` (S, S, 3) float32 in the model's input range, `points`
-    (n, 3) float32 labels in crop pixels (0 where masked), `mask` (n,) bool, `roi` the Rect
-    (image-normalised) the crop was cut from, and the cascade's `crop` record (padding,
-    pixel ROI) for projecting predictions back."""
+    (n, 3) float32 labels in the model's raw output units (x, y crop pixels; 0 where
+    unknown), `mask` (n,) bool (x, y known), `z_mask` (n,) bool (z known too: teacher labels
+    have z, human ones do not), `roi` the Rect (image-normalised) the crop was cut from, and
+    the cascade's `crop` record (padding, pixel ROI) for projecting predictions back."""
     input: np.ndarray
     points: np.ndarray
     mask: np.ndarray
+    z_mask: np.ndarray
     roi: Rect
     crop: Crop
+    module: str
     part: str
 
-    def to_image(self, points_px: np.ndarray) -> np.ndarray:
-        """(n, 3) crop-pixel points (a model's output, say) -> image-normalised, as the cascade projects them."""
-        from .pipeline.roi import project_landmarks
-
-        size = self.input.shape[0]
-        return project_landmarks(np.asarray(points_px, np.float32) / size, self.roi, self.crop.padding)
+    def to_image(self, points: np.ndarray) -> np.ndarray:
+        """(n, 3) points in raw model units (a model's output, say) -> image-normalised, as the cascade projects them."""
+        spec = MODULES[self.module]
+        normalised = np.asarray(points, np.float32) / np.array([1.0, 1.0, spec.z_per_pixel], np.float32) / spec.size
+        return project_landmarks(normalised, self.roi, self.crop.padding)
 
 
 def check_module(module: str) -> ModuleSpec:
@@ -174,9 +178,11 @@ def module_crop(rgb: np.ndarray, labels: Sample | HolisticResult, module: str,
         return None
     model_input = crop(rgb, rect, (spec.size, spec.size), keep_aspect=spec.keep_aspect, value_range=INPUT_RANGE)
     points = to_crop_pixels(part_xyz, rect, model_input.padding, spec.size)
+    points[:, 2] *= spec.z_per_pixel
+    z_known = part_known & np.isfinite(points[:, 2])
     points[~part_known] = 0.0
-    points[~np.isfinite(points)] = 0.0  # human labels have no z: x, y are what the mask vouches for
-    return ModuleCrop(model_input.tensor[0], points, part_known, rect, model_input, part)
+    points[~z_known, 2] = 0.0  # 0 rather than NaN: a masked term must not turn a loss into NaN
+    return ModuleCrop(model_input.tensor[0], points, part_known, z_known, rect, model_input, module, part)
 
 
 def iter_labelled(path) -> Iterator[tuple[np.ndarray, Sample]]:
@@ -208,7 +214,8 @@ def iter_module_crops(items: Iterable[tuple[np.ndarray, Sample | HolisticResult]
 def iter_module_batches(items: Iterable[tuple[np.ndarray, Sample | HolisticResult]], module: str,
                         batch_size: int = 32, preset: str | AugmentParams | None = None, seed: int | None = 0,
                         drop_remainder: bool = False) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """Batches (inputs (B, S, S, 3) float32, {"points": (B, n, 3) float32, "mask": (B, n) float32})."""
+    """Batches (inputs (B, S, S, 3) float32, {"points": (B, n, 3), "mask": (B, n), "z_mask": (B, n)}),
+    all float32, the ModuleCrop fields stacked; the last batch may be smaller unless `drop_remainder`."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     batch: list[ModuleCrop] = []
@@ -224,7 +231,8 @@ def iter_module_batches(items: Iterable[tuple[np.ndarray, Sample | HolisticResul
 def stack_batch(crops: list[ModuleCrop]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     inputs = np.stack([c.input for c in crops]).astype(np.float32)
     targets = {"points": np.stack([c.points for c in crops]).astype(np.float32),
-               "mask": np.stack([c.mask for c in crops]).astype(np.float32)}
+               "mask": np.stack([c.mask for c in crops]).astype(np.float32),
+               "z_mask": np.stack([c.z_mask for c in crops]).astype(np.float32)}
     return inputs, targets
 
 
@@ -238,7 +246,8 @@ def module_dataset(make_items, module: str, batch_size: int = 32, preset: str | 
     part = PARTS["left_hand" if module == "hands" else spec.part]
     n = part.stop - part.start
     signature = (tf.TensorSpec((None, spec.size, spec.size, 3), tf.float32),
-                 {"points": tf.TensorSpec((None, n, 3), tf.float32), "mask": tf.TensorSpec((None, n), tf.float32)})
+                 {"points": tf.TensorSpec((None, n, 3), tf.float32), "mask": tf.TensorSpec((None, n), tf.float32),
+                  "z_mask": tf.TensorSpec((None, n), tf.float32)})
     return tf.data.Dataset.from_generator(
         lambda: iter_module_batches(make_items(), module, batch_size, preset, seed, drop_remainder),
         output_signature=signature)

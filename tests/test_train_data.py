@@ -15,7 +15,7 @@ from holistic_lab.images import load_rgb
 from holistic_lab.pipeline.holistic import HolisticPipeline
 from holistic_lab.pipeline.stages import FaceLandmark, HandLandmark, PoseLandmark
 from holistic_lab.topology import PARTS
-from holistic_lab.train_data import (MODULES, iter_labelled, iter_module_batches, iter_module_crops, module_crop,
+from holistic_lab.train_data import (iter_labelled, iter_module_batches, iter_module_crops, module_crop,
                                      module_dataset)
 
 # a HaGRID photograph where the cascade tracks both hands on the second frame
@@ -91,14 +91,15 @@ def test_labels_project_back_exactly_and_the_shipped_model_predicts_them(hand_ph
         for side in sides:
             ours = module_crop(rgb, labels, module, side)
             part = labels.xyz[PARTS[ours.part]]
-            back = ours.to_image(ours.points)
-            np.testing.assert_allclose(back[:, :2], part[:, :2], atol=1e-5)
-            size = MODULES[module].size
-            raw = stages[module].infer(ours.crop)[0].reshape(-1, 5 if module == "pose" else 3)[:len(part), :2]
-            error_px = np.linalg.norm(raw - ours.points[:, :2], axis=1)
-            assert ours.mask.all()
+            assert ours.mask.all() and ours.z_mask.all()
+            np.testing.assert_allclose(ours.to_image(ours.points), part, atol=1e-5)
+            raw = stages[module].infer(ours.crop)[0].reshape(-1, 5 if module == "pose" else 3)[:len(part), :3]
+            error_px = np.linalg.norm(raw[:, :2] - ours.points[:, :2], axis=1)
             limit = {"face_mesh": 4.0, "hands": 4.0, "pose": 8.0}[module]
-            assert np.median(error_px) < limit, (module, side, np.median(error_px), size)
+            assert np.median(error_px) < limit, (module, side, np.median(error_px))
+            if module == "hands":  # raw output in `points` units: to_image decodes it as the cascade does, z too
+                np.testing.assert_allclose(ours.to_image(raw), stages[module].scored_landmarks(ours.crop)[1],
+                                           atol=1e-5)
 
 
 def sample_from(result, image_path="x.jpg") -> Sample:
@@ -111,9 +112,11 @@ def test_unknown_and_nan_points_are_masked_and_zeroed():
     face = PARTS["face"].start
     sample.mask[face + 10] = False                  # annotated as unknown
     sample.xyz[face + 20] = np.nan                  # NaN label with the mask left on after construction
+    sample.xyz[face + 30, 2] = np.nan               # x, y annotated, no depth (a human label)
     ours = module_crop(rgb, sample, "face_mesh")
     assert not ours.mask[10] and not ours.mask[20] and ours.mask.sum() == 466
-    assert (ours.points[[10, 20]] == 0).all() and np.isfinite(ours.points).all()
+    assert ours.mask[30] and not ours.z_mask[30] and ours.z_mask.sum() == 465
+    assert (ours.points[[10, 20]] == 0).all() and ours.points[30, 2] == 0 and np.isfinite(ours.points).all()
 
 
 def test_absent_or_too_sparse_parts_give_none():
@@ -151,7 +154,7 @@ def test_batches_from_a_tfrecord_set_are_seeded_and_shaped(tmp_path):
     inputs, targets = batches[0]
     assert inputs.shape == (1, 192, 192, 3) and inputs.dtype == np.float32
     assert 0.0 <= inputs.min() and inputs.max() <= 1.0
-    assert targets["points"].shape == (1, 468, 3) and targets["mask"].shape == (1, 468)
+    assert targets["points"].shape == (1, 468, 3) and targets["mask"].shape == targets["z_mask"].shape == (1, 468)
     again = list(iter_module_batches(iter_labelled(files), "face_mesh", batch_size=1, preset="train", seed=7))
     np.testing.assert_array_equal(batches[1][0], again[1][0])
     np.testing.assert_array_equal(batches[1][1]["points"], again[1][1]["points"])
@@ -165,7 +168,8 @@ def test_tf_dataset_gives_the_same_batches():
     ((inputs, targets),) = [(x.numpy(), {k: v.numpy() for k, v in t.items()}) for x, t in dataset]
     ((expected, expected_targets),) = list(iter_module_batches(items, "pose", batch_size=2))
     np.testing.assert_array_equal(inputs, expected)
-    np.testing.assert_array_equal(targets["mask"], expected_targets["mask"])
+    for key in ("points", "mask", "z_mask"):
+        np.testing.assert_array_equal(targets[key], expected_targets[key])
     assert targets["points"].shape == (2, 33, 3)
 
 
