@@ -32,12 +32,13 @@ import numpy as np
 
 from .augment import make_augmenter
 from .augment.presets import AugmentParams
+from .convert.samples import INPUT_RANGE
 from .formats.sample import Sample
 from .images import check_rgb
 from .pipeline.roi import Crop, Rect, crop, project_landmarks, rotate
 from .pipeline.stages import face_rect_from_landmarks, hand_tracking_rect, pose_rect_from_landmarks
 from .result import HolisticResult
-from .topology import NUM_KEYPOINTS, PARTS
+from .topology import FLIP_PERMUTATION, NUM_KEYPOINTS, PARTS
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,6 @@ MODULES: dict[str, ModuleSpec] = {
     "pose": ModuleSpec("pose_landmark_full", "pose", 256, True, (11, 12, 23, 24), 8, 1.0),
 }
 HAND_SIDES = ("left_hand", "right_hand")
-INPUT_RANGE = (0.0, 1.0)  # all three landmark models (convert.samples.INPUT_RANGE)
 
 
 @dataclass
@@ -147,14 +147,16 @@ def to_crop_pixels(xyz: np.ndarray, rect: Rect, padding: np.ndarray, size: int) 
     return (out * size).astype(np.float32)
 
 
-def module_crop(rgb: np.ndarray, labels: Sample | HolisticResult, module: str,
-                side: str | None = None) -> ModuleCrop | None:
+def module_crop(rgb: np.ndarray, labels: Sample | HolisticResult, module: str, side: str | None = None,
+                roi_labels: Sample | HolisticResult | None = None) -> ModuleCrop | None:
     """The `module`'s model input cut from `rgb` around the labelled part, and the labels in
     crop pixels; None when the part has too few known points to place its ROI.
 
     `side` ("left_hand" / "right_hand") picks the hand for module "hands" (required there,
     refused elsewhere). `labels` is a Sample (human or converted labels, its mask kept) or a
-    HolisticResult (teacher labels), of the same image size as `rgb`.
+    HolisticResult (teacher labels), of the same image size as `rgb`. `roi_labels` (default
+    `labels`) places the ROI instead: 68 human face points do not span the 468-point box the
+    cascade crops, so give the teacher's labels of the same image there.
     """
     check_rgb(rgb)
     spec = check_module(module)
@@ -171,12 +173,20 @@ def module_crop(rgb: np.ndarray, labels: Sample | HolisticResult, module: str,
     if image_size != (width, height):
         raise ValueError(f"labels are for a {image_size[0]}x{image_size[1]} image, rgb is {width}x{height}")
     part_xyz, part_known = xyz[PARTS[part]], known[PARTS[part]]
-    if part_known.sum() < spec.min_known or not part_known[list(spec.required)].all():
+    if roi_labels is None:
+        roi_xyz, roi_known = part_xyz, part_known
+    else:
+        roi_xyz, roi_known, roi_size = labelled_points(roi_labels)
+        if roi_size != image_size:
+            raise ValueError(f"roi_labels are for a {roi_size[0]}x{roi_size[1]} image, labels for "
+                             f"{image_size[0]}x{image_size[1]}")
+        roi_xyz, roi_known = roi_xyz[PARTS[part]], roi_known[PARTS[part]]
+    if not part_known.any() or roi_known.sum() < spec.min_known or not roi_known[list(spec.required)].all():
         return None
-    rect = part_rect(module, part_xyz, part_known, image_size)
+    rect = part_rect(module, roi_xyz, roi_known, image_size)
     if not rect.usable:
         return None
-    model_input = crop(rgb, rect, (spec.size, spec.size), keep_aspect=spec.keep_aspect, value_range=INPUT_RANGE)
+    model_input = crop(rgb, rect, (spec.size, spec.size), keep_aspect=spec.keep_aspect, value_range=INPUT_RANGE[spec.model])
     points = to_crop_pixels(part_xyz, rect, model_input.padding, spec.size)
     points[:, 2] *= spec.z_per_pixel
     z_known = part_known & np.isfinite(points[:, 2])
@@ -193,6 +203,24 @@ def iter_labelled(path) -> Iterator[tuple[np.ndarray, Sample]]:
         yield tfrecord.decode_image(sample), sample
 
 
+def augment_labelled(augmenter, rgb: np.ndarray, labels: Sample | HolisticResult) -> tuple[np.ndarray, HolisticResult]:
+    """`augmenter(rgb, labels)` that keeps 2-D labels: KeypointAugmenter drops every point whose
+    z is NaN (HolisticResult.mask() asks for a finite z), which is every human annotation, so
+    their z travels as 0 and is NaN again after (on the twin's row if the image was mirrored)."""
+    result = labels.to_result() if isinstance(labels, Sample) else labels
+    no_depth = np.isfinite(result.xyz[:, :2]).all(axis=1) & ~np.isfinite(result.xyz[:, 2])
+    if no_depth.any():
+        xyz = result.xyz.copy()
+        xyz[no_depth, 2] = 0.0
+        result = HolisticResult(xyz, result.visibility, result.present, result.width, result.height)
+    rgb, augmented = augmenter(rgb, result)
+    if no_depth.any():
+        if augmented.extras.get("mirrored") and augmenter.swap_twins:
+            no_depth = no_depth[FLIP_PERMUTATION]
+        augmented.xyz[no_depth, 2] = np.nan
+    return rgb, augmented
+
+
 def iter_module_crops(items: Iterable[tuple[np.ndarray, Sample | HolisticResult]], module: str,
                       preset: str | AugmentParams | None = None, seed: int | None = 0) -> Iterator[ModuleCrop]:
     """Every usable crop of `module` in (rgb, labels) pairs (both hands of each for "hands"),
@@ -203,8 +231,7 @@ def iter_module_crops(items: Iterable[tuple[np.ndarray, Sample | HolisticResult]
     for rgb, labels in items:
         check_rgb(rgb)
         if augmenter is not None:
-            result = labels.to_result() if isinstance(labels, Sample) else labels
-            rgb, labels = augmenter(rgb, result)
+            rgb, labels = augment_labelled(augmenter, rgb, labels)
         for side in sides:
             sample = module_crop(rgb, labels, module, side)
             if sample is not None:

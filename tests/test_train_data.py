@@ -119,6 +119,28 @@ def test_unknown_and_nan_points_are_masked_and_zeroed():
     assert (ours.points[[10, 20]] == 0).all() and ours.points[30, 2] == 0 and np.isfinite(ours.points).all()
 
 
+def test_human_labels_without_depth_survive_augmentation_as_x_y_only():
+    name = sample_names()[1]
+    human = sample_from(sample_labels(name))
+    human.xyz[:, 2] = np.nan
+    ((inputs, targets),) = list(iter_module_batches([(sample_image(name), human)], "pose", preset="geometric", seed=1))
+    assert targets["mask"].all() and not targets["z_mask"].any()
+    assert np.isfinite(targets["points"]).all() and (targets["points"][..., 2] == 0).all()
+
+
+def test_depthless_rows_follow_their_twins_through_a_flip():
+    from holistic_lab.augment import make_augmenter
+    from holistic_lab.train_data import augment_labelled
+
+    name = sample_names()[0]
+    human = sample_from(sample_labels(name))
+    human.xyz[PARTS["pose"].start + 11, 2] = np.nan        # left shoulder: no depth
+    _, flipped = augment_labelled(make_augmenter("none", flip_p=1.0), sample_image(name), human)
+    assert flipped.extras["mirrored"]
+    no_depth = np.flatnonzero(np.isfinite(flipped.xyz[:, :2]).all(axis=1) & np.isnan(flipped.xyz[:, 2]))
+    assert no_depth.tolist() == [PARTS["pose"].start + 12]  # now the right shoulder's row
+
+
 def test_absent_or_too_sparse_parts_give_none():
     name = sample_names()[0]
     rgb, sample = sample_image(name), sample_from(sample_labels(name))
@@ -128,6 +150,24 @@ def test_absent_or_too_sparse_parts_give_none():
     assert module_crop(rgb, sample, "face_mesh") is None
     sample.mask[PARTS["pose"]] = False
     assert module_crop(rgb, sample, "pose") is None
+
+
+def test_sparse_human_face_labels_take_their_roi_from_the_teachers():
+    """68 known face points alone are too few for the cascade's box; with the teacher's labels
+    placing the ROI the crop is the teacher's crop and only the 68 are supervised."""
+    name = sample_names()[0]
+    rgb, teacher = sample_image(name), sample_labels(name)
+    human = sample_from(teacher)
+    kept = np.zeros(468, bool)
+    kept[np.linspace(0, 467, 66).astype(int)] = True
+    kept[[33, 263]] = True
+    human.mask[PARTS["face"]] = kept
+    assert module_crop(rgb, human, "face_mesh") is None
+    ours, full = module_crop(rgb, human, "face_mesh", roi_labels=teacher), module_crop(rgb, teacher, "face_mesh")
+    assert ours.roi == full.roi and np.array_equal(ours.input, full.input)
+    assert ours.mask.sum() == kept.sum() and np.array_equal(ours.points[kept], full.points[kept])
+    with pytest.raises(ValueError, match="roi_labels are for a"):
+        module_crop(rgb, human, "face_mesh", roi_labels=sample_labels(sample_names()[1]))
 
 
 def test_augmented_labels_stay_on_their_pixels():
