@@ -123,15 +123,13 @@ def pose_auxiliary_from_landmarks(pose_xy: np.ndarray, known: np.ndarray, image_
 
 def part_rect(module: str, part_xyz: np.ndarray, known: np.ndarray, image_size) -> Rect:
     """The cascade's tracking ROI for one part's labelled points (unknown rows left out of the box)."""
-    if module == "face_mesh":
-        # rect_from_points reads the rotation rows by index, so keep the layout and fill
-        # unknown rows with a known point (the box is over known points only)
-        filled = np.where(known[:, None], part_xyz, part_xyz[known][0])
-        return face_rect_from_landmarks(filled, image_size)
-    if module == "hands":
-        filled = np.where(known[:, None], part_xyz, part_xyz[known][0])
-        return hand_tracking_rect(filled, image_size)
-    return pose_rect_from_landmarks(pose_auxiliary_from_landmarks(part_xyz, known, image_size), image_size)
+    if module == "pose":
+        return pose_rect_from_landmarks(pose_auxiliary_from_landmarks(part_xyz, known, image_size), image_size)
+    # the ROI functions read the rotation rows by index, so the layout stays and unknown rows
+    # repeat a known point (which leaves the box over the known points unchanged)
+    filled = np.where(known[:, None], part_xyz, part_xyz[known][0])
+    tracking_rect = face_rect_from_landmarks if module == "face_mesh" else hand_tracking_rect
+    return tracking_rect(filled, image_size)
 
 
 def to_crop_pixels(xyz: np.ndarray, rect: Rect, padding: np.ndarray, size: int) -> np.ndarray:
