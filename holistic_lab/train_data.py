@@ -1,0 +1,278 @@
+"""Training samples for one Holistic landmark model: a labelled image -> the model's input
+cropped exactly as the cascade crops it, and the labels in that crop's pixels.
+
+The ROI comes from the LABELLED points through the same functions the cascade uses when it
+tracks a part from the previous frame's landmarks (`pipeline.stages`), so a model trained
+on these crops sees at training time what it sees at inference:
+
+- face_mesh -> face_landmark, 192x192 stretched: `face_rect_from_landmarks` (box around the
+  468 points levelled on the eye corners 33 -> 263, 1.5x);
+- hands -> hand_landmark_full, 224x224 letterboxed: `hand_tracking_rect` (rotated tight box,
+  2x, shifted toward the fingers). Holistic feeds both hands to the same model unmirrored
+  (no handedness flip in hand_recrop_by_roi / hand_landmark_cpu), so neither is mirrored here;
+- pose -> pose_landmark_full, 256x256 letterboxed: `pose_rect_from_landmarks` on the two
+  auxiliary points. Labels have no auxiliary points, so they are rebuilt from the 33 as
+  BlazePose defines them (hip midpoint; a point at the radius of the circle around the whole
+  body, toward the shoulder midpoint): the nearest a label can get to the tracked pose ROI,
+  not an exact copy of it (tests/test_train_data.py measures the difference).
+
+Labels go into the crop by the inverse of the cascade's own `project_landmarks` (letterbox
+included), so a model output equal to `points` projects back onto the label. `points` are
+in the model's raw output units: x, y in crop pixels, z in crop pixels times the model's z
+unit (hand_landmark_full outputs 0.4 of a pixel per pixel of depth). `mask` is 1 where x, y
+are known (finite, and in a Sample's mask), `z_mask` where z is known too; a point outside
+the crop keeps its true place and its mask: the model still predicts it there.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .augment import make_augmenter
+from .augment.presets import AugmentParams
+from .convert.samples import INPUT_RANGE
+from .formats.sample import Sample
+from .images import check_rgb
+from .pipeline.roi import Crop, Rect, crop, project_landmarks, rotate
+from .pipeline.stages import face_rect_from_landmarks, hand_tracking_rect, pose_rect_from_landmarks
+from .result import HolisticResult
+from .topology import FLIP_PERMUTATION, NUM_KEYPOINTS, PARTS
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    model: str           # the shipped model it fine-tunes
+    part: str            # the 543-layout part its labels come from ("hand" -> left_hand/right_hand)
+    size: int            # square input side in pixels
+    keep_aspect: bool    # letterboxed (True) or stretched (False), as the cascade crops it
+    required: tuple      # part-local indices the ROI cannot be placed without
+    min_known: int       # fewest known points of the part worth a training sample
+    z_per_pixel: float   # the model's raw z output for a depth of one crop pixel
+
+
+MODULES: dict[str, ModuleSpec] = {
+    # eye corners set the rotation; the box needs most of the mesh to be the cascade's box
+    "face_mesh": ModuleSpec("face_landmark", "face", 192, False, (33, 263), 400, 1.0),
+    # wrist, thumb tip, index PIP and tip set the rotation (hand_rect_from_landmarks)
+    "hands": ModuleSpec("hand_landmark_full", "hand", 224, True, (0, 4, 6, 8), 15, 0.4),
+    # shoulders and hips set the centre and direction
+    "pose": ModuleSpec("pose_landmark_full", "pose", 256, True, (11, 12, 23, 24), 8, 1.0),
+}
+HAND_SIDES = ("left_hand", "right_hand")
+
+
+@dataclass
+class ModuleCrop:
+    """One training sample: `input` (S, S, 3) float32 in the model's input range, `points`
+    (n, 3) float32 labels in the model's raw output units (x, y crop pixels; 0 where
+    unknown), `mask` (n,) bool (x, y known), `z_mask` (n,) bool (z known too: teacher labels
+    have z, human ones do not), `roi` the Rect (image-normalised) the crop was cut from, and
+    the cascade's `crop` record (padding, pixel ROI) for projecting predictions back."""
+    input: np.ndarray
+    points: np.ndarray
+    mask: np.ndarray
+    z_mask: np.ndarray
+    roi: Rect
+    crop: Crop
+    module: str
+    part: str
+
+    def to_image(self, points: np.ndarray) -> np.ndarray:
+        """(n, 3) points in raw model units (a model's output, say) -> image-normalised, as the cascade projects them."""
+        spec = MODULES[self.module]
+        normalised = np.asarray(points, np.float32) / np.array([1.0, 1.0, spec.z_per_pixel], np.float32) / spec.size
+        return project_landmarks(normalised, self.roi, self.crop.padding)
+
+
+def check_module(module: str) -> ModuleSpec:
+    if module not in MODULES:
+        raise ValueError(f"module must be one of {tuple(MODULES)}, got {module!r}")
+    return MODULES[module]
+
+
+def labelled_points(labels: Sample | HolisticResult) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """(543, 3) image-normalised labels, (543,) known mask and (width, height) of a Sample or result."""
+    if not isinstance(labels, (Sample, HolisticResult)):
+        raise ValueError(f"labels must be a Sample or a HolisticResult, got {type(labels).__name__}")
+    if np.shape(labels.xyz) != (NUM_KEYPOINTS, 3):
+        raise ValueError(f"labels.xyz must be ({NUM_KEYPOINTS}, 3), got {np.shape(labels.xyz)}")
+    known = np.isfinite(labels.xyz[:, :2]).all(axis=1)
+    if isinstance(labels, Sample):
+        if np.shape(labels.mask) != (NUM_KEYPOINTS,):
+            raise ValueError(f"labels.mask must be ({NUM_KEYPOINTS},), got {np.shape(labels.mask)}")
+        known &= labels.mask
+    return labels.xyz.astype(np.float64), known, (labels.width, labels.height)
+
+
+def pose_auxiliary_from_landmarks(pose_xy: np.ndarray, known: np.ndarray, image_size) -> np.ndarray:
+    """(2, 3) BlazePose auxiliary points from 33 labelled pose points (normalised): the hip
+    midpoint, and the point one body-circle radius from it toward the shoulder midpoint,
+    the radius reaching the farthest known point (in pixels)."""
+    scale = np.asarray(image_size, np.float64)
+    px = pose_xy[:, :2] * scale
+    hips, shoulders = px[[23, 24]].mean(0), px[[11, 12]].mean(0)
+    radius = np.linalg.norm(px[known] - hips, axis=1).max()
+    up = shoulders - hips
+    top = hips + radius * up / np.linalg.norm(up)
+    auxiliary = np.zeros((2, 3))
+    auxiliary[:, :2] = np.stack([hips, top]) / scale
+    return auxiliary
+
+
+def part_rect(module: str, part_xyz: np.ndarray, known: np.ndarray, image_size) -> Rect:
+    """The cascade's tracking ROI for one part's labelled points (unknown rows left out of the box)."""
+    if module == "pose":
+        return pose_rect_from_landmarks(pose_auxiliary_from_landmarks(part_xyz, known, image_size), image_size)
+    # the ROI functions read the rotation rows by index, so the layout stays and unknown rows
+    # repeat a known point (which leaves the box over the known points unchanged)
+    filled = np.where(known[:, None], part_xyz, part_xyz[known][0])
+    tracking_rect = face_rect_from_landmarks if module == "face_mesh" else hand_tracking_rect
+    return tracking_rect(filled, image_size)
+
+
+def to_crop_pixels(xyz: np.ndarray, rect: Rect, padding: np.ndarray, size: int) -> np.ndarray:
+    """Image-normalised (n, 3) points -> crop pixels: the exact inverse of `project_landmarks`."""
+    out = np.array(xyz, np.float64, copy=True)
+    out[:, :2] = rotate((out[:, :2] - [rect.x_center, rect.y_center]) / [rect.width, rect.height],
+                        -rect.rotation) + 0.5
+    out[:, 2] = out[:, 2] / rect.width
+    left, top, right, bottom = (float(v) for v in padding)
+    out[:, 0] = out[:, 0] * (1 - left - right) + left
+    out[:, 1] = out[:, 1] * (1 - top - bottom) + top
+    out[:, 2] = out[:, 2] * (1 - left - right)
+    return (out * size).astype(np.float32)
+
+
+def module_crop(rgb: np.ndarray, labels: Sample | HolisticResult, module: str, side: str | None = None,
+                roi_labels: Sample | HolisticResult | None = None) -> ModuleCrop | None:
+    """The `module`'s model input cut from `rgb` around the labelled part, and the labels in
+    crop pixels; None when the part has too few known points to place its ROI.
+
+    `side` ("left_hand" / "right_hand") picks the hand for module "hands" (required there,
+    refused elsewhere). `labels` is a Sample (human or converted labels, its mask kept) or a
+    HolisticResult (teacher labels), of the same image size as `rgb`. `roi_labels` (default
+    `labels`) places the ROI instead: 68 human face points do not span the 468-point box the
+    cascade crops, so give the teacher's labels of the same image there.
+    """
+    check_rgb(rgb)
+    spec = check_module(module)
+    if module == "hands":
+        if side not in HAND_SIDES:
+            raise ValueError(f"side must be one of {HAND_SIDES} for module 'hands', got {side!r}")
+        part = side
+    else:
+        if side is not None:
+            raise ValueError(f"side is only for module 'hands', got side={side!r} for {module!r}")
+        part = spec.part
+    xyz, known, image_size = labelled_points(labels)
+    height, width = rgb.shape[:2]
+    if image_size != (width, height):
+        raise ValueError(f"labels are for a {image_size[0]}x{image_size[1]} image, rgb is {width}x{height}")
+    part_xyz, part_known = xyz[PARTS[part]], known[PARTS[part]]
+    if roi_labels is None:
+        roi_xyz, roi_known = part_xyz, part_known
+    else:
+        roi_xyz, roi_known, roi_size = labelled_points(roi_labels)
+        if roi_size != image_size:
+            raise ValueError(f"roi_labels are for a {roi_size[0]}x{roi_size[1]} image, labels for "
+                             f"{image_size[0]}x{image_size[1]}")
+        roi_xyz, roi_known = roi_xyz[PARTS[part]], roi_known[PARTS[part]]
+    if not part_known.any() or roi_known.sum() < spec.min_known or not roi_known[list(spec.required)].all():
+        return None
+    rect = part_rect(module, roi_xyz, roi_known, image_size)
+    if not rect.usable:
+        return None
+    model_input = crop(rgb, rect, (spec.size, spec.size), keep_aspect=spec.keep_aspect, value_range=INPUT_RANGE[spec.model])
+    points = to_crop_pixels(part_xyz, rect, model_input.padding, spec.size)
+    points[:, 2] *= spec.z_per_pixel
+    z_known = part_known & np.isfinite(points[:, 2])
+    points[~part_known] = 0.0
+    points[~z_known, 2] = 0.0  # 0 rather than NaN: a masked term must not turn a loss into NaN
+    return ModuleCrop(model_input.tensor[0], points, part_known, z_known, rect, model_input, module, part)
+
+
+def iter_labelled(path) -> Iterator[tuple[np.ndarray, Sample]]:
+    """(rgb, Sample) pairs of a TFRecord set (a file, its shards or a list of files)."""
+    from .formats import tfrecord
+
+    for sample in tfrecord.read(path):
+        yield tfrecord.decode_image(sample), sample
+
+
+def augment_labelled(augmenter, rgb: np.ndarray, labels: Sample | HolisticResult) -> tuple[np.ndarray, HolisticResult]:
+    """`augmenter(rgb, labels)` that keeps 2-D labels: KeypointAugmenter drops every point whose
+    z is NaN (HolisticResult.mask() asks for a finite z), which is every human annotation, so
+    their z travels as 0 and is NaN again after (on the twin's row if the image was mirrored)."""
+    result = labels.to_result() if isinstance(labels, Sample) else labels
+    no_depth = np.isfinite(result.xyz[:, :2]).all(axis=1) & ~np.isfinite(result.xyz[:, 2])
+    if no_depth.any():
+        xyz = result.xyz.copy()
+        xyz[no_depth, 2] = 0.0
+        result = HolisticResult(xyz, result.visibility, result.present, result.width, result.height)
+    rgb, augmented = augmenter(rgb, result)
+    if no_depth.any():
+        if augmented.extras.get("mirrored") and augmenter.swap_twins:
+            no_depth = no_depth[FLIP_PERMUTATION]
+        augmented.xyz[no_depth, 2] = np.nan
+    return rgb, augmented
+
+
+def iter_module_crops(items: Iterable[tuple[np.ndarray, Sample | HolisticResult]], module: str,
+                      preset: str | AugmentParams | None = None, seed: int | None = 0) -> Iterator[ModuleCrop]:
+    """Every usable crop of `module` in (rgb, labels) pairs (both hands of each for "hands"),
+    each image augmented first by `preset` (labels kept right by KeypointAugmenter, seeded)."""
+    check_module(module)
+    augmenter = None if preset is None else make_augmenter(preset, seed=seed)
+    sides = HAND_SIDES if module == "hands" else (None,)
+    for rgb, labels in items:
+        check_rgb(rgb)
+        if augmenter is not None:
+            rgb, labels = augment_labelled(augmenter, rgb, labels)
+        for side in sides:
+            sample = module_crop(rgb, labels, module, side)
+            if sample is not None:
+                yield sample
+
+
+def iter_module_batches(items: Iterable[tuple[np.ndarray, Sample | HolisticResult]], module: str,
+                        batch_size: int = 32, preset: str | AugmentParams | None = None, seed: int | None = 0,
+                        drop_remainder: bool = False) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Batches (inputs (B, S, S, 3) float32, {"points": (B, n, 3), "mask": (B, n), "z_mask": (B, n)}),
+    all float32, the ModuleCrop fields stacked; the last batch may be smaller unless `drop_remainder`."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    batch: list[ModuleCrop] = []
+    for sample in iter_module_crops(items, module, preset, seed):
+        batch.append(sample)
+        if len(batch) == batch_size:
+            yield stack_batch(batch)
+            batch = []
+    if batch and not drop_remainder:
+        yield stack_batch(batch)
+
+
+def stack_batch(crops: list[ModuleCrop]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    inputs = np.stack([c.input for c in crops]).astype(np.float32)
+    targets = {"points": np.stack([c.points for c in crops]).astype(np.float32),
+               "mask": np.stack([c.mask for c in crops]).astype(np.float32),
+               "z_mask": np.stack([c.z_mask for c in crops]).astype(np.float32)}
+    return inputs, targets
+
+
+def module_dataset(make_items, module: str, batch_size: int = 32, preset: str | AugmentParams | None = None,
+                   seed: int | None = 0, drop_remainder: bool = False):
+    """The same batches as a tf.data.Dataset; `make_items()` returns a fresh (rgb, labels)
+    iterable each epoch (e.g. `lambda: iter_labelled(path)`)."""
+    import tensorflow as tf
+
+    spec = check_module(module)
+    part = PARTS["left_hand" if module == "hands" else spec.part]
+    n = part.stop - part.start
+    signature = (tf.TensorSpec((None, spec.size, spec.size, 3), tf.float32),
+                 {"points": tf.TensorSpec((None, n, 3), tf.float32), "mask": tf.TensorSpec((None, n), tf.float32),
+                  "z_mask": tf.TensorSpec((None, n), tf.float32)})
+    return tf.data.Dataset.from_generator(
+        lambda: iter_module_batches(make_items(), module, batch_size, preset, seed, drop_remainder),
+        output_signature=signature)
