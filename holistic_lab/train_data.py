@@ -38,7 +38,7 @@ from .images import check_rgb
 from .pipeline.roi import Crop, Rect, crop, project_landmarks, rotate
 from .pipeline.stages import face_rect_from_landmarks, hand_tracking_rect, pose_rect_from_landmarks
 from .result import HolisticResult
-from .topology import FLIP_PERMUTATION, NUM_KEYPOINTS, PARTS
+from .topology import NUM_KEYPOINTS, PARTS
 
 
 @dataclass(frozen=True)
@@ -202,21 +202,9 @@ def iter_labelled(path) -> Iterator[tuple[np.ndarray, Sample]]:
 
 
 def augment_labelled(augmenter, rgb: np.ndarray, labels: Sample | HolisticResult) -> tuple[np.ndarray, HolisticResult]:
-    """`augmenter(rgb, labels)` that keeps 2-D labels: KeypointAugmenter drops every point whose
-    z is NaN (HolisticResult.mask() asks for a finite z), which is every human annotation, so
-    their z travels as 0 and is NaN again after (on the twin's row if the image was mirrored)."""
-    result = labels.to_result() if isinstance(labels, Sample) else labels
-    no_depth = np.isfinite(result.xyz[:, :2]).all(axis=1) & ~np.isfinite(result.xyz[:, 2])
-    if no_depth.any():
-        xyz = result.xyz.copy()
-        xyz[no_depth, 2] = 0.0
-        result = HolisticResult(xyz, result.visibility, result.present, result.width, result.height)
-    rgb, augmented = augmenter(rgb, result)
-    if no_depth.any():
-        if augmented.extras.get("mirrored") and augmenter.swap_twins:
-            no_depth = no_depth[FLIP_PERMUTATION]
-        augmented.xyz[no_depth, 2] = np.nan
-    return rgb, augmented
+    """`augmenter(rgb, labels)` for a Sample or a HolisticResult; 2-D human labels keep their
+    x, y and their unknown (NaN) z, on the twin's row if the image was mirrored."""
+    return augmenter(rgb, labels.to_result() if isinstance(labels, Sample) else labels)
 
 
 def iter_module_crops(items: Iterable[tuple[np.ndarray, Sample | HolisticResult]], module: str,

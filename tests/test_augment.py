@@ -68,6 +68,19 @@ def test_flip_swaps_hand_presence_and_keeps_nan():
     assert np.isnan(flipped["face"]).all()
 
 
+def test_two_d_human_labels_survive_augmentation(astronaut):
+    """Human annotations have x, y but no z (NaN): augmenting must keep them, with z still unknown."""
+    rgb, labels = astronaut
+    xyz = labels.xyz.copy()
+    xyz[:, 2] = np.nan
+    two_d = HolisticResult(xyz, labels.visibility, labels.present, labels.width, labels.height)
+    _, flipped = flip_horizontal(rgb, two_d)
+    known = np.isfinite(labels.xyz[:, :2]).all(axis=1)
+    assert np.isfinite(flipped.xyz[:, :2]).all(axis=1).sum() == known.sum() > 400
+    assert np.isnan(flipped.xyz[:, 2]).all()
+    np.testing.assert_allclose(flipped.xyz[FLIP_PERMUTATION][known, 0], 1 - labels.xyz[known, 0], atol=2e-3)
+
+
 @pytest.mark.parametrize("name, transform, mirrored", [
     ("hflip", A.HorizontalFlip(p=1), True),
     ("vflip", A.VerticalFlip(p=1), True),
