@@ -10,13 +10,13 @@ points (dlib_faces), each read by a loader here that checks what it returns.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .files import sha256_file
 from .images import load_rgb
 from .result import HolisticResult, load_results
 
@@ -172,17 +172,9 @@ def _folder_source(folder, pack: str) -> str:
     return f"the parent of ${DATA_ENV}" if os.environ.get(DATA_ENV) else "the folder beside the repository"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @functools.lru_cache(maxsize=None)
 def _verified(path: Path, size: int, mtime_ns: int, expected: str) -> bool:
-    return _sha256(path) == expected
+    return sha256_file(path) == expected
 
 
 def _offline_help(pack: str) -> str:
@@ -263,7 +255,7 @@ def fixture_path(name: str, folder=None, pack: str = MMPOSE) -> Path:
         raise ValueError(f"fixture {name} not found in {root} (from {_folder_source(folder, pack)}; {hint})")
     stat = path.stat()
     if not _verified(path, stat.st_size, stat.st_mtime_ns, registry[name]):
-        raise ValueError(f"fixture {path} is corrupt: its SHA-256 is {_sha256(path)}, expected {registry[name]}")
+        raise ValueError(f"fixture {path} is corrupt: its SHA-256 is {sha256_file(path)}, expected {registry[name]}")
     return path
 
 
@@ -423,7 +415,7 @@ def load_dlib_faces(split: str = "all", folder=None) -> FixtureSet:
     samples = []
     for name in splits:
         xml_path = fixture_path(DLIB_FACE_FILES[name], folder, "dlib_faces")
-        first_image_id = len({s.image_path for s in samples})  # ids unique across the two files
+        first_image_id = max((s.image_id for s in samples), default=-1) + 1  # ids unique across the two files
         for sample in load_imglab_faces(xml_path):
             sample.image_path = str(fixture_path(sample.extras["image"]["file_name"], folder, "dlib_faces"))
             sample.ann_id, sample.image_id = len(samples), first_image_id + sample.image_id

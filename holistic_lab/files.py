@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -133,6 +134,15 @@ def atomic_write(path, write_fn: Callable[[Path], object]) -> Path:
             raise ValueError(f"{display_path(path)}: the writer produced no file")
         os.replace(temporary, path)
     return path
+
+
+def sha256_file(path) -> str:
+    """The SHA-256 of a file as hex, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def display_path(path) -> str:

@@ -95,8 +95,9 @@ class HolisticResult:
         return self.xyz[:, :2] * np.array([self.width, self.height], np.float32)
 
     def mask(self) -> np.ndarray:
-        """(543,) bool: True where the point is known (its part is present)."""
-        return ~np.isnan(self.xyz).any(axis=1)
+        """(543,) bool: True where the point's x, y are known. Human annotations are 2-D:
+        their z is NaN, and the point is known all the same."""
+        return np.isfinite(self.xyz[:, :2]).all(axis=1)
 
     def to_array(self) -> np.ndarray:
         """(543, 4) float32 rows of x, y, z, visibility: the flat form models train on."""

@@ -25,6 +25,8 @@ the crop keeps its true place and its mask: the model still predicts it there.
 """
 from __future__ import annotations
 
+import itertools
+
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -252,7 +254,8 @@ def stack_batch(crops: list[ModuleCrop]) -> tuple[np.ndarray, dict[str, np.ndarr
 def module_dataset(make_items, module: str, batch_size: int = 32, preset: str | AugmentParams | None = None,
                    seed: int | None = 0, drop_remainder: bool = False):
     """The same batches as a tf.data.Dataset; `make_items()` returns a fresh (rgb, labels)
-    iterable each epoch (e.g. `lambda: iter_labelled(path)`)."""
+    iterable each epoch (e.g. `lambda: iter_labelled(path)`). Each pass over the dataset
+    (each epoch) augments with seed `seed + epoch`, so epochs differ and runs repeat."""
     import tensorflow as tf
 
     spec = check_module(module)
@@ -261,6 +264,10 @@ def module_dataset(make_items, module: str, batch_size: int = 32, preset: str | 
     signature = (tf.TensorSpec((None, spec.size, spec.size, 3), tf.float32),
                  {"points": tf.TensorSpec((None, n, 3), tf.float32), "mask": tf.TensorSpec((None, n), tf.float32),
                   "z_mask": tf.TensorSpec((None, n), tf.float32)})
-    return tf.data.Dataset.from_generator(
-        lambda: iter_module_batches(make_items(), module, batch_size, preset, seed, drop_remainder),
-        output_signature=signature)
+    epochs = itertools.count()
+
+    def batches():
+        epoch_seed = None if seed is None else seed + next(epochs)
+        return iter_module_batches(make_items(), module, batch_size, preset, epoch_seed, drop_remainder)
+
+    return tf.data.Dataset.from_generator(batches, output_signature=signature)

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from .files import atomic_write, check_output_folder, display_path, output_lock
+from .files import atomic_write, check_output_folder, display_path, output_lock, sha256_file
 from .mediapipe_models import installed_versions, model_path
-from .convert import outputs_in_signature_order
 from .native_logs import filtered_native_stderr, import_tensorflow
 from .pipeline.holistic import STAGE_MODELS
 
@@ -52,8 +51,7 @@ def stage_file(stage: str) -> str:
 
 
 def sha256(path: Path) -> str:
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
+    return sha256_file(path)
 
 
 def _check_stage(stage: str, where: str) -> None:
@@ -84,6 +82,8 @@ def shipped_signature(stage: str) -> tuple:
 def stage_model(stage: str, model: bytes, where: str) -> bytes:
     """`model` ready to store in `stage`'s slot; a ValueError naming `where` if it is not a TFLite
     model whose inputs and outputs are those of the stage's shipped model."""
+    from .convert import outputs_in_signature_order  # Keras: writing needs it, from_variant does not
+
     if model[4:8] != TFLITE_IDENTIFIER:
         raise ValueError(f"{where}: not a TFLite model (no {TFLITE_IDENTIFIER.decode()} identifier at bytes 4..8)")
     try:

@@ -141,3 +141,10 @@ def test_a_forged_array_header_is_refused_without_allocating_it(tmp_path):
             target.writestr(info.filename, data)
     with pytest.raises(ValueError, match=r"bomb\.npz: array 'xyz' declares shape \(100000000000, 543, 3\)"):
         load_results(forged)
+
+
+def test_a_two_d_point_is_known():
+    """Human annotations carry x, y and no z: mask() counts them as known."""
+    result = HolisticResult.empty(8, 6)
+    result.xyz[0] = [0.5, 0.5, np.nan]
+    assert result.mask()[0] and result.mask().sum() == 1

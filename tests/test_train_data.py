@@ -248,3 +248,13 @@ def test_crop_pixels_invert_the_cascades_projection_with_letterbox_padding():
     xyz = rng.uniform(0.2, 0.8, (21, 3)).astype(np.float32)
     back = project_landmarks(to_crop_pixels(xyz, rect, padding, 224) / 224, rect, padding)
     np.testing.assert_allclose(back, xyz, atol=1e-5)
+
+
+def test_each_epoch_of_the_dataset_draws_new_augmentation():
+    items = lambda: [(sample_image("astronaut"), sample_labels("astronaut"))]  # noqa: E731
+    dataset = module_dataset(items, "face_mesh", batch_size=1, preset="geometric", seed=3).repeat(2)
+    first, second = [targets["points"].numpy() for _, targets in dataset]
+    assert not np.allclose(first, second)  # a new draw per epoch
+    again = [targets["points"].numpy() for _, targets in module_dataset(items, "face_mesh", batch_size=1,
+                                                                         preset="geometric", seed=3).repeat(2)]
+    np.testing.assert_array_equal(again[0], first)  # and the same run repeats

@@ -88,7 +88,7 @@ def result_from_albumentations(points: np.ndarray, source: HolisticResult, out_s
     height, width = out_shape[:2]
     xy = points[:NUM_KEYPOINTS, :2] + 0.5
     scale = points[:NUM_KEYPOINTS, 2]
-    known = np.isfinite(source.xyz[:, :2]).all(axis=1)  # human labels are 2-D: their NaN z stays NaN
+    known = source.mask()  # x, y known; a human label's NaN z stays NaN
     z_px = source.xyz[:, 2] * source.width * scale
     xyz = np.stack([xy[:, 0] / width, xy[:, 1] / height, z_px / width], axis=1)
     xyz[~known] = np.nan
