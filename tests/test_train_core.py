@@ -14,7 +14,7 @@ from holistic_lab.convert import keras_to_tflite, tflite_to_keras  # noqa: E402
 from holistic_lab.convert.samples import real_inputs  # noqa: E402
 from holistic_lab.mediapipe_models import model_path  # noqa: E402
 from holistic_lab.train import (CHECKPOINT_MARKER, MODULES, FineTuneConfig, add_lora, freeze,  # noqa: E402
-                                landmark_losses, merge_lora, module_targets, named_outputs)
+                                landmark_losses, merge_lora, named_outputs)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_config_round_trips_through_json(tmp_path):
 
 
 @pytest.mark.parametrize("field, value", [
-    ("module", "hand"), ("lora_rank", -1), ("validation_split", 0.0), ("validation_split", 1.0),
+    ("module", "hand"), ("lora_rank", -1), ("lora_rank", 0), ("validation_split", 0.0), ("validation_split", 1.0),
     ("validation_split", 1.5), ("epochs", 0), ("batch_size", 0), ("learning_rate", 0.0),
     ("learning_rate", float("nan")), ("learning_rate", -1e-3), ("preset", "dark"), ("gradient_clip", 0.0),
     ("distributed_workers", 0), ("epochs", 2.5), ("loss_weights", {"landmark": 1.0}),
@@ -110,22 +110,6 @@ def test_module_layouts_match_the_converted_models():
         assert math.prod(shapes[module.presence_output]) == 1
         assert model.input_shape[1:3] == (module.input_size, module.input_size)
         assert set(module.teacher_only_outputs) <= set(shapes)
-
-
-def test_module_targets_map_543_rows_to_model_points():
-    keypoints = np.zeros((1, 543, 3), np.float32)
-    keypoints[0, 522] = [0.5, 0.25, 0.1]      # right hand wrist
-    keypoints[0, 32] = [0.1, 0.2, 0.0]        # last pose landmark
-    mask = np.ones((1, 543), np.float32)
-    targets = {"keypoints": keypoints, "mask": mask, "z_mask": mask}
-    hands = module_targets(targets, "hands", "right_hand")
-    np.testing.assert_allclose(np.asarray(hands["points"])[0, 0], [112.0, 56.0, 0.1 * 224 * 0.4], rtol=1e-6)
-    pose = module_targets(targets, "pose", "body")
-    assert np.asarray(pose["points"]).shape == (1, 39, 3)
-    np.testing.assert_allclose(np.asarray(pose["points"])[0, 32, :2], [25.6, 51.2], rtol=1e-6)
-    assert np.asarray(pose["mask"])[0, 33:].sum() == 0 and np.asarray(pose["mask"])[0, :33].all()
-    with pytest.raises(ValueError, match="roi 'face' is not a hands crop"):
-        module_targets(targets, "hands", "face")
 
 
 def test_masked_loss_ignores_masked_and_nan_points():
@@ -254,16 +238,16 @@ def test_saved_lora_model_keeps_its_outputs_with_the_merged_kernel(face_model, f
         np.testing.assert_allclose(values, adapted[name], rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("module, roi", [("hands", "left_hand"), ("pose", "body")])
-def test_losses_run_on_the_hand_and_pose_models_outputs(module, roi):
+@pytest.mark.parametrize("module", ["hands", "pose"])
+def test_losses_run_on_the_hand_and_pose_models_outputs(module):
     spec = MODULES[module]
     model = tflite_to_keras(model_path(spec.model_name))
     images = np.random.default_rng(0).random((2, spec.input_size, spec.input_size, 3)).astype(np.float32)
     outputs = named_outputs(model, images)
-    keypoints = np.random.default_rng(1).random((2, 543, 3)).astype(np.float32)
-    mask = np.zeros((2, 543), np.float32)
-    mask[:, spec.rois[roi].start:spec.rois[roi].start + 5] = 1
-    targets = module_targets({"keypoints": keypoints, "mask": mask, "z_mask": mask}, module, roi)
+    points = np.random.default_rng(1).random((2, spec.num_points, 3)).astype(np.float32) * spec.input_size
+    mask = np.zeros((2, spec.num_points), np.float32)
+    mask[:, :5] = 1
+    targets = {"points": points, "mask": mask, "z_mask": mask}
     terms = landmark_losses(outputs, targets, module, teacher=outputs)
     expected = {"landmarks", "z", "presence", "teacher", "teacher_outputs", "total"} | (
         {"visibility"} if module == "pose" else set())

@@ -15,7 +15,7 @@ from holistic_lab.images import load_rgb
 from holistic_lab.pipeline.holistic import HolisticPipeline
 from holistic_lab.pipeline.stages import FaceLandmark, HandLandmark, PoseLandmark
 from holistic_lab.topology import PARTS
-from holistic_lab.train_data import (iter_labelled, iter_module_batches, iter_module_crops, module_crop,
+from holistic_lab.train.data import (stack_batch, iter_labelled, iter_module_batches, iter_module_crops, module_crop,
                                      module_dataset)
 
 # a HaGRID photograph where the cascade tracks both hands on the second frame
@@ -91,10 +91,11 @@ def test_labels_project_back_exactly_and_the_shipped_model_predicts_them(hand_ph
         for side in sides:
             ours = module_crop(rgb, labels, module, side)
             part = labels.xyz[PARTS[ours.part]]
-            assert ours.mask.all() and ours.z_mask.all()
-            np.testing.assert_allclose(ours.to_image(ours.points), part, atol=1e-5)
+            n = len(part)   # pose: the model's 39 points, the 6 auxiliary ones unlabelled
+            assert ours.mask[:n].all() and ours.z_mask[:n].all() and not ours.mask[n:].any()
+            np.testing.assert_allclose(ours.to_image(ours.points[:n]), part, atol=1e-5)
             raw = stages[module].infer(ours.crop)[0].reshape(-1, 5 if module == "pose" else 3)[:len(part), :3]
-            error_px = np.linalg.norm(raw[:, :2] - ours.points[:, :2], axis=1)
+            error_px = np.linalg.norm(raw[:, :2] - ours.points[:n, :2], axis=1)
             limit = {"face_mesh": 4.0, "hands": 4.0, "pose": 8.0}[module]
             assert np.median(error_px) < limit, (module, side, np.median(error_px))
             if module == "hands":  # raw output in `points` units: to_image decodes it as the cascade does, z too
@@ -124,13 +125,13 @@ def test_human_labels_without_depth_survive_augmentation_as_x_y_only():
     human = sample_from(sample_labels(name))
     human.xyz[:, 2] = np.nan
     ((inputs, targets),) = list(iter_module_batches([(sample_image(name), human)], "pose", preset="geometric", seed=1))
-    assert targets["mask"].all() and not targets["z_mask"].any()
+    assert targets["mask"][:, :33].all() and not targets["mask"][:, 33:].any() and not targets["z_mask"].any()
     assert np.isfinite(targets["points"]).all() and (targets["points"][..., 2] == 0).all()
 
 
 def test_depthless_rows_follow_their_twins_through_a_flip():
     from holistic_lab.augment import make_augmenter
-    from holistic_lab.train_data import augment_labelled
+    from holistic_lab.train.data import augment_labelled
 
     name = sample_names()[0]
     human = sample_from(sample_labels(name))
@@ -210,11 +211,11 @@ def test_tf_dataset_gives_the_same_batches():
     np.testing.assert_array_equal(inputs, expected)
     for key in ("points", "mask", "z_mask"):
         np.testing.assert_array_equal(targets[key], expected_targets[key])
-    assert targets["points"].shape == (2, 33, 3)
+    assert targets["points"].shape == (2, 39, 3)
 
 
 @pytest.mark.parametrize("call, words", [
-    (lambda rgb, lab: module_crop(rgb, lab, "face"), "module must be one of"),
+    (lambda rgb, lab: module_crop(rgb, lab, "face"), "unknown module 'face'"),
     (lambda rgb, lab: module_crop(rgb, lab, "hands"), "side must be one of"),
     (lambda rgb, lab: module_crop(rgb, lab, "pose", "left_hand"), "side is only for module 'hands'"),
     (lambda rgb, lab: module_crop(rgb.astype(np.float32), lab, "pose"), "uint8"),
@@ -239,7 +240,7 @@ def test_labels_of_the_wrong_shape_are_refused_by_name():
 def test_crop_pixels_invert_the_cascades_projection_with_letterbox_padding():
     """Tracking ROIs are square, so their padding is 0; a non-square rotated ROI exercises the rest."""
     from holistic_lab.pipeline.roi import Rect, letterbox_padding, project_landmarks
-    from holistic_lab.train_data import to_crop_pixels
+    from holistic_lab.train.data import to_crop_pixels
 
     rect = Rect(0.4, 0.6, 0.3, 0.5, 0.4)
     _, padding = letterbox_padding(rect.to_pixels((640, 480)), (224, 224))
@@ -258,3 +259,34 @@ def test_each_epoch_of_the_dataset_draws_new_augmentation():
     again = [targets["points"].numpy() for _, targets in module_dataset(items, "face_mesh", batch_size=1,
                                                                          preset="geometric", seed=3).repeat(2)]
     np.testing.assert_array_equal(again[0], first)  # and the same run repeats
+
+
+def test_appearance_degrades_the_crop_and_keeps_the_clean_one_for_the_teacher():
+    """low_light: geometry (a flip) moves the image first; darkness and noise then change the
+    crop's pixels only, so `clean` is exactly the crop without them and the labels are the clean crop's."""
+    items = [(sample_image(n), sample_labels(n)) for n in sample_names()]
+    degraded = list(iter_module_crops(items, "face_mesh", preset="low_light", seed=3, geometry=False))
+    plain = list(iter_module_crops(items, "face_mesh"))
+    assert len(degraded) == len(plain) == 2
+    for ours, reference in zip(degraded, plain):
+        np.testing.assert_array_equal(ours.clean, reference.input)
+        np.testing.assert_array_equal(ours.points, reference.points)
+        assert ours.input.mean() < reference.input.mean()                # darker
+        assert np.abs(ours.input - ours.clean).max() > 0.05
+    again = list(iter_module_crops(items, "face_mesh", preset="low_light", seed=3, geometry=False))
+    np.testing.assert_array_equal(again[1].input, degraded[1].input)
+    inputs, targets = stack_batch(degraded)
+    np.testing.assert_array_equal(targets["clean"], np.stack([c.input for c in plain]))
+
+
+def test_split_preset_separates_moving_from_looking():
+    from holistic_lab.augment.presets import preset
+    from holistic_lab.train.data import GEOMETRY_KNOBS, split_preset
+
+    geometry, appearance = split_preset("train")
+    full = preset("train")
+    for name in GEOMETRY_KNOBS:
+        assert getattr(geometry, name) == getattr(full, name) and getattr(appearance, name) in (0, 0.0)
+    assert appearance.photometric_p == full.photometric_p and geometry.photometric_p == 0
+    with pytest.raises(ValueError, match="unknown"):
+        split_preset("dusk")

@@ -35,7 +35,7 @@ class FineTuneConfig(BaseModel):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-4, gt=0, allow_inf_nan=False)
-    lora_rank: int = Field(0, ge=0, description="0: no LoRA; r: rank-r adapters on every Conv2D and Dense")
+    lora_rank: int | None = Field(None, ge=1, description="None: no LoRA; r: rank-r adapters on every Conv2D and Dense")
     freeze_backbone: bool = True
     validation_split: float = Field(0.1, gt=0, lt=1)
     checkpoint_dir: str = Field("checkpoints", min_length=1)

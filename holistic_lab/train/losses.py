@@ -1,8 +1,8 @@
 """Masked multi-output losses for fine-tuning a Holistic landmark model, in ROI (crop) pixels.
 
-    targets = module_targets(batch_targets, "face_mesh", roi="face")   # make_dataset's 543 -> 468
+    images, targets = next(iter_module_batches(items, "face_mesh"))    # train.data: crops, labels, masks
     outputs = named_outputs(model, images)                             # {"conv2d_21": ..., "conv2d_31": ...}
-    teacher = named_outputs(shipped, clean_images)                     # optional, same crop geometry
+    teacher = named_outputs(shipped, targets["clean"])                 # optional: the clean crop, same geometry
     terms = landmark_losses(outputs, targets, "face_mesh", teacher)    # {"landmarks": ..., "total": ...}
 
 Terms (`DEFAULT_LOSS_WEIGHTS`, `FineTuneConfig.loss_weights` replaces any of them):
@@ -32,27 +32,6 @@ from .modules import TrainModule, train_module
 DEFAULT_LOSS_WEIGHTS: dict[str, float] = {"landmarks": 1.0, "z": 0.1, "presence": 0.1, "visibility": 0.1,
                                           "teacher": 0.5, "teacher_outputs": 0.1}
 CHARBONNIER_PX = 1.0
-
-
-def module_targets(targets: dict, module: str | TrainModule, roi: str) -> dict:
-    """`make_dataset` targets (543 rows, crop 0..1) -> the module's points in its output units.
-
-    Returns {"points": (B, N, 3) x, y in input pixels and z in the model's z units, "mask" and
-    "z_mask": (B, N)}, N the model's point count; rows the 543 layout lacks (pose 33:39) get mask 0.
-    """
-    module = train_module(module) if isinstance(module, str) else module
-    if roi not in module.rois:
-        raise ValueError(f"roi {roi!r} is not a {module.name} crop; expected one of {tuple(module.rois)}")
-    rows = module.rois[roi]
-    scale = ops.convert_to_tensor([module.input_size, module.input_size, module.input_size * module.z_per_pixel],
-                                  "float32")
-    points = ops.cast(targets["keypoints"][:, rows], "float32") * scale
-    masks = [ops.cast(targets[key][:, rows], "float32") for key in ("mask", "z_mask")]
-    missing = module.num_points - (rows.stop - rows.start)
-    if missing:
-        points = ops.pad(points, [[0, 0], [0, missing], [0, 0]])
-        masks = [ops.pad(mask, [[0, 0], [0, missing]]) for mask in masks]
-    return {"points": points, "mask": masks[0], "z_mask": masks[1]}
 
 
 def named_outputs(model: keras.Model, images) -> dict:

@@ -1,4 +1,4 @@
-"""What fine-tuning needs to know about each Holistic landmark model: its outputs and its rows of the 543 layout.
+"""What fine-tuning needs to know about each Holistic landmark model: its crop, its outputs, its part of the 543 layout.
 
 A module (the job API's `module`) is one landmark model run on one kind of ROI crop:
 
@@ -18,20 +18,26 @@ visibility and per-point presence are logits. The other outputs (hand handedness
 points, pose segmentation, heatmaps and world points) have no human label in the project's
 data sets and are trained only towards the shipped model's own values (`losses`).
 Output names and meanings are `holistic_lab.convert.OUTPUT_MEANINGS`.
+
+Crops (`train.data`) are cut as the cascade cuts them: face 192x192 stretched, hands and pose
+letterboxed; a part needs its `required` points (the ones that set the ROI's rotation) and
+`min_known` known points to place the ROI at all.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..topology import PARTS
 
 
 @dataclass(frozen=True)
 class TrainModule:
     name: str                     # the job API's module name
     model_name: str               # the shipped model (mediapipe_models.model_path)
+    part: str                     # the 543-layout part its labels come from ("hand": left_hand or right_hand)
     input_size: int               # square crop side in pixels
-    rois: dict[str, slice]        # make_dataset ROI name -> the 543 rows of the model's first points
+    keep_aspect: bool             # letterboxed (True) or stretched (False), as the cascade crops it
+    required: tuple[int, ...]     # part-local points the ROI cannot be placed without
+    min_known: int                # fewest known points of the part worth a training sample
     num_points: int               # points in the landmark output
     values_per_point: int         # x, y, z (+ visibility, presence for pose)
     z_per_pixel: float            # model z units per crop pixel
@@ -40,14 +46,22 @@ class TrainModule:
     presence_is_logit: bool
     teacher_only_outputs: tuple[str, ...]   # outputs trained only towards the shipped model's values
 
+    @property
+    def stage(self) -> str:
+        """The cascade stage (and variant file) this module's model runs as."""
+        return {"face_landmark": "face_landmark", "hand_landmark_full": "hand_landmark",
+                "pose_landmark_full": "pose_landmark"}[self.model_name]
+
 
 MODULES: dict[str, TrainModule] = {
-    "face_mesh": TrainModule("face_mesh", "face_landmark", 192, {"face": PARTS["face"]}, 468, 3, 1.0,
+    # eye corners set the rotation; the box needs most of the mesh to be the cascade's box
+    "face_mesh": TrainModule("face_mesh", "face_landmark", "face", 192, False, (33, 263), 400, 468, 3, 1.0,
                              "conv2d_21", "conv2d_31", True, ()),
-    "hands": TrainModule("hands", "hand_landmark_full", 224,
-                         {"left_hand": PARTS["left_hand"], "right_hand": PARTS["right_hand"]}, 21, 3, 0.4,
+    # wrist, thumb tip, index PIP and tip set the rotation (hand_rect_from_landmarks)
+    "hands": TrainModule("hands", "hand_landmark_full", "hand", 224, True, (0, 4, 6, 8), 15, 21, 3, 0.4,
                          "Identity", "Identity_1", False, ("Identity_2", "Identity_3")),
-    "pose": TrainModule("pose", "pose_landmark_full", 256, {"body": PARTS["pose"]}, 39, 5, 1.0,
+    # shoulders and hips set the centre and direction
+    "pose": TrainModule("pose", "pose_landmark_full", "pose", 256, True, (11, 12, 23, 24), 8, 39, 5, 1.0,
                         "Identity", "Identity_1", False, ("Identity_2", "Identity_3", "Identity_4")),
 }
 

@@ -25,6 +25,7 @@ the crop keeps its true place and its mask: the model still predicts it there.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 from dataclasses import dataclass
@@ -32,36 +33,18 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .augment import make_augmenter
-from .augment.presets import AugmentParams
-from .convert.samples import INPUT_RANGE
-from .formats.sample import Sample
-from .images import check_rgb
-from .pipeline.roi import Crop, Rect, crop, project_landmarks, rotate
-from .pipeline.stages import face_rect_from_landmarks, hand_tracking_rect, pose_rect_from_landmarks
-from .result import HolisticResult
-from .topology import NUM_KEYPOINTS, PARTS
+from ..augment import make_augmenter
+from ..augment.presets import AugmentParams
+from ..convert.samples import INPUT_RANGE
+from ..formats.sample import Sample
+from ..images import check_rgb
+from ..pipeline.roi import Crop, Rect, crop, project_landmarks, rotate
+from ..pipeline.stages import face_rect_from_landmarks, hand_tracking_rect, pose_rect_from_landmarks
+from ..result import HolisticResult
+from ..topology import NUM_KEYPOINTS, PARTS
+from .modules import MODULES, TrainModule, train_module
 
 
-@dataclass(frozen=True)
-class ModuleSpec:
-    model: str           # the shipped model it fine-tunes
-    part: str            # the 543-layout part its labels come from ("hand" -> left_hand/right_hand)
-    size: int            # square input side in pixels
-    keep_aspect: bool    # letterboxed (True) or stretched (False), as the cascade crops it
-    required: tuple      # part-local indices the ROI cannot be placed without
-    min_known: int       # fewest known points of the part worth a training sample
-    z_per_pixel: float   # the model's raw z output for a depth of one crop pixel
-
-
-MODULES: dict[str, ModuleSpec] = {
-    # eye corners set the rotation; the box needs most of the mesh to be the cascade's box
-    "face_mesh": ModuleSpec("face_landmark", "face", 192, False, (33, 263), 400, 1.0),
-    # wrist, thumb tip, index PIP and tip set the rotation (hand_rect_from_landmarks)
-    "hands": ModuleSpec("hand_landmark_full", "hand", 224, True, (0, 4, 6, 8), 15, 0.4),
-    # shoulders and hips set the centre and direction
-    "pose": ModuleSpec("pose_landmark_full", "pose", 256, True, (11, 12, 23, 24), 8, 1.0),
-}
 HAND_SIDES = ("left_hand", "right_hand")
 
 
@@ -80,18 +63,21 @@ class ModuleCrop:
     crop: Crop
     module: str
     part: str
+    clean: np.ndarray | None = None   # the crop before `degrade_crop` (None: `input` is clean)
+
+    def __post_init__(self):
+        if self.clean is None:
+            self.clean = self.input
 
     def to_image(self, points: np.ndarray) -> np.ndarray:
         """(n, 3) points in raw model units (a model's output, say) -> image-normalised, as the cascade projects them."""
         spec = MODULES[self.module]
-        normalised = np.asarray(points, np.float32) / np.array([1.0, 1.0, spec.z_per_pixel], np.float32) / spec.size
+        normalised = np.asarray(points, np.float32) / np.array([1.0, 1.0, spec.z_per_pixel], np.float32) / spec.input_size
         return project_landmarks(normalised, self.roi, self.crop.padding)
 
 
-def check_module(module: str) -> ModuleSpec:
-    if module not in MODULES:
-        raise ValueError(f"module must be one of {tuple(MODULES)}, got {module!r}")
-    return MODULES[module]
+def check_module(module: str) -> TrainModule:
+    return train_module(module)
 
 
 def labelled_points(labels: Sample | HolisticResult) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
@@ -186,18 +172,21 @@ def module_crop(rgb: np.ndarray, labels: Sample | HolisticResult, module: str, s
     rect = part_rect(module, roi_xyz, roi_known, image_size)
     if not rect.usable:
         return None
-    model_input = crop(rgb, rect, (spec.size, spec.size), keep_aspect=spec.keep_aspect, value_range=INPUT_RANGE[spec.model])
-    points = to_crop_pixels(part_xyz, rect, model_input.padding, spec.size)
+    model_input = crop(rgb, rect, (spec.input_size, spec.input_size), keep_aspect=spec.keep_aspect, value_range=INPUT_RANGE[spec.model_name])
+    points = to_crop_pixels(part_xyz, rect, model_input.padding, spec.input_size)
     points[:, 2] *= spec.z_per_pixel
     z_known = part_known & np.isfinite(points[:, 2])
     points[~part_known] = 0.0
     points[~z_known, 2] = 0.0  # 0 rather than NaN: a masked term must not turn a loss into NaN
+    missing = spec.num_points - len(points)  # pose: the model's 6 auxiliary points have no label
+    points = np.pad(points, [(0, missing), (0, 0)])
+    part_known, z_known = (np.pad(known_mask, (0, missing)) for known_mask in (part_known, z_known))
     return ModuleCrop(model_input.tensor[0], points, part_known, z_known, rect, model_input, module, part)
 
 
 def iter_labelled(path) -> Iterator[tuple[np.ndarray, Sample]]:
     """(rgb, Sample) pairs of a TFRecord set (a file, its shards or a list of files)."""
-    from .formats import tfrecord
+    from ..formats import tfrecord
 
     for sample in tfrecord.read(path):
         yield tfrecord.decode_image(sample), sample
@@ -209,32 +198,86 @@ def augment_labelled(augmenter, rgb: np.ndarray, labels: Sample | HolisticResult
     return augmenter(rgb, labels.to_result() if isinstance(labels, Sample) else labels)
 
 
+GEOMETRY_KNOBS = ("flip_p", "geometric_p", "rotate_deg", "scale_delta", "shift_frac", "perspective", "crop_frac")
+
+
+def split_preset(params: str | AugmentParams) -> tuple[AugmentParams, AugmentParams]:
+    """(geometry, appearance): the preset's knobs that move points (applied to the whole image
+    before the crop, labels following) and the ones that only change pixels (light, noise,
+    blur, JPEG, cut-outs, occluders: applied to the crop, so the shipped model can see the
+    same crop clean and be the teacher of the degraded one)."""
+    from ..augment.presets import preset as named_preset
+
+    params = named_preset(params) if isinstance(params, str) else params
+    if not isinstance(params, AugmentParams):
+        raise ValueError(f"preset must be a preset name or AugmentParams, got {type(params).__name__}")
+    defaults = AugmentParams()
+    geometry = defaults.replace(**{name: getattr(params, name) for name in GEOMETRY_KNOBS})
+    appearance = params.replace(**{name: getattr(defaults, name) for name in GEOMETRY_KNOBS})
+    return geometry, appearance
+
+
+def crop_labels(sample: ModuleCrop) -> HolisticResult:
+    """The crop's labels as a HolisticResult of the crop image (the part's rows set, the rest
+    NaN), for the transforms that place a patch by the labels (mouth and hand occluders)."""
+    spec = MODULES[sample.module]
+    xyz = np.full((NUM_KEYPOINTS, 3), np.nan, np.float32)
+    rows = PARTS[sample.part]
+    n = rows.stop - rows.start
+    points = sample.points[:n] / np.array([1.0, 1.0, spec.z_per_pixel], np.float32) / spec.input_size
+    xyz[rows] = np.where(sample.mask[:n, None], points, np.nan)
+    present = {part: part == sample.part for part in PARTS}
+    return HolisticResult(xyz, np.zeros(NUM_KEYPOINTS, np.float32), present, spec.input_size, spec.input_size)
+
+
+def degrade_crop(sample: ModuleCrop, augmenter) -> ModuleCrop:
+    """The crop with `augmenter` (an appearance-only KeypointAugmenter) applied to its pixels;
+    `clean` keeps the crop before it. Labels do not move (no geometry in the augmenter)."""
+    low, high = sample.crop.value_range
+    pixels = np.clip(np.rint((sample.input - low) * (255.0 / (high - low))), 0, 255).astype(np.uint8)
+    degraded, _ = augmenter(pixels, crop_labels(sample))
+    tensor = degraded.astype(np.float32) * np.float32((high - low) / 255.0) + np.float32(low)
+    return dataclasses.replace(sample, input=tensor, clean=sample.input)
+
+
 def iter_module_crops(items: Iterable[tuple[np.ndarray, Sample | HolisticResult]], module: str,
-                      preset: str | AugmentParams | None = None, seed: int | None = 0) -> Iterator[ModuleCrop]:
-    """Every usable crop of `module` in (rgb, labels) pairs (both hands of each for "hands"),
-    each image augmented first by `preset` (labels kept right by KeypointAugmenter, seeded)."""
+                      preset: str | AugmentParams | None = None, seed: int | None = 0,
+                      geometry: bool = True) -> Iterator[ModuleCrop]:
+    """Every usable crop of `module` in (rgb, labels) pairs (both hands of each for "hands").
+
+    `preset`'s geometry (`split_preset`) moves the whole image and its labels first (skipped
+    when `geometry` is False, as for validation); its appearance part then degrades the crop,
+    whose `clean` field keeps the crop as it was. Seeded: the same seed gives the same crops."""
     check_module(module)
-    augmenter = None if preset is None else make_augmenter(preset, seed=seed)
+    if preset is None:
+        moves, looks = None, None
+    else:
+        geometry_params, appearance_params = split_preset(preset)
+        moves = make_augmenter(geometry_params, seed=seed) if geometry else None
+        looks = make_augmenter(appearance_params, seed=None if seed is None else seed + 1)
     sides = HAND_SIDES if module == "hands" else (None,)
     for rgb, labels in items:
         check_rgb(rgb)
-        if augmenter is not None:
-            rgb, labels = augment_labelled(augmenter, rgb, labels)
+        if moves is not None:
+            rgb, labels = augment_labelled(moves, rgb, labels)
         for side in sides:
             sample = module_crop(rgb, labels, module, side)
             if sample is not None:
-                yield sample
+                yield sample if looks is None else degrade_crop(sample, looks)
 
 
 def iter_module_batches(items: Iterable[tuple[np.ndarray, Sample | HolisticResult]], module: str,
                         batch_size: int = 32, preset: str | AugmentParams | None = None, seed: int | None = 0,
-                        drop_remainder: bool = False) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """Batches (inputs (B, S, S, 3) float32, {"points": (B, n, 3), "mask": (B, n), "z_mask": (B, n)}),
-    all float32, the ModuleCrop fields stacked; the last batch may be smaller unless `drop_remainder`."""
+                        drop_remainder: bool = False, geometry: bool = True
+                        ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Batches (inputs (B, S, S, 3), targets) of `iter_module_crops`, all float32: targets are
+    {"points": (B, n, 3), "mask": (B, n), "z_mask": (B, n), "clean": (B, S, S, 3)}, n the
+    model's point count, the ModuleCrop fields stacked; the last batch may be smaller unless
+    `drop_remainder`."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     batch: list[ModuleCrop] = []
-    for sample in iter_module_crops(items, module, preset, seed):
+    for sample in iter_module_crops(items, module, preset, seed, geometry):
         batch.append(sample)
         if len(batch) == batch_size:
             yield stack_batch(batch)
@@ -244,30 +287,37 @@ def iter_module_batches(items: Iterable[tuple[np.ndarray, Sample | HolisticResul
 
 
 def stack_batch(crops: list[ModuleCrop]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    inputs = np.stack([c.input for c in crops]).astype(np.float32)
-    targets = {"points": np.stack([c.points for c in crops]).astype(np.float32),
-               "mask": np.stack([c.mask for c in crops]).astype(np.float32),
-               "z_mask": np.stack([c.z_mask for c in crops]).astype(np.float32)}
-    return inputs, targets
+    def stacked(name):
+        return np.stack([getattr(c, name) for c in crops]).astype(np.float32)
+
+    return stacked("input"), {"points": stacked("points"), "mask": stacked("mask"), "z_mask": stacked("z_mask"),
+                              "clean": stacked("clean")}
 
 
-def module_dataset(make_items, module: str, batch_size: int = 32, preset: str | AugmentParams | None = None,
-                   seed: int | None = 0, drop_remainder: bool = False):
-    """The same batches as a tf.data.Dataset; `make_items()` returns a fresh (rgb, labels)
-    iterable each epoch (e.g. `lambda: iter_labelled(path)`). Each pass over the dataset
-    (each epoch) augments with seed `seed + epoch`, so epochs differ and runs repeat."""
+def batch_signature(module: str):
+    """The tf.TensorSpec structure of `iter_module_batches`' batches for `module`."""
     import tensorflow as tf
 
     spec = check_module(module)
-    part = PARTS["left_hand" if module == "hands" else spec.part]
-    n = part.stop - part.start
-    signature = (tf.TensorSpec((None, spec.size, spec.size, 3), tf.float32),
-                 {"points": tf.TensorSpec((None, n, 3), tf.float32), "mask": tf.TensorSpec((None, n), tf.float32),
-                  "z_mask": tf.TensorSpec((None, n), tf.float32)})
+    n, image = spec.num_points, tf.TensorSpec((None, spec.input_size, spec.input_size, 3), tf.float32)
+    return (image, {"points": tf.TensorSpec((None, n, 3), tf.float32), "mask": tf.TensorSpec((None, n), tf.float32),
+                    "z_mask": tf.TensorSpec((None, n), tf.float32), "clean": image})
+
+
+def module_dataset(make_items, module: str, batch_size: int = 32, preset: str | AugmentParams | None = None,
+                   seed: int | None = 0, drop_remainder: bool = False, geometry: bool = True,
+                   reseed_each_epoch: bool = True):
+    """The same batches as a tf.data.Dataset; `make_items()` returns a fresh (rgb, labels)
+    iterable each pass (e.g. `lambda: iter_labelled(path)`). With `reseed_each_epoch` each
+    pass augments with seed `seed + 2 * epoch`, so epochs differ and runs repeat; without
+    it every pass gives the same batches (a validation set)."""
+    import tensorflow as tf
+
     epochs = itertools.count()
 
     def batches():
-        epoch_seed = None if seed is None else seed + next(epochs)
-        return iter_module_batches(make_items(), module, batch_size, preset, epoch_seed, drop_remainder)
+        epoch = next(epochs) if reseed_each_epoch else 0
+        epoch_seed = None if seed is None else seed + 2 * epoch
+        return iter_module_batches(make_items(), module, batch_size, preset, epoch_seed, drop_remainder, geometry)
 
-    return tf.data.Dataset.from_generator(batches, output_signature=signature)
+    return tf.data.Dataset.from_generator(batches, output_signature=batch_signature(module))
