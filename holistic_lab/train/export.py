@@ -1,0 +1,70 @@
+"""A fine-tuned Keras model -> a float32 `.tflite`, checked against the Keras model, in a variant folder.
+
+    report = export_variant(run.model, "hands", "variants/hands_lowlight", made_by={"command": "finetune", ...},
+                            check_inputs=validation_crops)
+    HolisticPipeline.from_variant("variants/hands_lowlight")   # the cascade with the new hand model
+
+The converter's file (TensorFlow's own TFLite converter, `convert.keras_to_tflite`) is run by
+the interpreter on the check inputs (real crops when given, plus a random batch in the
+model's input range) and must give the Keras model's outputs within `TOLERANCE` (relative to
+each output's largest value); otherwise nothing is written. The variant's manifest records
+that check next to the job's config.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from ..convert import keras_to_tflite
+from ..convert.samples import INPUT_RANGE
+from ..convert.verification import relative_error, run_keras, run_tflite
+from ..variants import write_variant
+from .modules import train_module
+
+TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    manifest: Path
+    stage: str
+    tflite_bytes: int
+    max_relative_error: float     # interpreter vs Keras, over every output and check input
+
+    def __str__(self) -> str:
+        return (f"{self.stage}.tflite ({self.tflite_bytes / 1e6:.2f} MB, float32) in {self.manifest.parent}: "
+                f"interpreter vs Keras max relative error {self.max_relative_error:.1e} (tolerance {TOLERANCE:.0e})")
+
+
+def export_variant(model: keras.Model, module: str, folder, made_by: dict, name: str | None = None,
+                   check_inputs: np.ndarray | None = None, source=None, metrics: dict | None = None,
+                   overwrite: bool = False) -> ExportReport:
+    """Convert `model` (adapters merged), check it, and write it as `module`'s stage of a variant folder."""
+    spec = train_module(module)
+    low, high = INPUT_RANGE[spec.model_name]
+    shape = (spec.input_size, spec.input_size, 3)
+    if tuple(model.input_shape[1:]) != shape:
+        raise ValueError(f"model input {model.input_shape[1:]} is not the {module} module's {shape}")
+    if any(getattr(layer, "lora_enabled", False) for layer in model.layers):
+        raise ValueError("the model still has LoRA adapters; merge them first (train.merge_lora)")
+    batches = [np.random.default_rng(0).uniform(low, high, (2, *shape)).astype(np.float32)]
+    if check_inputs is not None:
+        check_inputs = np.asarray(check_inputs, np.float32)
+        if check_inputs.ndim != 4 or check_inputs.shape[1:] != shape:
+            raise ValueError(f"check_inputs must be (N, {', '.join(map(str, shape))}), got {check_inputs.shape}")
+        batches.append(check_inputs[:8])
+    tflite = keras_to_tflite(model)
+    error = max(relative_error(interpreted, expected)
+                for batch in batches
+                for interpreted, expected in zip(run_tflite(tflite, batch), run_keras(model, batch)))
+    if not error <= TOLERANCE:
+        raise ValueError(f"the converted {spec.stage} model differs from the Keras model by {error:.1e} "
+                         f"(relative; tolerance {TOLERANCE:.0e}); nothing written")
+    name = name or Path(folder).name
+    stage_metrics = {"tflite_vs_keras_max_relative_error": error, **(metrics or {})}
+    manifest = write_variant(folder, {spec.stage: tflite}, name, made_by, source=source, kinds="float32",
+                             metrics={spec.stage: stage_metrics}, overwrite=overwrite)
+    return ExportReport(manifest, spec.stage, len(tflite), error)
