@@ -90,6 +90,7 @@ PRESETS: dict[str, AugmentParams] = {
                                blur_px=3, jpeg_quality=70),
     "occlusion": AugmentParams(flip_p=0.5, dropout_holes=3, dropout_size=0.15, occlude_mouth_p=0.5,
                                occlude_hand_p=0.5),
+    "night": AugmentParams(flip_p=0.5, photometric_p=1.0, darken=0.9, gamma=0.3, noise_std=0.12),
 }
 PRESET_DOCS = {
     "none": "identity: no transform (the explorer's starting point)",
@@ -98,6 +99,7 @@ PRESET_DOCS = {
     "geometric": "strong geometry only, to stress the label bookkeeping",
     "low_light": "dark, noisy, soft images (cf. the ExLPose fixture)",
     "occlusion": "cut-outs and patches over the mouth or a hand",
+    "night": "very dark with strong sensor noise: where the shipped face model fails (chapter 05)",
 }
 
 
