@@ -255,3 +255,16 @@ def test_losses_run_on_the_hand_and_pose_models_outputs(module):
     assert all(np.isfinite(float(value)) for value in terms.values())
     assert float(terms["teacher"]) == 0 and float(terms["teacher_outputs"]) == 0   # the teacher is the model itself
     assert float(terms["landmarks"]) > 0
+
+
+def test_presence_follows_the_teacher_not_a_constant_one(face_model, face_batch):
+    """With a teacher, the presence target is the teacher's probability on the clean crop: a
+    student that copies the teacher has the BCE's minimum for that target (its entropy)."""
+    outputs = named_outputs(face_model, face_batch)
+    targets = _shifted_targets(face_model, face_batch)
+    low = {**outputs, "conv2d_31": tf.fill(tf.shape(outputs["conv2d_31"]), -2.0)}
+    copy = landmark_losses(low, targets, "face_mesh", teacher=low)["presence"]
+    p = 1 / (1 + np.exp(2.0))
+    assert float(copy) == pytest.approx(-(p * np.log(p) + (1 - p) * np.log(1 - p)), rel=1e-3)
+    pushed_to_one = {**low, "conv2d_31": tf.fill(tf.shape(outputs["conv2d_31"]), 8.0)}
+    assert float(landmark_losses(pushed_to_one, targets, "face_mesh", teacher=low)["presence"]) > float(copy)

@@ -9,7 +9,8 @@ Terms (`DEFAULT_LOSS_WEIGHTS`, `FineTuneConfig.loss_weights` replaces any of the
   landmarks   1.0  labelled x, y: point error in crop pixels, Charbonnier sqrt(d^2 + 1) - 1
                    (about the EPE above a pixel, smooth below it)
   z           0.1  labelled z (teacher-labelled sets; human labels are 2-D), same, in crop pixels
-  presence    0.1  BCE: a crop with labelled points holds the part (face logit, hand/pose probability)
+  presence    0.1  BCE: a crop with labelled points holds the part (face logit, hand/pose probability);
+                   with a teacher, towards the teacher's presence on the clean crop instead of 1
   visibility  0.1  pose only: BCE of visibility and per-point presence logits, labelled points -> 1
   teacher     0.5  points without a human label: 3-D error to the shipped model's prediction on the
                    clean crop, so 68 labelled face points do not tear the other 400 mesh vertices
@@ -58,8 +59,13 @@ def landmark_losses(outputs: dict, targets: dict, module: str | TrainModule, tea
                               z_known)}
     part_labelled = ops.cast(ops.max(xy_known, axis=1) > 0, "float32")
     presence = ops.reshape(outputs[module.presence_output], (-1,))
-    terms["presence"] = masked_mean(_bce(ops.ones_like(presence), presence, module.presence_is_logit),
-                                    part_labelled)
+    present = ops.ones_like(presence)
+    if teacher is not None:
+        # the teacher's own presence on the clean crop: a presence pushed to 1 on every training
+        # crop would teach the cascade never to lose a track
+        taught = ops.reshape(ops.cast(teacher[module.presence_output], "float32"), (-1,))
+        present = ops.stop_gradient(ops.sigmoid(taught) if module.presence_is_logit else taught)
+    terms["presence"] = masked_mean(_bce(present, presence, module.presence_is_logit), part_labelled)
     if module.values_per_point == 5:
         scores = predicted[..., 3:5]
         terms["visibility"] = masked_mean(ops.sum(_bce(ops.ones_like(scores), scores, True), axis=-1), xy_known)

@@ -39,10 +39,12 @@ DOMAINS = {
                              "faces in very low light: dark, low gamma, strong sensor noise"),
 }
 
-# learning rates: the full model moves every weight, so it gets the smallest step
+# learning rates: LoRA's adapters start at zero and take a larger step (1e-3 measured harmless on
+# clean images); the frozen backbone's heads hold 5% (hands) to 81% (face) of the weights, so they
+# get the full model's step (1e-3 tore the face heads: +39% clean error in a quick run)
 METHODS = {
     "full": {"freeze_backbone": False, "learning_rate": 3e-4},
-    "frozen backbone": {"freeze_backbone": True, "learning_rate": 1e-3},
+    "frozen backbone": {"freeze_backbone": True, "learning_rate": 3e-4},
     "LoRA r4": {"lora_rank": 4, "freeze_backbone": False, "learning_rate": 1e-3},
 }
 
