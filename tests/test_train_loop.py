@@ -11,9 +11,6 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from holistic_lab.convert import tflite_to_keras  # noqa: E402
-from holistic_lab.datasets import sample_image, sample_labels, sample_names  # noqa: E402
-from holistic_lab.formats import tfrecord  # noqa: E402
-from holistic_lab.formats.sample import Sample  # noqa: E402
 from holistic_lab.mediapipe_models import model_path  # noqa: E402
 from holistic_lab.train import CHECKPOINT_MARKER, FineTuneConfig, freeze  # noqa: E402
 from holistic_lab.train import loop  # noqa: E402
@@ -22,17 +19,8 @@ from holistic_lab.train.loop import finetune  # noqa: E402
 QUICK = {"module": "face_mesh", "batch_size": 2, "validation_split": 0.5}
 
 
-@pytest.fixture(scope="module")
-def sample_set(tmp_path_factory):
-    """The two sample portraits with their teacher labels as a TFRecord file (one trains, one validates)."""
-    folder = tmp_path_factory.mktemp("set")
-    samples = [Sample.from_result(sample_labels(name), f"{name}.jpg") for name in sample_names()]
-    (path,) = tfrecord.write(folder / "faces.tfrecord", samples, images=[sample_image(n) for n in sample_names()])
-    return path
-
-
-def quick_config(sample_set, checkpoint_dir, **fields) -> FineTuneConfig:
-    return FineTuneConfig(dataset_path=str(sample_set), checkpoint_dir=str(checkpoint_dir), **{**QUICK, **fields})
+def quick_config(data_path, checkpoint_dir, **fields) -> FineTuneConfig:
+    return FineTuneConfig(dataset_path=str(data_path), checkpoint_dir=str(checkpoint_dir), **{**QUICK, **fields})
 
 
 def log_rows(checkpoint_dir) -> list[dict]:
@@ -50,9 +38,9 @@ def shipped_face():
 
 
 @pytest.fixture(scope="module")
-def frozen_run(sample_set, tmp_path_factory):
+def frozen_run(sample_face_set, tmp_path_factory):
     checkpoint_dir = tmp_path_factory.mktemp("frozen") / "checkpoints"
-    return finetune(quick_config(sample_set, checkpoint_dir, epochs=2, freeze_backbone=True), progress=False,
+    return finetune(quick_config(sample_face_set, checkpoint_dir, epochs=2, freeze_backbone=True), progress=False,
                     steps_per_epoch=1)
 
 
@@ -91,8 +79,8 @@ def test_frozen_backbone_is_bit_identical_and_the_heads_moved(frozen_run, shippe
     assert frozen_run.trainable_params == sum(w.size for name in trained if name not in frozen for w in trained[name])
 
 
-def test_lora_changes_only_the_adapted_kernels_and_counts_the_adapters(sample_set, tmp_path, shipped_face):
-    run = finetune(quick_config(sample_set, tmp_path / "checkpoints", epochs=1, lora_rank=2), progress=False,
+def test_lora_changes_only_the_adapted_kernels_and_counts_the_adapters(sample_face_set, tmp_path, shipped_face):
+    run = finetune(quick_config(sample_face_set, tmp_path / "checkpoints", epochs=1, lora_rank=2), progress=False,
                    steps_per_epoch=1)
     assert run.lora is not None and run.trainable_params == run.lora.added_params
     trained = layer_weights(run.model)
@@ -110,9 +98,9 @@ class Interrupted(RuntimeError):
     pass
 
 
-def test_an_interrupted_run_resumes_from_its_last_finished_epoch(sample_set, tmp_path, monkeypatch):
+def test_an_interrupted_run_resumes_from_its_last_finished_epoch(sample_face_set, tmp_path, monkeypatch):
     folder = tmp_path / "checkpoints"
-    config = quick_config(sample_set, folder, epochs=3)
+    config = quick_config(sample_face_set, folder, epochs=3)
     start_epoch = loop.EpochExtras.on_epoch_begin
 
     def interrupt_second_epoch(self, epoch, logs=None):
@@ -140,16 +128,16 @@ def test_an_interrupted_run_resumes_from_its_last_finished_epoch(sample_set, tmp
     assert run.best_epoch == 1 and (folder / "best.weights.h5").read_bytes() == best_before
     assert not (folder / "backup").exists()
 
-    again = finetune(quick_config(sample_set, folder, epochs=1), progress=False, steps_per_epoch=1)
+    again = finetune(quick_config(sample_face_set, folder, epochs=1), progress=False, steps_per_epoch=1)
     assert len(log_rows(folder)) == 1 and len(again.history["loss"]) == 1   # a new run, a new log
 
 
-def test_an_unfinished_run_of_another_job_is_refused_by_field(sample_set, tmp_path):
+def test_an_unfinished_run_of_another_job_is_refused_by_field(sample_face_set, tmp_path):
     folder = tmp_path / "checkpoints"
     folder.mkdir()
-    (folder / CHECKPOINT_MARKER).write_text(quick_config(sample_set, folder, epochs=3).to_json())
+    (folder / CHECKPOINT_MARKER).write_text(quick_config(sample_face_set, folder, epochs=3).to_json())
     (folder / "backup").mkdir()
     with pytest.raises(ValueError, match=r"unfinished run of another job \(fields \['batch_size', 'learning_rate'\]"):
-        finetune(quick_config(sample_set, folder, epochs=5, batch_size=1, learning_rate=1e-3), progress=False,
+        finetune(quick_config(sample_face_set, folder, epochs=5, batch_size=1, learning_rate=1e-3), progress=False,
                  steps_per_epoch=1)
     assert json.loads((folder / CHECKPOINT_MARKER).read_text())["batch_size"] == 2   # its job is kept
