@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -35,6 +36,28 @@ def _number(kind, expected: str, accept):
 positive_int = _number(int, "an integer >= 1", lambda value: value >= 1)
 non_negative_int = _number(int, "an integer >= 0", lambda value: value >= 0)
 positive_float = _number(float, "a number > 0", lambda value: value > 0)
+unit_fraction = _number(float, "a number between 0 and 1", lambda value: 0 < value < 1)
+
+
+def optional(parse, off: str = "none"):
+    """`parse`, or None for the word `off` (a config field that None turns off)."""
+    def parse_or_off(text: str):
+        return None if text.strip().lower() == off else parse(text)
+
+    return parse_or_off
+
+
+def loss_weight(text: str) -> tuple[str, float]:
+    """`NAME=VALUE` -> (name, value); the config checks the name and that the value is finite, >= 0."""
+    name, sep, value = text.partition("=")
+    try:
+        if sep and name.strip():
+            return name.strip(), float(value)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected NAME=VALUE such as teacher=2.0, got {text!r}")
+
+
 # More TFLite threads than cores only adds spinning workers; a huge count hangs the interpreter's start.
 CORES = os.cpu_count() or 1
 thread_count = _number(int, f"an integer from 1 to {CORES} (this machine's cores)", lambda value: 1 <= value <= CORES)
@@ -158,6 +181,88 @@ def cmd_convert(args) -> int:
     return 0 if passed else 1
 
 
+# finetune options -> FineTuneConfig fields (given ones override --config's JSON)
+FINETUNE_FIELDS = {"data": "dataset_path", "module": "module", "epochs": "epochs", "batch_size": "batch_size",
+                   "learning_rate": "learning_rate", "lora_rank": "lora_rank", "freeze_backbone": "freeze_backbone",
+                   "validation_split": "validation_split", "checkpoint_dir": "checkpoint_dir",
+                   "gradient_clip": "gradient_clip", "mixed_precision": "mixed_precision",
+                   "cache_dataset": "cache_dataset", "preset": "preset"}
+
+
+def finetune_config(args):
+    """The job: --config's JSON, the options given laid over it, checkpoints beside --out by default."""
+    from .train.config import FineTuneConfig, read_job_fields
+
+    fields = read_job_fields(args.config) if args.config else {}
+    given = vars(args)
+    fields.update({field: given[option] for option, field in FINETUNE_FIELDS.items() if option in given})
+    if getattr(args, "loss_weight", None):
+        earlier = fields.get("loss_weights")
+        fields["loss_weights"] = {**(earlier if isinstance(earlier, dict) else {}), **dict(args.loss_weight)}
+    for field, option in (("dataset_path", "--data"), ("module", "--module")):
+        if field not in fields:
+            raise ValueError(f"{option} is required (or {field!r} in the --config job)")
+    fields.setdefault("checkpoint_dir", f"{Path(args.out)}.checkpoints")
+    try:
+        return FineTuneConfig(**fields)
+    except ValueError as error:
+        raise ValueError(f"{args.config}: {error}" if args.config else str(error)) from None
+
+
+def cmd_finetune(args) -> int:
+    """Fine-tune one landmark model (face_mesh, hands, pose) on a labelled TFRecord set into a variant."""
+    from .train.job import run_job
+
+    config = finetune_config(args)
+    result = run_job(config, args.out, start_from=args.start_from, overwrite=args.overwrite,
+                     command=shlex.join(["holistic-lab", *args.argv]), progress=not args.no_progress,
+                     seed=args.seed, steps_per_epoch=args.steps_per_epoch)
+    print(result)
+    return 0
+
+
+def add_finetune_parser(sub) -> None:
+    p = sub.add_parser("finetune", help=cmd_finetune.__doc__)
+    given_only = argparse.SUPPRESS  # an option not given leaves --config's value (or the field's default)
+    # the config checks the module's name: importing holistic_lab.train here would load Keras for every command
+    p.add_argument("--module", default=given_only, metavar="{face_mesh,hands,pose}",
+                   help="the landmark model to fine-tune")
+    p.add_argument("--data", default=given_only,
+                   help="labelled TFRecord set: a file, its shards or a folder (from `to-tfrecord`)")
+    p.add_argument("--out", required=True, help="the variant folder to write")
+    p.add_argument("--from", dest="start_from",
+                   help="a variant folder to start from: its model for the module's stage (the shipped one if it "
+                        "has none)")
+    p.add_argument("--config", help="a job JSON (FineTuneConfig fields, as the job API takes); the options given "
+                                    "override it")
+    p.add_argument("--epochs", type=positive_int, default=given_only, help="epochs (default 10)")
+    p.add_argument("--batch-size", type=positive_int, default=given_only, help="crops per batch (default 32)")
+    p.add_argument("--learning-rate", type=positive_float, default=given_only, help="Adam's (default 1e-4)")
+    p.add_argument("--lora-rank", type=optional(positive_int), default=given_only,
+                   help="train rank-R LoRA adapters only ('none': no LoRA, the default)")
+    p.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction, default=given_only,
+                   help="train the heads only (default) or every weight")
+    p.add_argument("--validation-split", type=unit_fraction, default=given_only,
+                   help="fraction of images held out (default 0.1)")
+    p.add_argument("--checkpoint-dir", default=given_only,
+                   help="best weights, log.csv, TensorBoard logs, resume state (default: <out>.checkpoints)")
+    p.add_argument("--gradient-clip", type=optional(positive_float), default=given_only,
+                   help="global gradient norm ('none': off; default 1.0)")
+    p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=given_only,
+                   help="float16 on a GPU, bfloat16 on a CPU (default off)")
+    p.add_argument("--cache-dataset", action=argparse.BooleanOptionalAction, default=given_only,
+                   help="decode the set once and keep it in memory (default on)")
+    p.add_argument("--preset", default=given_only, help="augmentation preset (default train)")
+    p.add_argument("--loss-weight", type=loss_weight, action="append", metavar="NAME=VALUE",
+                   help="weight of a loss term (landmarks, z, presence, visibility, teacher, teacher_outputs); "
+                        "repeatable")
+    p.add_argument("--steps-per-epoch", type=positive_int, help="cap batches per epoch (quick runs)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (split, augmentation, init)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="write the variant beside files in --out that are not one")
+    p.set_defaults(func=cmd_finetune)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="holistic-lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -216,11 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--round-trip", action="store_true", help="also write and verify a float32 .tflite of the Keras model")
     p.add_argument("--overwrite", action="store_true", help="replace files in --out even if they are not models")
     p.set_defaults(func=cmd_convert)
+
+    add_finetune_parser(sub)
     return parser
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # what made an output (a variant's manifest records it)
     try:
         return args.func(args)
     except ValueError as exc:

@@ -113,6 +113,16 @@ def _is_earlier_variant(folder: Path) -> bool:
             and all(entry.name in ours and not entry.is_symlink() and entry.is_file() for entry in entries))
 
 
+def check_variant_output(folder, overwrite: bool = False) -> Path:
+    """`folder` if `write_variant` may write there (new, empty, an earlier variant, or anything
+    with `overwrite`); otherwise a ValueError. Commands call it before their work starts."""
+    folder = check_output_folder(folder, "variant folder")
+    if folder.is_dir() and not overwrite and not _is_earlier_variant(folder):
+        raise ValueError(f"variant folder {display_path(folder)} holds files that are not a holistic-lab variant; "
+                         "choose an empty or new folder, or pass --overwrite to write beside them")
+    return folder
+
+
 def write_variant(folder, stages: dict, name: str, made_by: dict, source=None,
                   kinds: str | dict[str, str] = "float32", metrics: dict[str, dict] | None = None,
                   overwrite: bool = False) -> Path:
@@ -165,9 +175,7 @@ def write_variant(folder, stages: dict, name: str, made_by: dict, source=None,
             raise ValueError(f"variant folder {display_path(folder)}: {file} is a symbolic link; "
                              "remove it or choose another folder")
     with output_lock(folder / MANIFEST, "variant manifest") as manifest_path:
-        if not overwrite and not _is_earlier_variant(folder):
-            raise ValueError(f"variant folder {display_path(folder)} holds files that are not a holistic-lab variant; "
-                             "choose an empty or new folder, or pass --overwrite to write beside them")
+        check_variant_output(folder, overwrite)
         for stage, model in models.items():
             atomic_write(folder / stage_file(stage), lambda path, model=model: path.write_bytes(model))
         return atomic_write(manifest_path, lambda path: path.write_text(text + "\n"))

@@ -73,3 +73,17 @@ def read_only_folder(tmp_path):
         pytest.skip("running as root on a file system without `chattr +i`: no folder is read-only to root")
     yield folder
     subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.fixture(scope="session")
+def sample_face_set(tmp_path_factory):
+    """The sample portraits with their teacher labels as one TFRecord file: a tiny fine-tuning set
+    (with validation_split 0.5, one image trains and one validates)."""
+    from holistic_lab.datasets import sample_image, sample_labels, sample_names
+    from holistic_lab.formats import tfrecord
+    from holistic_lab.formats.sample import Sample
+
+    samples = [Sample.from_result(sample_labels(name), f"{name}.jpg") for name in sample_names()]
+    (path,) = tfrecord.write(tmp_path_factory.mktemp("set") / "faces.tfrecord", samples,
+                             images=[sample_image(name) for name in sample_names()])
+    return path

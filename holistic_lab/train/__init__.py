@@ -8,6 +8,7 @@
 - `adapters`: `freeze` by layer group, `add_lora` / `LoraReport`, `merge_lora`.
 - `loop`: `finetune`, the training loop with its callbacks (checkpoint, logs, resume).
 - `export`: `export_variant`, a trained model -> a verified float32 `.tflite` in a variant folder.
+- `job`: `run_job`, one job from config to variant folder (`holistic-lab finetune`, the job API).
 - `evaluate`: the shipped and the fine-tuned model on held-out human labels, clean and degraded.
 """
 from .adapters import LoraReport, add_lora, freeze, merge_lora

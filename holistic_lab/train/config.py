@@ -114,14 +114,7 @@ class FineTuneConfig(BaseModel):
         if isinstance(source, dict):
             return cls(**source)
         path = Path(source)
-        try:
-            fields = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as error:
-            raise ValueError(f"{path}: cannot read the job config ({error.strerror or error})") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from None
-        if not isinstance(fields, dict):
-            raise ValueError(f"{path}: expected a JSON object of FineTuneConfig fields, got {type(fields).__name__}")
+        fields = read_job_fields(path)
         try:
             return cls(**fields)
         except ValueError as error:
@@ -130,6 +123,23 @@ class FineTuneConfig(BaseModel):
     def to_json(self) -> str:
         """The config as the JSON `from_json` reads back (every field, defaults included)."""
         return self.model_dump_json(indent=2)
+
+
+def read_job_fields(path) -> dict:
+    """A job JSON file's fields, not yet validated (the CLI lays its options over them);
+    a ValueError naming the file when it cannot be read or is not a JSON object."""
+    path = Path(path)
+    try:
+        fields = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read the job config ({error.strerror or error})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to be a job config") from None
+    if not isinstance(fields, dict):
+        raise ValueError(f"{path}: expected a JSON object of FineTuneConfig fields, got {type(fields).__name__}")
+    return fields
 
 
 def _one_line(error: ValidationError) -> str:

@@ -21,10 +21,12 @@ labelled and predicted points) and tqdm's bar. The best weights by validation lo
 written atomically (a crash mid-save leaves the previous best).
 
 checkpoint_dir layout: finetune_config.json (the job, the folder's marker), best.weights.h5,
-log.csv, tensorboard/, backup/ (only while a run is unfinished).
+log.csv (one row per epoch; a resumed run keeps its finished epochs, a new run starts a new log),
+tensorboard/, backup/ (only while a run is unfinished).
 """
 from __future__ import annotations
 
+import csv
 import json
 import math
 import time
@@ -172,11 +174,15 @@ class EpochExtras(keras.callbacks.Callback):
 
 
 class AtomicBestCheckpoint(keras.callbacks.Callback):
-    """The student's weights at the lowest val_loss so far, written atomically."""
+    """The student's weights at the lowest val_loss so far, written atomically; a resumed run
+    starts from the best of its `earlier` epochs (log rows), whose weights the file holds."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, earlier: list[dict] = ()):
         super().__init__()
         self.path, self.best, self.best_epoch = path, float("inf"), 0
+        for row in earlier:
+            if np.isfinite(row.get("val_loss", float("nan"))) and row["val_loss"] < self.best:
+                self.best, self.best_epoch = row["val_loss"], int(row["epoch"]) + 1
 
     def on_epoch_end(self, epoch, logs=None):
         value = float((logs or {}).get("val_loss", float("nan")))
@@ -239,6 +245,38 @@ def prepare_checkpoint_dir(config: FineTuneConfig) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(marker, lambda path: path.write_text(config.to_json() + "\n"))
     return folder
+
+
+def finished_epochs(folder: Path) -> list[dict]:
+    """The log.csv rows (numbers) of the epochs an interrupted run in `folder` finished and
+    backed up, the log rewritten to hold just those; [] (a new run, a new log) without a backup."""
+    metadata, log = folder / "backup" / "training_metadata.json", folder / "log.csv"
+    try:
+        finished = int(json.loads(metadata.read_text())["epoch"])
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{display_path(metadata)}: unreadable ({error}); remove {display_path(folder / 'backup')} "
+                         "to start the run afresh") from None
+    try:
+        with open(log, newline="") as file:
+            rows = [row for row in csv.DictReader(file) if int(row["epoch"]) < finished]
+    except FileNotFoundError:
+        rows = []
+    # an epoch logged after the last backup runs again: its row must not appear twice
+    columns = list(rows[0]) if rows else []
+
+    def write(path):
+        with open(path, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    if rows:
+        atomic_write(log, write)
+    else:
+        log.unlink(missing_ok=True)
+    return [{name: float(value) if value else float("nan") for name, value in row.items()} for row in rows]
 
 
 def build_models(config: FineTuneConfig, start_model=None) -> tuple[keras.Model, keras.Model]:
@@ -315,11 +353,12 @@ def finetune(config: FineTuneConfig, items: list | None = None, start_model=None
     validation_batch = (first_validation[0].numpy(), {k: v.numpy() for k, v in first_validation[1].items()})
     trainer(validation_batch[0][:1])   # built before fit: BackupAndRestore restores into built models only
 
-    best = AtomicBestCheckpoint(folder / BEST_WEIGHTS)
+    earlier = finished_epochs(folder)
+    best = AtomicBestCheckpoint(folder / BEST_WEIGHTS, earlier)
     callbacks = [EpochExtras(), best,
                  keras.callbacks.EarlyStopping("val_loss", patience=EARLY_STOPPING_PATIENCE),
                  keras.callbacks.BackupAndRestore(str(folder / "backup")),
-                 keras.callbacks.CSVLogger(str(folder / "log.csv"), append=True),
+                 keras.callbacks.CSVLogger(str(folder / "log.csv"), append=bool(earlier)),
                  keras.callbacks.TensorBoard(str(folder / "tensorboard"), write_graph=False),
                  ValidationImages(folder / "tensorboard", validation_batch, module)]
     if progress:
@@ -332,5 +371,8 @@ def finetune(config: FineTuneConfig, items: list | None = None, start_model=None
         student.load_weights(folder / BEST_WEIGHTS)
     trainable = count_params(student.trainable_weights)
     model = merge_lora(student) if lora is not None else student
-    return FineTuneRun(model, config, {k: [float(v) for v in vs] for k, vs in history.history.items()},
-                       trainable, model.count_params(), lora, best.best_epoch, folder, train_crops, validation_crops)
+    # a resumed run's history is the whole run: the earlier epochs' log rows, then this fit's
+    whole = {name: [row.get(name, float("nan")) for row in earlier] + [float(v) for v in values]
+             for name, values in history.history.items()}
+    return FineTuneRun(model, config, whole, trainable, model.count_params(), lora, best.best_epoch, folder,
+                       train_crops, validation_crops)
