@@ -21,7 +21,7 @@ import numpy as np
 from ..convert import keras_to_tflite
 from ..convert.samples import INPUT_RANGE
 from ..convert.verification import relative_error, run_keras, run_tflite
-from ..variants import write_variant
+from ..variants import read_variant, write_variant
 from .modules import train_module
 
 TOLERANCE = 1e-4
@@ -42,7 +42,9 @@ class ExportReport:
 def export_variant(model: keras.Model, module: str, folder, made_by: dict, name: str | None = None,
                    check_inputs: np.ndarray | None = None, source=None, metrics: dict | None = None,
                    overwrite: bool = False) -> ExportReport:
-    """Convert `model` (adapters merged), check it, and write it as `module`'s stage of a variant folder."""
+    """Convert `model` (adapters merged), check it, and write it as `module`'s stage of a variant
+    folder. `source`, the variant the job started from, passes on its other stages (files, kinds
+    and metrics), so fine-tuning one stage of a pruned or quantized variant keeps the rest."""
     spec = train_module(module)
     low, high = INPUT_RANGE[spec.model_name]
     shape = (spec.input_size, spec.input_size, 3)
@@ -64,7 +66,15 @@ def export_variant(model: keras.Model, module: str, folder, made_by: dict, name:
         raise ValueError(f"the converted {spec.stage} model differs from the Keras model by {error:.1e} "
                          f"(relative; tolerance {TOLERANCE:.0e}); nothing written")
     name = name or Path(folder).name
-    stage_metrics = {"tflite_vs_keras_max_relative_error": error, **(metrics or {})}
-    manifest = write_variant(folder, {spec.stage: tflite}, name, made_by, source=source, kinds="float32",
-                             metrics={spec.stage: stage_metrics}, overwrite=overwrite)
+    stages, kinds = {spec.stage: tflite}, {spec.stage: "float32"}
+    all_metrics = {spec.stage: {"tflite_vs_keras_max_relative_error": error, **(metrics or {})}}
+    if source is not None:
+        earlier = read_variant(source)
+        for stage, path in earlier.stages.items():
+            if stage != spec.stage:
+                entry = earlier.manifest["stages"][stage]
+                stages[stage], kinds[stage] = path.read_bytes(), entry.get("kind", "float32")
+                all_metrics[stage] = entry.get("metrics", {})
+    manifest = write_variant(folder, stages, name, made_by, source=source, kinds=kinds, metrics=all_metrics,
+                             overwrite=overwrite)
     return ExportReport(manifest, spec.stage, len(tflite), error)

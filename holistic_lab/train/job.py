@@ -5,8 +5,8 @@
 
 Everything that can refuse the job is checked before training starts (the output folder, the
 starting variant, the config's supported fields), so no hour of training ends in a refused
-output. The variant holds the module's stage only; its manifest records the job (`made_by`),
-the variant it started from (`source`) and the run's metrics.
+output. The variant holds the module's new stage and the starting variant's other stages; its
+manifest records the job (`made_by`), the variant it started from (`source`) and the run's metrics.
 """
 from __future__ import annotations
 

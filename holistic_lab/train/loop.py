@@ -196,7 +196,16 @@ class ValidationImages(keras.callbacks.Callback):
 
     def __init__(self, log_dir: Path, batch, module: TrainModule):
         super().__init__()
-        self.log_dir, self.batch, self.module = log_dir, batch, module
+        self.log_dir, self.batch, self.module, self.writer = log_dir, batch, module, None
+
+    def on_train_begin(self, logs=None):
+        import tensorflow as tf
+
+        self.writer = tf.summary.create_file_writer(str(self.log_dir / "images"))
+
+    def on_train_end(self, logs=None):
+        if self.writer is not None:
+            self.writer.close()
 
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
@@ -206,7 +215,7 @@ class ValidationImages(keras.callbacks.Callback):
         predicted = keras.ops.convert_to_numpy(outputs[self.module.landmarks_output]).reshape(
             self.module.num_points, self.module.values_per_point)[:, :2]
         picture = draw_points(images[0], targets["points"][0, :, :2], targets["mask"][0] > 0, predicted)
-        with tf.summary.create_file_writer(str(self.log_dir / "images")).as_default():
+        with self.writer.as_default():
             tf.summary.image("validation crop: labelled (green) vs predicted (red)", picture[None], step=epoch)
 
 

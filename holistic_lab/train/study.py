@@ -49,20 +49,26 @@ METHODS = {
 }
 
 
-def domain_items(domain: Domain, count: int, progress: bool = True) -> list:
-    """Teacher-labelled clean training images for the domain's module (about `count` of them)."""
+# clips whose people the whole cascade finds (the hand-only clips have no body, so no hands either)
+HAND_CLIPS = ("gesture_face_hands.mp4", "pose_1.mp4", "pose_squats.mp4")
+
+
+def domain_items(domain: Domain, count: int, progress: bool = True, every: int = 3) -> list:
+    """Teacher-labelled clean training images for the domain's module: for hands `count` HaGRID
+    crops spread over the 13 classes, plus HaGRID's photographs and every `every`-th frame of
+    the whole-body clips (hands in context); for faces about `count` photographs and frames."""
     from .. import datasets
+    from ..images import load_rgb
 
     videos = datasets.fixture_videos()
+    photographs = [load_rgb(path) for path, _ in datasets.hagrid_frames()]
     if domain.module == "hands":
         crops = datasets.hagrid_crops()
-        picked = crops[::max(1, len(crops) // count)][:count]   # spread over the 13 classes
-        return hand_crop_items(picked, progress=progress)   # the hand-only clips have no body for the cascade
+        items = hand_crop_items(crops[::max(1, len(crops) // count)][:count], progress=progress)
+        frames = photographs + [frame for clip in HAND_CLIPS for frame in video_frames(videos[clip], every)]
+        return items + frame_items(frames, ("left_hand", "right_hand"), progress=progress)
     if domain.module == "face_mesh":
-        from ..images import load_rgb
-
-        frames = [load_rgb(path) for path, _ in datasets.hagrid_frames()]
-        items = frame_items(frames, "face", progress=progress)
+        items = frame_items(photographs, "face", progress=progress)
         items += frame_items(video_frames(videos["gesture_face_hands.mp4"], every=4, limit=max(1, count - len(items))),
                              "face", progress=progress)
         return items[:count]

@@ -52,19 +52,21 @@ def hand_crop_items(paths: Iterable, pipeline=None, min_side: int = 48, progress
     return items
 
 
-def frame_items(frames: Iterable[np.ndarray], part: str, pipeline=None, progress: bool = True, total=None
-                ) -> list[tuple[np.ndarray, HolisticResult]]:
-    """(rgb, labels) for full frames with `part` ("face", "left_hand", "right_hand", "pose")
-    found by the whole cascade (static image mode: each frame on its own)."""
+def frame_items(frames: Iterable[np.ndarray], part: str | tuple[str, ...], pipeline=None, progress: bool = True,
+                total=None) -> list[tuple[np.ndarray, HolisticResult]]:
+    """(rgb, labels) for full frames where the whole cascade (static image mode: each frame on
+    its own) found `part` ("face", "left_hand", "right_hand", "pose"; a tuple: any of them)."""
     from ..pipeline import HolisticPipeline
 
-    if part not in PARTS:
-        raise ValueError(f"part must be one of {tuple(PARTS)}, got {part!r}")
+    parts = (part,) if isinstance(part, str) else tuple(part)
+    unknown = [name for name in parts if name not in PARTS]
+    if unknown or not parts:
+        raise ValueError(f"part must be one of {tuple(PARTS)} (or a tuple of them), got {part!r}")
     pipeline = pipeline or HolisticPipeline(static_image_mode=True)
     items = []
-    for rgb in _progress(frames, total, f"teacher: {part} in frames", progress):
+    for rgb in _progress(frames, total, f"teacher: {'/'.join(parts)} in frames", progress):
         result = pipeline.process(rgb)
-        if result.present[part]:
+        if any(result.present[name] for name in parts):
             items.append((rgb, result))
     return items
 
