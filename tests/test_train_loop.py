@@ -141,3 +141,14 @@ def test_an_unfinished_run_of_another_job_is_refused_by_field(sample_face_set, t
         finetune(quick_config(sample_face_set, folder, epochs=5, batch_size=1, learning_rate=1e-3), progress=False,
                  steps_per_epoch=1)
     assert json.loads((folder / CHECKPOINT_MARKER).read_text())["batch_size"] == 2   # its job is kept
+
+
+def test_mixed_precision_trains_in_bfloat16_and_returns_a_float32_model(sample_face_set, tmp_path):
+    """On a CPU mixed precision computes in bfloat16; the returned model (what is exported) is float32."""
+    config = quick_config(sample_face_set, tmp_path / "c", epochs=1, mixed_precision=True, lora_rank=2)
+    run = finetune(config, progress=False, steps_per_epoch=1)
+    assert all(layer.dtype_policy.name == "float32" for layer in run.model.layers)
+    assert not any(getattr(layer, "lora_enabled", False) for layer in run.model.layers)
+    batch = np.random.default_rng(0).random((1, 192, 192, 3)).astype(np.float32)
+    assert all(np.asarray(out).dtype == np.float32 for out in run.model(batch))
+    assert np.isfinite(run.history["loss"]).all()

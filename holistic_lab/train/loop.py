@@ -38,6 +38,7 @@ import keras
 import numpy as np
 
 from ..files import atomic_write, display_path
+from ..mediapipe_models import model_path
 from .adapters import LoraReport, add_lora, freeze, merge_lora
 from .config import CHECKPOINT_MARKER, FineTuneConfig
 from .data import iter_labelled, module_dataset
@@ -292,8 +293,6 @@ def build_models(config: FineTuneConfig, start_model=None) -> tuple[keras.Model,
     """(student, teacher): two copies of the starting model (`start_model`: a .tflite path; the
     shipped model by default), the student in the config's precision policy."""
     from ..convert import tflite_to_keras
-    from ..mediapipe_models import model_path
-
     source = model_path(config.model_name) if start_model is None else start_model
     teacher = tflite_to_keras(source)
     if not config.mixed_precision:
@@ -307,6 +306,16 @@ def build_models(config: FineTuneConfig, start_model=None) -> tuple[keras.Model,
         return tflite_to_keras(source), teacher
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
+
+
+def float32_copy(model: keras.Model, source) -> keras.Model:
+    """The starting model rebuilt in float32 with `model`'s (float32-stored) weights, layer by layer."""
+    from ..convert import tflite_to_keras
+
+    plain = tflite_to_keras(source)
+    for layer in model.layers:
+        plain.get_layer(layer.name).set_weights(layer.get_weights())
+    return plain
 
 
 def check_supported(config: FineTuneConfig) -> None:
@@ -380,6 +389,8 @@ def finetune(config: FineTuneConfig, items: list | None = None, start_model=None
         student.load_weights(folder / BEST_WEIGHTS)
     trainable = count_params(student.trainable_weights)
     model = merge_lora(student) if lora is not None else student
+    if config.mixed_precision:   # float16/bfloat16 compute, float32 weights: export needs a float32 graph
+        model = float32_copy(model, start_model or model_path(config.model_name))
     # a resumed run's history is the whole run: the earlier epochs' log rows, then this fit's
     whole = {name: [row.get(name, float("nan")) for row in earlier] + [float(v) for v in values]
              for name, values in history.history.items()}
