@@ -268,3 +268,36 @@ def test_presence_follows_the_teacher_not_a_constant_one(face_model, face_batch)
     assert float(copy) == pytest.approx(-(p * np.log(p) + (1 - p) * np.log(1 - p)), rel=1e-3)
     pushed_to_one = {**low, "conv2d_31": tf.fill(tf.shape(outputs["conv2d_31"]), 8.0)}
     assert float(landmark_losses(pushed_to_one, targets, "face_mesh", teacher=low)["presence"]) > float(copy)
+
+
+def test_a_2d_human_point_takes_its_z_from_the_teacher_and_nothing_else():
+    rng = np.random.default_rng(2)
+    predicted = tf.Variable(rng.uniform(0, 192, (1, 468, 3)).astype(np.float32))
+    teacher = {"conv2d_21": rng.uniform(0, 192, (1, 1, 1, 1404)).astype(np.float32),
+               "conv2d_31": np.zeros((1, 1, 1, 1), np.float32)}
+    xy_mask = np.zeros((1, 468), np.float32)
+    xy_mask[0, :68] = 1                                   # 68 human points: x, y only
+    targets = {"points": predicted.numpy(), "mask": xy_mask, "z_mask": np.zeros_like(xy_mask)}
+    with tf.GradientTape() as tape:
+        outputs = {"conv2d_21": tf.reshape(predicted, (1, 1, 1, 1404)), "conv2d_31": tf.zeros((1, 1, 1, 1))}
+        terms = landmark_losses(outputs, targets, "face_mesh", teacher, weights={"landmarks": 0, "z": 0,
+                                                                                 "presence": 0})
+    gradient = tape.gradient(terms["total"], predicted).numpy()
+    assert (gradient[0, :68, :2] == 0).all() and (gradient[0, :68, 2] != 0).all()   # labelled x, y: theirs
+    assert (gradient[0, 68:] != 0).all()
+
+
+def test_pose_visibility_follows_the_teachers():
+    spec = MODULES["pose"]
+    model = tflite_to_keras(model_path(spec.model_name))
+    images = np.random.default_rng(0).random((1, 256, 256, 3)).astype(np.float32)
+    outputs = named_outputs(model, images)
+    points = np.asarray(outputs["Identity"]).reshape(1, 39, 5)[..., :3].copy()
+    mask = np.zeros((1, 39), np.float32)
+    mask[0, :33] = 1
+    targets = {"points": points, "mask": mask, "z_mask": mask}
+    own = float(landmark_losses(outputs, targets, "pose", teacher=outputs)["visibility"])
+    raw = np.asarray(outputs["Identity"]).reshape(1, 39, 5).copy()
+    raw[..., 3:5] = 30.0                                   # everything visible and present: not what the teacher says
+    confident = {**outputs, "Identity": tf.constant(raw.reshape(np.asarray(outputs["Identity"]).shape))}
+    assert float(landmark_losses(confident, targets, "pose", teacher=outputs)["visibility"]) > own

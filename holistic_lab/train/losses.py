@@ -11,9 +11,11 @@ Terms (`DEFAULT_LOSS_WEIGHTS`, `FineTuneConfig.loss_weights` replaces any of the
   z           0.1  labelled z (teacher-labelled sets; human labels are 2-D), same, in crop pixels
   presence    0.1  BCE: a crop with labelled points holds the part (face logit, hand/pose probability);
                    with a teacher, towards the teacher's presence on the clean crop instead of 1
-  visibility  0.1  pose only: BCE of visibility and per-point presence logits, labelled points -> 1
+  visibility  0.1  pose only: BCE of visibility and per-point presence logits on labelled points,
+                   towards the teacher's on the clean crop (1 without a teacher)
   teacher     0.5  points without a human label: 3-D error to the shipped model's prediction on the
-                   clean crop, so 68 labelled face points do not tear the other 400 mesh vertices
+                   clean crop, so 68 labelled face points do not tear the other 400 mesh vertices;
+                   2-D labelled points (human labels have no z): their z error to the teacher's
   teacher_outputs 0.1  mean squared error to the shipped model's outputs that have no human label
                    (hand handedness and world points; pose segmentation, heatmaps, world points)
 Teacher terms are 0 when no teacher outputs are given.
@@ -66,12 +68,21 @@ def landmark_losses(outputs: dict, targets: dict, module: str | TrainModule, tea
         taught = ops.reshape(ops.cast(teacher[module.presence_output], "float32"), (-1,))
         present = ops.stop_gradient(ops.sigmoid(taught) if module.presence_is_logit else taught)
     terms["presence"] = masked_mean(_bce(present, presence, module.presence_is_logit), part_labelled)
+    taught_points = None if teacher is None else _points(teacher, module)
     if module.values_per_point == 5:
+        # visibility and per-point presence (logits): the teacher's on the clean crop where there is
+        # one (a point the teacher sees as hidden stays hidden), else 1 for a labelled point
         scores = predicted[..., 3:5]
-        terms["visibility"] = masked_mean(ops.sum(_bce(ops.ones_like(scores), scores, True), axis=-1), xy_known)
+        wanted = ops.ones_like(scores) if taught_points is None else \
+            ops.stop_gradient(ops.sigmoid(ops.cast(taught_points[..., 3:5], "float32")))
+        terms["visibility"] = masked_mean(ops.sum(_bce(wanted, scores, True), axis=-1), xy_known)
     if teacher is not None:
-        taught = _points(teacher, module)[..., :3] * to_pixels
-        terms["teacher"] = masked_mean(_charbonnier(predicted_px - ops.stop_gradient(taught)), 1.0 - xy_known)
+        taught = ops.stop_gradient(taught_points[..., :3] * to_pixels)
+        # unlabelled points: all of x, y, z; 2-D labelled points (human labels): z only
+        terms["teacher"] = (ops.sum(ops.where(xy_known > 0, 0.0, _charbonnier(predicted_px - taught)))
+                            + ops.sum(ops.where((xy_known > 0) & (z_known == 0),
+                                                _charbonnier(predicted_px[..., 2:3] - taught[..., 2:3]), 0.0))
+                            ) / ops.maximum(ops.sum(1.0 - z_known), 1.0)
         if module.teacher_only_outputs:
             terms["teacher_outputs"] = sum(
                 ops.mean(ops.square(outputs[name] - ops.stop_gradient(teacher[name])))
