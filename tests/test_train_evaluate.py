@@ -63,6 +63,18 @@ def test_bootstrap_interval_brackets_the_mean_and_narrows_with_n():
     assert np.subtract(*bootstrap_interval(large)[::-1]) < np.subtract(*bootstrap_interval(small)[::-1]) / 3
 
 
+def test_bootstrap_resamples_whole_images():
+    """Ten images with two identical parts each carry the information of ten draws, not twenty:
+    resampled by image the interval is as wide as for the ten values alone."""
+    values = np.random.default_rng(1).normal(0.0, 1.0, 10)
+    twice, images = np.repeat(values, 2), np.repeat(np.arange(10), 2)
+    alone, grouped, naive = bootstrap_interval(values), bootstrap_interval(twice, images), bootstrap_interval(twice)
+    width = [high - low for low, high in (alone, grouped, naive)]
+    assert width[1] == pytest.approx(width[0], rel=0.05) and width[2] < 0.85 * width[1]
+    with pytest.raises(ValueError, match="groups"):
+        bootstrap_interval(values, images)
+
+
 def test_teacher_labels_hand_crops_as_the_right_hand(fixtures):
     from holistic_lab import datasets
     from holistic_lab.train.teacher_data import frame_items, hand_crop_items, video_frames

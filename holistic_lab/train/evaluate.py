@@ -15,7 +15,10 @@ Metrics per case (normalised so hands and faces of any size count alike):
   hands  error = mean point error / long side of the labelled hand's box; PCK@0.2 on the same norm
   face   NME   = mean error over the labelled iBUG-68 points / outer-eye-corner distance, the
                  mesh read at `topology.IBUG68_TO_FACE_MESH` (its mapping error is in both models' numbers)
-The interval of a difference is a paired bootstrap over cases (resampling cases, not draws).
+The interval of a difference is a paired bootstrap over images (resampling whole images, so two
+hands of one photograph count as one draw; never the degradation draws). A face counts only if the
+shipped model finds a mesh on the clean image (its ROI needs one), so face numbers are conditional
+on that; dlib's 68 points were fitted by dlib's shape predictor (reference points, not human labels).
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ class Case:
     rows: np.ndarray        # part-local indices of the points that are scored
     norm_px: float          # hand box long side or interocular distance
     image_size: tuple[int, int]
+    image: str = ""         # the image it is in: the bootstrap resamples images, not parts
 
 
 def _part_pixels(sample: Sample, part: str) -> np.ndarray:
@@ -126,7 +130,10 @@ def human_cases(module: str, sets: tuple[str, ...] | None = None, limit: int | N
                     found = [_hand_case(name, rgb, sample, side) for side in HAND_SIDES]
                 else:
                     found = [_face_case(name, rgb, sample, face_stage)]
-                cases += [case for case in found if case is not None]
+                for case in found:
+                    if case is not None:
+                        case.image = str(path)
+                        cases.append(case)
                 if limit is not None and len(cases) >= limit:
                     return cases[:limit]
     return cases
@@ -181,15 +188,23 @@ def score_model(model, cases: list[Case], module: str, inputs: np.ndarray, batch
     return {"error": errors.mean(0), "pck": pck.mean(0)}
 
 
-def bootstrap_interval(values: np.ndarray, statistic=np.mean, repeats: int = 2000, level: float = 0.95,
+def bootstrap_interval(values: np.ndarray, groups=None, repeats: int = 2000, level: float = 0.95,
                        seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of `statistic` over the rows of `values`."""
+    """Percentile bootstrap interval of the mean of `values`. With `groups` (one label per value,
+    e.g. its image) whole groups are resampled: two hands of one photograph are not two
+    independent draws, and resampling them apart would make the interval too narrow."""
     values = np.asarray(values, np.float64)
+    groups = np.arange(len(values)) if groups is None else np.asarray(groups)
+    if len(groups) != len(values):
+        raise ValueError(f"groups: {len(groups)} labels for {len(values)} values")
+    _, group_index = np.unique(groups, return_inverse=True)
+    sums = np.bincount(group_index, values)
+    counts = np.bincount(group_index).astype(np.float64)
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(values), (repeats, len(values)))
-    stats = np.array([statistic(values[p]) for p in picks])
+    picks = rng.integers(0, len(sums), (repeats, len(sums)))
+    means = sums[picks].sum(1) / counts[picks].sum(1)
     tail = (1 - level) / 2 * 100
-    return float(np.percentile(stats, tail)), float(np.percentile(stats, 100 - tail))
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 
 
 @dataclass
@@ -197,6 +212,7 @@ class Comparison:
     module: str
     conditions: dict[str, dict[str, dict]]   # condition -> model -> {"error": (cases,), "pck": (cases,)}
     sources: list[str]
+    images: list[str]
 
     @property
     def n(self) -> int:
@@ -209,7 +225,7 @@ class Comparison:
         for condition, models in self.conditions.items():
             reference = models[baseline]["error"]
             for name, scores in models.items():
-                low, high = bootstrap_interval(scores["error"])
+                low, high = bootstrap_interval(scores["error"], self.images)
                 row = {"condition": condition, "model": name, "n": self.n, "error": float(scores["error"].mean()),
                        "error_ci": (low, high)}
                 if self.module == "hands":
@@ -217,14 +233,16 @@ class Comparison:
                 if name != baseline:
                     change = scores["error"] - reference
                     row["change"] = float(change.mean())
-                    row["change_ci"] = bootstrap_interval(change)
+                    row["change_ci"] = bootstrap_interval(change, self.images)
                     row["relative_change"] = float(change.mean() / reference.mean())
                 out.append(row)
         return out
 
     def summary(self, baseline: str = "shipped") -> str:
         metric = "error / hand size" if self.module == "hands" else "NME (interocular)"
-        lines = [f"{self.module}: {metric}, n = {self.n} human-labelled parts, mean [95% bootstrap interval]"]
+        counts = ", ".join(f"{source} {self.sources.count(source)}" for source in dict.fromkeys(self.sources))
+        lines = [f"{self.module}: {metric}, n = {self.n} parts in {len(set(self.images))} images ({counts}), "
+                 f"mean [95% bootstrap interval, images resampled]"]
         for row in self.rows(baseline):
             text = f"  {row['condition']:>9s}  {row['model']:>14s}  {row['error']:.4f} [{row['error_ci'][0]:.4f}, " \
                    f"{row['error_ci'][1]:.4f}]"
@@ -248,4 +266,5 @@ def compare_models(models: dict, cases: list[Case], module: str, preset, draws: 
                               (condition or (preset if isinstance(preset, str) else "degraded"),
                                case_inputs(cases, preset, draws, seed))):
         conditions[condition] = {name: score_model(model, cases, module, inputs) for name, model in models.items()}
-    return Comparison(module, conditions, [case.source for case in cases])
+    return Comparison(module, conditions, [case.source for case in cases],
+                      [case.image or str(index) for index, case in enumerate(cases)])
