@@ -42,7 +42,7 @@ from ..pipeline.roi import Crop, Rect, crop, project_landmarks, rotate
 from ..pipeline.stages import face_rect_from_landmarks, hand_tracking_rect, pose_rect_from_landmarks
 from ..result import HolisticResult
 from ..topology import NUM_KEYPOINTS, PARTS
-from .modules import MODULES, TrainModule, train_module
+from .modules import MODULES, train_module
 
 
 HAND_SIDES = ("left_hand", "right_hand")
@@ -74,10 +74,6 @@ class ModuleCrop:
         spec = MODULES[self.module]
         normalised = np.asarray(points, np.float32) / np.array([1.0, 1.0, spec.z_per_pixel], np.float32) / spec.input_size
         return project_landmarks(normalised, self.roi, self.crop.padding)
-
-
-def check_module(module: str) -> TrainModule:
-    return train_module(module)
 
 
 def labelled_points(labels: Sample | HolisticResult) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
@@ -145,7 +141,7 @@ def module_crop(rgb: np.ndarray, labels: Sample | HolisticResult, module: str, s
     cascade crops, so give the teacher's labels of the same image there.
     """
     check_rgb(rgb)
-    spec = check_module(module)
+    spec = train_module(module)
     if module == "hands":
         if side not in HAND_SIDES:
             raise ValueError(f"side must be one of {HAND_SIDES} for module 'hands', got {side!r}")
@@ -221,13 +217,19 @@ def crop_labels(sample: ModuleCrop) -> HolisticResult:
     """The crop's labels as a HolisticResult of the crop image (the part's rows set, the rest
     NaN), for the transforms that place a patch by the labels (mouth and hand occluders)."""
     spec = MODULES[sample.module]
-    xyz = np.full((NUM_KEYPOINTS, 3), np.nan, np.float32)
-    rows = PARTS[sample.part]
-    n = rows.stop - rows.start
+    n = PARTS[sample.part].stop - PARTS[sample.part].start
     points = sample.points[:n] / np.array([1.0, 1.0, spec.z_per_pixel], np.float32) / spec.input_size
-    xyz[rows] = np.where(sample.mask[:n, None], points, np.nan)
-    present = {part: part == sample.part for part in PARTS}
-    return HolisticResult(xyz, np.zeros(NUM_KEYPOINTS, np.float32), present, spec.input_size, spec.input_size)
+    points[~sample.z_mask[:n], 2] = np.nan
+    points[~sample.mask[:n]] = np.nan
+    return part_result(sample.part, points, spec.input_size, spec.input_size)
+
+
+def part_result(part: str, xyz: np.ndarray, width: int, height: int) -> HolisticResult:
+    """A HolisticResult holding one part's points (image-normalised), every other part absent."""
+    full = np.full((NUM_KEYPOINTS, 3), np.nan, np.float32)
+    full[PARTS[part]] = xyz
+    return HolisticResult(full, np.zeros(NUM_KEYPOINTS, np.float32), {name: name == part for name in PARTS},
+                          width, height)
 
 
 def degrade_crop(sample: ModuleCrop, augmenter) -> ModuleCrop:
@@ -248,7 +250,7 @@ def iter_module_crops(items: Iterable[tuple[np.ndarray, Sample | HolisticResult]
     `preset`'s geometry (`split_preset`) moves the whole image and its labels first (skipped
     when `geometry` is False, as for validation); its appearance part then degrades the crop,
     whose `clean` field keeps the crop as it was. Seeded: the same seed gives the same crops."""
-    check_module(module)
+    train_module(module)
     if preset is None:
         moves, looks = None, None
     else:
@@ -298,7 +300,7 @@ def batch_signature(module: str):
     """The tf.TensorSpec structure of `iter_module_batches`' batches for `module`."""
     import tensorflow as tf
 
-    spec = check_module(module)
+    spec = train_module(module)
     n, image = spec.num_points, tf.TensorSpec((None, spec.input_size, spec.input_size, 3), tf.float32)
     return (image, {"points": tf.TensorSpec((None, n, 3), tf.float32), "mask": tf.TensorSpec((None, n), tf.float32),
                     "z_mask": tf.TensorSpec((None, n), tf.float32), "clean": image})
@@ -318,6 +320,10 @@ def module_dataset(make_items, module: str, batch_size: int = 32, preset: str | 
     def batches():
         epoch = next(epochs) if reseed_each_epoch else 0
         epoch_seed = None if seed is None else seed + 2 * epoch
-        return iter_module_batches(make_items(), module, batch_size, preset, epoch_seed, drop_remainder, geometry)
+        items = make_items()
+        if reseed_each_epoch:   # a new order each pass, so batches mix differently every epoch
+            items = list(items)
+            np.random.default_rng(epoch_seed).shuffle(items)
+        return iter_module_batches(items, module, batch_size, preset, epoch_seed, drop_remainder, geometry)
 
     return tf.data.Dataset.from_generator(batches, output_signature=batch_signature(module))

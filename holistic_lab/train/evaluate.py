@@ -31,8 +31,8 @@ from ..formats.sample import Sample
 from ..images import load_rgb
 from ..pipeline.roi import Rect
 from ..result import HolisticResult
-from ..topology import IBUG68_TO_FACE_MESH, NUM_KEYPOINTS, PARTS
-from .data import HAND_SIDES, ModuleCrop, degrade_crop, module_crop, split_preset
+from ..topology import IBUG68_TO_FACE_MESH, PARTS
+from .data import HAND_SIDES, ModuleCrop, degrade_crop, module_crop, part_result, split_preset
 from .modules import train_module
 
 HAND_PCK_ALPHA = 0.2
@@ -91,10 +91,7 @@ def face_roi_labels(rgb: np.ndarray, sample: Sample, face_stage=None) -> Holisti
     mesh = stage.landmarks(stage.crop(rgb, face_rect_from_landmarks(mesh, size)))
     if mesh is None:
         return None
-    xyz = np.full((NUM_KEYPOINTS, 3), np.nan, np.float32)
-    xyz[PARTS["face"]] = mesh
-    present = {part: part == "face" for part in PARTS}
-    return HolisticResult(xyz, np.zeros(NUM_KEYPOINTS, np.float32), present, sample.width, sample.height)
+    return part_result("face", mesh, sample.width, sample.height)
 
 
 def _face_case(source: str, rgb: np.ndarray, sample: Sample, face_stage) -> Case | None:

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..images import iter_video_frames, load_rgb
 from ..result import HolisticResult
-from ..topology import NUM_KEYPOINTS, PARTS
+from ..topology import PARTS
+from .data import part_result
 
 
 def _progress(items, total, desc, progress):
@@ -44,11 +45,7 @@ def hand_crop_items(paths: Iterable, pipeline=None, min_side: int = 48, progress
         hand = pipeline.process_hand(rgb)
         if not np.isfinite(hand).all():
             continue
-        xyz = np.full((NUM_KEYPOINTS, 3), np.nan, np.float32)
-        xyz[PARTS["right_hand"]] = hand
-        present = {part: part == "right_hand" for part in PARTS}
-        items.append((rgb, HolisticResult(xyz, np.zeros(NUM_KEYPOINTS, np.float32), present,
-                                          rgb.shape[1], rgb.shape[0])))
+        items.append((rgb, part_result("right_hand", hand, rgb.shape[1], rgb.shape[0])))
     return items
 
 
