@@ -76,14 +76,19 @@ def test_malformed_json_names_the_file(tmp_path):
 
 
 def test_checkpoint_dir_holding_something_else_is_refused(tmp_path):
+    from holistic_lab.train.loop import check_checkpoint_dir
+
     folder = tmp_path / "ckpt"
     folder.mkdir()
     (folder / "thesis.tex").write_text("mine")
-    with pytest.raises(ValueError, match="'checkpoint_dir'.*not a fine-tuning checkpoint"):
-        FineTuneConfig(dataset_path="set", module="pose", checkpoint_dir=str(folder))
+    config = FineTuneConfig(dataset_path="set", module="pose", checkpoint_dir=str(folder))   # a config is text
+    with pytest.raises(ValueError, match="checkpoint_dir .*not a fine-tuning checkpoint"):
+        check_checkpoint_dir(config.checkpoint_dir)
     (folder / CHECKPOINT_MARKER).write_text("{}")
-    assert FineTuneConfig(dataset_path="set", module="pose", checkpoint_dir=str(folder)).checkpoint_dir == str(folder)
+    assert check_checkpoint_dir(folder) == folder
     assert (folder / "thesis.tex").read_text() == "mine"
+    with pytest.raises(ValueError, match="cannot be used"):
+        check_checkpoint_dir(tmp_path / ("x" * 300))
 
 
 def test_missing_required_field_named(tmp_path):

@@ -114,17 +114,14 @@ def test_an_interrupted_run_resumes_from_its_last_finished_epoch(sample_face_set
             finetune(config, progress=False, steps_per_epoch=1)
     assert (folder / "backup").is_dir() and len(log_rows(folder)) == 1
     # make the finished epoch the best one could ever be: the resumed run must keep it
-    rows = log_rows(folder)
-    rows[0]["val_loss"] = "0.0"
-    with open(folder / "log.csv", "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    record = json.loads((folder / "best.json").read_text())
+    assert record["epoch"] == 1 and record["val_loss"] == pytest.approx(float(log_rows(folder)[0]["val_loss"]))
+    (folder / "best.json").write_text(json.dumps({"epoch": 1, "val_loss": 0.0}))
     best_before = (folder / "best.weights.h5").read_bytes()
 
     run = finetune(config, progress=False, steps_per_epoch=1)
     assert [row["epoch"] for row in log_rows(folder)] == ["0", "1", "2"]   # epochs 2 and 3 only were run
-    assert len(run.history["val_loss"]) == 3 and run.history["val_loss"][0] == 0.0
+    assert len(run.history["val_loss"]) == 3
     assert run.best_epoch == 1 and (folder / "best.weights.h5").read_bytes() == best_before
     assert not (folder / "backup").exists()
 
@@ -137,10 +134,23 @@ def test_an_unfinished_run_of_another_job_is_refused_by_field(sample_face_set, t
     folder.mkdir()
     (folder / CHECKPOINT_MARKER).write_text(quick_config(sample_face_set, folder, epochs=3).to_json())
     (folder / "backup").mkdir()
-    with pytest.raises(ValueError, match=r"unfinished run of another job \(fields \['batch_size', 'learning_rate'\]"):
+    with pytest.raises(ValueError, match=r"unfinished run of another job \(batch_size, learning_rate, "):
         finetune(quick_config(sample_face_set, folder, epochs=5, batch_size=1, learning_rate=1e-3), progress=False,
                  steps_per_epoch=1)
     assert json.loads((folder / CHECKPOINT_MARKER).read_text())["batch_size"] == 2   # its job is kept
+
+
+def test_resuming_with_another_start_model_seed_or_data_is_refused(sample_face_set, tmp_path):
+    folder = tmp_path / "checkpoints"
+    config = quick_config(sample_face_set, folder, epochs=3)
+    identity = {"start_model_sha256": "a" * 64, "seed": 0, "groups": False, "data_sha256": "b" * 64}
+    loop.prepare_checkpoint_dir(config, identity)
+    (folder / "backup").mkdir()                            # the run was interrupted
+    loop.prepare_checkpoint_dir(config, identity)          # the same job resumes
+    for field, value in (("start_model_sha256", "c" * 64), ("seed", 1), ("data_sha256", "d" * 64)):
+        with pytest.raises(ValueError, match=f"another job \\({field} differ"):
+            loop.prepare_checkpoint_dir(config, {**identity, field: value})
+    assert json.loads((folder / "run.json").read_text()) == identity
 
 
 def test_mixed_precision_trains_in_bfloat16_and_returns_a_float32_model(sample_face_set, tmp_path):

@@ -269,7 +269,7 @@ def write(path, samples: list[Sample], images: Iterable[np.ndarray] | None = Non
         return install_set(path, finished, counts)
 
 
-def _files(path) -> list[str]:
+def set_file_names(path) -> list[str]:
     """The files of a TFRecord set: a list as given, else by `tfrecord_sets.set_files`."""
     if isinstance(path, (list, tuple)):
         return [str(p) for p in path]
@@ -280,7 +280,7 @@ def _raw_records(path) -> Iterator[tuple[str, int, bytes]]:
     """(file, index in that file, serialised record); a truncated or corrupt record is a
     ValueError naming its file and its index within that file."""
     tf = _tf()
-    for file in _files(path):
+    for file in set_file_names(path):
         check_framing(file)  # before TF's reader, which takes a cut inside a header for the end
         iterator = iter(tf.data.TFRecordDataset(_tf_name(file)))
         in_file = 0
@@ -434,7 +434,7 @@ def make_dataset(path, roi: str = "body", image_size: int = 256, batch_size: int
     tf = _tf()
     if roi not in ROI_NAMES:
         raise ValueError(f"roi must be one of {ROI_NAMES}, got {roi!r}")
-    files = _files(path)
+    files = set_file_names(path)
     if check:
         for _ in read(files, max_pixels):
             pass

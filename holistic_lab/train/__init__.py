@@ -11,10 +11,21 @@
 - `job`: `run_job`, one job from config to variant folder (`holistic-lab finetune`, the job API).
 - `evaluate`: the shipped and the fine-tuned model on held-out human labels, clean and degraded.
 """
-from .adapters import LoraReport, add_lora, freeze, merge_lora
 from .config import CHECKPOINT_MARKER, FineTuneConfig
-from .losses import DEFAULT_LOSS_WEIGHTS, landmark_losses, masked_mean, named_outputs
-from .modules import MODULES, TrainModule, train_module
+from .modules import DEFAULT_LOSS_WEIGHTS, MODULES, TrainModule, train_module
 
-__all__ = ["CHECKPOINT_MARKER", "DEFAULT_LOSS_WEIGHTS", "FineTuneConfig", "LoraReport", "MODULES", "TrainModule",
-           "add_lora", "freeze", "landmark_losses", "masked_mean", "merge_lora", "named_outputs", "train_module"]
+# the Keras-side names load on first use, so reading and checking a job config needs no TensorFlow
+_LAZY = {"LoraReport": "adapters", "add_lora": "adapters", "freeze": "adapters", "merge_lora": "adapters",
+         "landmark_losses": "losses", "masked_mean": "losses", "named_outputs": "losses"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["CHECKPOINT_MARKER", "DEFAULT_LOSS_WEIGHTS", "FineTuneConfig", "MODULES", "TrainModule", "train_module",
+           *_LAZY]

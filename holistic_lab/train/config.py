@@ -18,11 +18,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .losses import DEFAULT_LOSS_WEIGHTS
-from .modules import MODULES
+from .modules import DEFAULT_LOSS_WEIGHTS, MODULES
 
 # A checkpoint folder the training loop wrote holds this file (the job's config); a folder that
-# exists, is not empty and lacks it belongs to something else and is refused.
+# exists, is not empty and lacks it belongs to something else and is refused when the job runs
+# (`loop.check_checkpoint_dir`), not when a config is read: a config is only text.
 CHECKPOINT_MARKER = "finetune_config.json"
 
 
@@ -75,17 +75,6 @@ class FineTuneConfig(BaseModel):
         if name not in PRESETS:
             raise ValueError(f"unknown augmentation preset {name!r}; expected one of {tuple(PRESETS)}")
         return name
-
-    @field_validator("checkpoint_dir")
-    @classmethod
-    def _checkpoint_dir_is_ours(cls, value: str) -> str:
-        path = Path(value)
-        if path.exists() and not path.is_dir():
-            raise ValueError(f"{value} exists and is not a folder")
-        if path.is_dir() and any(path.iterdir()) and not (path / CHECKPOINT_MARKER).is_file():
-            raise ValueError(f"{value} exists and holds files that are not a fine-tuning checkpoint (no "
-                             f"{CHECKPOINT_MARKER}); choose a new or empty folder")
-        return value
 
     @model_validator(mode="after")
     def _classification_fields(self) -> FineTuneConfig:

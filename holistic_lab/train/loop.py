@@ -30,14 +30,14 @@ import csv
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import keras
 import numpy as np
 
-from ..files import atomic_write, display_path
+from ..files import atomic_write, display_path, sha256_file
 from ..mediapipe_models import model_path
 from .adapters import LoraReport, add_lora, freeze, merge_lora
 from .config import CHECKPOINT_MARKER, FineTuneConfig
@@ -46,6 +46,8 @@ from .losses import landmark_losses
 from .modules import TrainModule, train_module
 
 BEST_WEIGHTS = "best.weights.h5"
+BEST_RECORD = "best.json"
+RUN_RECORD = "run.json"   # what a resumed run must share besides the config: start model, seed, data
 EARLY_STOPPING_PATIENCE = 3
 # config fields that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = {"epochs"}
@@ -64,7 +66,6 @@ class FineTuneRun:
     checkpoint_dir: Path
     train_crops: int = 0
     validation_crops: int = 0
-    extras: dict = field(default_factory=dict)
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -145,13 +146,23 @@ def count_params(weights) -> int:
 
 # --- data ------------------------------------------------------------------------------------
 
-def split_items(items: list, validation_split: float, seed: int = 0) -> tuple[list, list]:
-    """(train, validation) by image, a seeded shuffle; at least one image on each side."""
-    if len(items) < 2:
-        raise ValueError(f"need at least 2 labelled images to hold some out for validation, got {len(items)}")
-    order = np.random.default_rng(seed).permutation(len(items))
-    held_out = min(max(1, int(round(len(items) * validation_split))), len(items) - 1)
-    return [items[i] for i in order[held_out:]], [items[i] for i in order[:held_out]]
+def split_indices(count: int, validation_split: float, seed: int = 0, groups=None) -> tuple[list[int], list[int]]:
+    """(train, validation) item indices, a seeded shuffle; at least one on each side. With
+    `groups` (a label per item: its video, photograph or person) whole groups go to one side,
+    so near-identical frames of one clip cannot sit on both and flatter the validation loss."""
+    if count < 2:
+        raise ValueError(f"need at least 2 labelled images to hold some out for validation, got {count}")
+    labels = np.arange(count) if groups is None else np.asarray(list(groups))
+    if len(labels) != count:
+        raise ValueError(f"groups: {len(labels)} labels for {count} items")
+    names = np.unique(labels)
+    if len(names) < 2:
+        raise ValueError("groups: every item is in one group; validation needs at least two groups")
+    order = np.random.default_rng(seed).permutation(len(names))
+    held_out = min(max(1, int(round(len(names) * validation_split))), len(names) - 1)
+    validation = set(names[order[:held_out]].tolist())
+    inside = np.isin(labels, list(validation))
+    return np.flatnonzero(~inside).tolist(), np.flatnonzero(inside).tolist()
 
 
 def count_crops(items, module: str) -> int:
@@ -175,21 +186,27 @@ class EpochExtras(keras.callbacks.Callback):
 
 
 class AtomicBestCheckpoint(keras.callbacks.Callback):
-    """The student's weights at the lowest val_loss so far, written atomically; a resumed run
-    starts from the best of its `earlier` epochs (log rows), whose weights the file holds."""
+    """The student's weights at the lowest val_loss so far, written atomically, then `best.json`
+    (its epoch and val_loss). A resumed run starts from `best.json`, which names the weights the
+    file holds even if the run died between saving them and backing the epoch up."""
 
-    def __init__(self, path: Path, earlier: list[dict] = ()):
+    def __init__(self, path: Path, resumed: bool):
         super().__init__()
-        self.path, self.best, self.best_epoch = path, float("inf"), 0
-        for row in earlier:
-            if np.isfinite(row.get("val_loss", float("nan"))) and row["val_loss"] < self.best:
-                self.best, self.best_epoch = row["val_loss"], int(row["epoch"]) + 1
+        self.path, self.record, self.best, self.best_epoch = path, path.with_name(BEST_RECORD), float("inf"), 0
+        if resumed and self.record.is_file():
+            try:
+                record = json.loads(self.record.read_text())
+                self.best, self.best_epoch = float(record["val_loss"]), int(record["epoch"])
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                raise ValueError(f"{display_path(self.record)}: unreadable ({error}); remove the checkpoint "
+                                 "folder's backup/ to start afresh") from None
 
     def on_epoch_end(self, epoch, logs=None):
         value = float((logs or {}).get("val_loss", float("nan")))
         if np.isfinite(value) and value < self.best:
             self.best, self.best_epoch = value, epoch + 1
             atomic_write(self.path, lambda path: self.model.student.save_weights(str(path)))
+            atomic_write(self.record, lambda path: path.write_text(json.dumps({"epoch": epoch + 1, "val_loss": value})))
 
 
 class ValidationImages(keras.callbacks.Callback):
@@ -236,25 +253,59 @@ def draw_points(crop: np.ndarray, labelled: np.ndarray, known: np.ndarray, predi
 
 # --- the run ---------------------------------------------------------------------------------
 
-def prepare_checkpoint_dir(config: FineTuneConfig) -> Path:
-    """Create checkpoint_dir and write the job into it; a folder holding another job's
-    unfinished run (a different config) is refused by the fields that differ."""
+def prepare_checkpoint_dir(config: FineTuneConfig, identity: dict) -> Path:
+    """Create checkpoint_dir and write the job (and `identity`: start model, seed, data
+    fingerprint) into it. A folder holding an unfinished run of another job (a config field
+    other than `epochs`, or the identity, differs) is refused by what differs."""
     folder = Path(config.checkpoint_dir)
-    marker = folder / CHECKPOINT_MARKER
+    marker, record = folder / CHECKPOINT_MARKER, folder / RUN_RECORD
+    check_checkpoint_dir(folder)
     if marker.is_file() and (folder / "backup").exists():
         try:
             earlier = json.loads(marker.read_text())
+            earlier_identity = json.loads(record.read_text()) if record.is_file() else {}
         except (OSError, ValueError) as error:
             raise ValueError(f"{display_path(marker)}: unreadable ({error}); choose a new checkpoint_dir") from None
         now = json.loads(config.to_json())
         changed = sorted(name for name in set(now) | set(earlier)
                          if now.get(name) != earlier.get(name) and name not in RESUMABLE_CHANGES)
+        changed += sorted(name for name in set(identity) | set(earlier_identity)
+                          if identity.get(name) != earlier_identity.get(name))
         if changed:
             raise ValueError(f"checkpoint_dir {display_path(folder)} holds an unfinished run of another job "
-                             f"(fields {changed} differ); resume it with the same config or choose a new folder")
+                             f"({', '.join(changed)} differ); resume it with the same job or choose a new folder")
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(marker, lambda path: path.write_text(config.to_json() + "\n"))
+    atomic_write(record, lambda path: path.write_text(json.dumps(identity, indent=2) + "\n"))
     return folder
+
+
+def check_checkpoint_dir(folder) -> Path:
+    """A checkpoint folder must be new, empty or a fine-tuning checkpoint (it holds CHECKPOINT_MARKER)."""
+    folder = Path(folder)
+    where = f"checkpoint_dir {display_path(folder)}"
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"{where} exists and is not a folder")
+        if folder.is_dir() and any(folder.iterdir()) and not (folder / CHECKPOINT_MARKER).is_file():
+            raise ValueError(f"{where} exists and holds files that are not a fine-tuning checkpoint (no "
+                             f"{CHECKPOINT_MARKER}); choose a new or empty folder")
+    except OSError as error:
+        raise ValueError(f"{where}: cannot be used ({error.strerror or error})") from None
+    return folder
+
+
+def fingerprint(items=None, files=()) -> str:
+    """sha256 over the training data: each (rgb, labels) pair's pixels and points, or the data set's files."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for rgb, labels in items or ():
+        digest.update(np.ascontiguousarray(rgb).tobytes())
+        digest.update(np.ascontiguousarray(labels.xyz, np.float32).tobytes())
+    for path in files:
+        digest.update(sha256_file(path).encode())
+    return digest.hexdigest()
 
 
 def finished_epochs(folder: Path) -> list[dict]:
@@ -327,35 +378,60 @@ def check_supported(config: FineTuneConfig) -> None:
                          "process (multi-worker training is the scale-out chapter's)")
 
 
-def load_items(config: FineTuneConfig) -> Callable[[], Iterable]:
-    """A function giving the (rgb, labels) pairs of the config's data set each time it is called;
-    `cache_dataset` decodes the set once and keeps it in memory."""
-    path = config.dataset_path
+def data_source(config: FineTuneConfig) -> tuple[int, Callable, list[Path]]:
+    """(number of images, `select(indices)` -> a function giving those (rgb, labels) pairs each
+    time it is called, the set's files). `cache_dataset` decodes the set once and keeps it in
+    memory; without it every epoch reads and decodes the set again (memory for one batch only)."""
+    from ..formats import tfrecord
+
+    files = [Path(path) for path in tfrecord.set_file_names(config.dataset_path)]
     if config.cache_dataset:
-        items = list(iter_labelled(path))
-        return lambda: items
-    return lambda: iter_labelled(path)
+        items = list(iter_labelled(files))
+        return len(items), lambda indices: (lambda chosen=[items[i] for i in indices]: chosen), files
+    count = sum(1 for _ in tfrecord.read(files))
+
+    def select(indices):
+        wanted = set(indices)
+        return lambda: (item for index, item in enumerate(iter_labelled(files)) if index in wanted)
+
+    return count, select, files
 
 
 def finetune(config: FineTuneConfig, items: list | None = None, start_model=None, progress: bool = True,
-             seed: int = 0, steps_per_epoch: int | None = None) -> FineTuneRun:
+             seed: int = 0, steps_per_epoch: int | None = None, groups=None) -> FineTuneRun:
     """Fine-tune the config's module; `items` (a list of (rgb, Sample or HolisticResult) pairs)
-    replaces reading config.dataset_path. `steps_per_epoch` caps batches per epoch (quick runs)."""
+    replaces reading config.dataset_path, `groups` (a label per item) keeps each group on one
+    side of the validation split. `steps_per_epoch` caps batches per epoch (quick runs)."""
     check_supported(config)
     module = train_module(config.module)
+    check_checkpoint_dir(config.checkpoint_dir)
     if items is None:
-        items = list(load_items(config)())
-    train_items, val_items = split_items(list(items), config.validation_split, seed)
-    folder = prepare_checkpoint_dir(config)
+        count, select, files = data_source(config)
+    else:
+        items, files = list(items), []
+        count = len(items)
+
+        def select(indices):
+            chosen = [items[i] for i in indices]
+            return lambda: chosen
+    train_indices, val_indices = split_indices(count, config.validation_split, seed, groups)
+    make_train, make_val = select(train_indices), select(val_indices)
+    start = Path(start_model) if start_model is not None else model_path(config.model_name)
+    identity = {"start_model_sha256": sha256_file(start), "seed": seed, "groups": groups is not None,
+                "data_sha256": fingerprint(items, files)}
+    folder = prepare_checkpoint_dir(config, identity)
     keras.utils.set_random_seed(seed)
 
     student, teacher = build_models(config, start_model)
     lora = choose_trainable(student, config)
     trainer = FineTuner(student, teacher, module, config.loss_weights)
     clip = {} if config.gradient_clip is None else {"global_clipnorm": config.gradient_clip}
-    trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate, **clip))
+    optimizer = keras.optimizers.Adam(config.learning_rate, **clip)
+    if student.dtype_policy.name == "mixed_float16":   # float16 gradients underflow without loss scaling
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    trainer.compile(optimizer=optimizer)
 
-    train_crops, validation_crops = count_crops(train_items, config.module), count_crops(val_items, config.module)
+    train_crops, validation_crops = count_crops(make_train(), config.module), count_crops(make_val(), config.module)
     if not train_crops or not validation_crops:
         raise ValueError(f"{config.dataset_path}: {train_crops} training and {validation_crops} validation "
                          f"{config.module} crops; every image's {module.part} lacks the points its ROI needs")
@@ -364,15 +440,15 @@ def finetune(config: FineTuneConfig, items: list | None = None, start_model=None
     steps = math.ceil(train_crops / config.batch_size)
     steps = steps if steps_per_epoch is None else min(steps, steps_per_epoch)
     validation_steps = math.ceil(validation_crops / config.batch_size)
-    train = module_dataset(lambda: train_items, config.module, config.batch_size, config.preset, seed).repeat()
-    validation = module_dataset(lambda: val_items, config.module, config.batch_size, config.preset,
+    train = module_dataset(make_train, config.module, config.batch_size, config.preset, seed).repeat()
+    validation = module_dataset(make_val, config.module, config.batch_size, config.preset,
                                 seed + 10_000, geometry=False, reseed_each_epoch=False)
     first_validation = next(iter(validation))
     validation_batch = (first_validation[0].numpy(), {k: v.numpy() for k, v in first_validation[1].items()})
     trainer(validation_batch[0][:1])   # built before fit: BackupAndRestore restores into built models only
 
     earlier = finished_epochs(folder)
-    best = AtomicBestCheckpoint(folder / BEST_WEIGHTS, earlier)
+    best = AtomicBestCheckpoint(folder / BEST_WEIGHTS, resumed=(folder / "backup").exists())
     callbacks = [EpochExtras(), best,
                  keras.callbacks.EarlyStopping("val_loss", patience=EARLY_STOPPING_PATIENCE),
                  keras.callbacks.BackupAndRestore(str(folder / "backup")),
@@ -390,7 +466,7 @@ def finetune(config: FineTuneConfig, items: list | None = None, start_model=None
     trainable = count_params(student.trainable_weights)
     model = merge_lora(student) if lora is not None else student
     if config.mixed_precision:   # float16/bfloat16 compute, float32 weights: export needs a float32 graph
-        model = float32_copy(model, start_model or model_path(config.model_name))
+        model = float32_copy(model, start)
     # a resumed run's history is the whole run: the earlier epochs' log rows, then this fit's
     whole = {name: [row.get(name, float("nan")) for row in earlier] + [float(v) for v in values]
              for name, values in history.history.items()}

@@ -30,10 +30,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from .modules import TrainModule, train_module
+from .modules import DEFAULT_LOSS_WEIGHTS, TrainModule, train_module
 
-DEFAULT_LOSS_WEIGHTS: dict[str, float] = {"landmarks": 1.0, "z": 0.1, "presence": 0.1, "visibility": 0.1,
-                                          "teacher": 0.5, "teacher_outputs": 0.1}
 CHARBONNIER_PX = 1.0
 
 

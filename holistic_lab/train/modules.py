@@ -27,6 +27,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# the loss terms and their default weights (`losses` says what each is); here, free of Keras, so a
+# config can be read and checked without loading TensorFlow
+DEFAULT_LOSS_WEIGHTS: dict[str, float] = {"landmarks": 1.0, "z": 0.1, "presence": 0.1, "visibility": 0.1,
+                                          "teacher": 0.5, "teacher_outputs": 0.1}
 
 
 @dataclass(frozen=True)
