@@ -53,37 +53,55 @@ METHODS = {
 HAND_CLIPS = ("gesture_face_hands.mp4", "pose_1.mp4", "pose_squats.mp4")
 
 
-def domain_items(domain: Domain, count: int, progress: bool = True, every: int = 3) -> list:
-    """Teacher-labelled clean training images for the domain's module: for hands `count` HaGRID
-    crops spread over the 13 classes, plus HaGRID's photographs and every `every`-th frame of
-    the whole-body clips (hands in context); for faces about `count` photographs and frames."""
+def domain_items(domain: Domain, count: int, progress: bool = True, every: int = 3) -> tuple[list, list[str]]:
+    """(items, groups): teacher-labelled clean training images for the domain's module and, per
+    item, its group (a HaGRID crop or photograph is its own; a clip's frames share the clip's),
+    so that validation never holds a frame whose neighbour is trained on. For hands: `count`
+    HaGRID crops spread over the 13 classes, plus HaGRID's photographs and every `every`-th frame
+    of the whole-body clips (hands in context); for faces about `count` photographs and frames."""
     from .. import datasets
     from ..images import load_rgb
 
     videos = datasets.fixture_videos()
-    photographs = [load_rgb(path) for path, _ in datasets.hagrid_frames()]
+    photographs = {str(path): load_rgb(path) for path, _ in datasets.hagrid_frames()}
+
+    def labelled(frames_by_group: dict, parts, limit=None) -> tuple[list, list[str]]:
+        items, groups = [], []
+        for group, frames in frames_by_group.items():
+            found = frame_items(frames, parts, progress=progress)
+            items += found
+            groups += [group] * len(found)
+            if limit is not None and len(items) >= limit:
+                break
+        return items[:limit], groups[:limit]
+
     if domain.module == "hands":
         crops = datasets.hagrid_crops()
-        items = hand_crop_items(crops[::max(1, len(crops) // count)][:count], progress=progress)
-        frames = photographs + [frame for clip in HAND_CLIPS for frame in video_frames(videos[clip], every)]
-        return items + frame_items(frames, ("left_hand", "right_hand"), progress=progress)
+        picked = [path for path, _ in crops[::max(1, len(crops) // count)][:count]]
+        items = hand_crop_items(picked, progress=progress)
+        groups = [f"hagrid crop {index}" for index in range(len(items))]
+        sources = {path: [rgb] for path, rgb in photographs.items()}
+        sources.update({clip: list(video_frames(videos[clip], every)) for clip in HAND_CLIPS})
+        more, more_groups = labelled(sources, ("left_hand", "right_hand"))
+        return items + more, groups + more_groups
     if domain.module == "face_mesh":
-        items = frame_items(photographs, "face", progress=progress)
-        items += frame_items(video_frames(videos["gesture_face_hands.mp4"], every=4, limit=max(1, count - len(items))),
-                             "face", progress=progress)
-        return items[:count]
+        sources = {path: [rgb] for path, rgb in photographs.items()}
+        sources["gesture_face_hands.mp4"] = list(video_frames(videos["gesture_face_hands.mp4"], every=4,
+                                                              limit=max(1, count - len(photographs))))
+        return labelled(sources, "face", limit=count)
     raise ValueError(f"no training images for module {domain.module!r}")
 
 
 def train_methods(domain: Domain, items: list, methods: dict, epochs: int, root, batch_size: int = 16,
-                  progress: bool = True, steps_per_epoch: int | None = None) -> dict[str, FineTuneRun]:
-    """One fine-tune per method on the same items and the domain's preset; checkpoints under `root`."""
+                  progress: bool = True, steps_per_epoch: int | None = None, groups=None) -> dict[str, FineTuneRun]:
+    """One fine-tune per method on the same items (validation split by `groups`) and the
+    domain's preset; checkpoints under `root`."""
     runs = {}
     for name, fields in methods.items():
         folder = Path(root) / f"{domain.name}-{name.replace(' ', '_')}"
         config = FineTuneConfig(dataset_path="(in memory)", module=domain.module, epochs=epochs,
                                 batch_size=batch_size, preset=domain.preset, checkpoint_dir=str(folder), **fields)
-        runs[name] = finetune(config, items, progress=progress, steps_per_epoch=steps_per_epoch)
+        runs[name] = finetune(config, items, progress=progress, steps_per_epoch=steps_per_epoch, groups=groups)
     return runs
 
 
@@ -102,6 +120,7 @@ def method_rows(runs: dict[str, FineTuneRun], comparison: Comparison, condition:
                     "seconds_per_epoch": run.seconds_per_epoch, "best_epoch": run.best_epoch,
                     "error": target["error"], "change": target["change"], "change_ci": target["change_ci"],
                     "relative_change": target["relative_change"],
+                    # undefined (nan, printed n/a) when the reference method gained nothing
                     "share_of_full_gain": gain[name] / gain[reference] if reference in gain and gain[reference] > 0
                     else float("nan"),
                     "clean_error": clean["error"], "clean_shipped_error": clean["error"] - clean["change"],
@@ -117,10 +136,14 @@ def format_method_rows(rows: list[dict]) -> str:
         lines.append(f"{r['method']:>16s} {r['trainable_params']:>10,d} {r['trainable_share']:>6.1%} "
                      f"{r['seconds_per_epoch']:>8.1f} "
                      f"{r['relative_change']:>+8.1%} [{r['change_ci'][0]:+.4f}, {r['change_ci'][1]:+.4f}] "
-                     f"{r['share_of_full_gain']:>8.0%} "
+                     f"{_share(r['share_of_full_gain']):>8s} "
                      f"{r['clean_relative_change']:>+8.1%} [{r['clean_change_ci'][0]:+.4f}, "
                      f"{r['clean_change_ci'][1]:+.4f}]")
     return "\n".join(lines)
+
+
+def _share(value: float) -> str:
+    return "n/a" if value != value else f"{value:.0%}"
 
 
 def within_tolerance(rows: list[dict], tolerance: float) -> dict[str, bool]:
