@@ -186,7 +186,9 @@ FINETUNE_FIELDS = {"data": "dataset_path", "module": "module", "epochs": "epochs
                    "learning_rate": "learning_rate", "lora_rank": "lora_rank", "freeze_backbone": "freeze_backbone",
                    "validation_split": "validation_split", "checkpoint_dir": "checkpoint_dir",
                    "gradient_clip": "gradient_clip", "mixed_precision": "mixed_precision",
-                   "cache_dataset": "cache_dataset", "preset": "preset"}
+                   "cache_dataset": "cache_dataset", "preset": "preset", "task_type": "task_type",
+                   "num_classes": "num_classes", "class_names": "class_names",
+                   "distributed_workers": "distributed_workers"}
 
 
 def finetune_config(args):
@@ -197,8 +199,11 @@ def finetune_config(args):
     given = vars(args)
     fields.update({field: given[option] for option, field in FINETUNE_FIELDS.items() if option in given})
     if getattr(args, "loss_weight", None):
-        earlier = fields.get("loss_weights")
-        fields["loss_weights"] = {**(earlier if isinstance(earlier, dict) else {}), **dict(args.loss_weight)}
+        earlier = fields.get("loss_weights", {})
+        if not isinstance(earlier, dict):
+            raise ValueError(f"{args.config}: field 'loss_weights': expected an object of term: weight, "
+                             f"got {type(earlier).__name__}")
+        fields["loss_weights"] = {**earlier, **dict(args.loss_weight)}
     for field, option in (("dataset_path", "--data"), ("module", "--module")):
         if field not in fields:
             raise ValueError(f"{option} is required (or {field!r} in the --config job)")
@@ -228,7 +233,7 @@ def add_finetune_parser(sub) -> None:
     p.add_argument("--module", default=given_only, metavar="{face_mesh,hands,pose}",
                    help="the landmark model to fine-tune")
     p.add_argument("--data", default=given_only,
-                   help="labelled TFRecord set: a file, its shards or a folder (from `to-tfrecord`)")
+                   help="labelled TFRecord set: its file, or the name its shards share (from `to-tfrecord`)")
     p.add_argument("--out", required=True, help="the variant folder to write")
     p.add_argument("--from", dest="start_from",
                    help="a variant folder to start from: its model for the module's stage (the shipped one if it "
@@ -253,6 +258,13 @@ def add_finetune_parser(sub) -> None:
     p.add_argument("--cache-dataset", action=argparse.BooleanOptionalAction, default=given_only,
                    help="decode the set once and keep it in memory (default on)")
     p.add_argument("--preset", default=given_only, help="augmentation preset (default train)")
+    p.add_argument("--task-type", choices=("landmarks", "classification"), default=given_only,
+                   help="landmarks (default); classification is the gesture head's (chapter 06), refused here")
+    p.add_argument("--num-classes", type=positive_int, default=given_only, help="classes (classification only)")
+    p.add_argument("--class-names", type=lambda text: [name.strip() for name in text.split(",")],
+                   default=given_only, metavar="A,B,...", help="class names (classification only)")
+    p.add_argument("--distributed-workers", type=positive_int, default=given_only,
+                   help="training processes (default 1; more is the scale-out chapter's)")
     p.add_argument("--loss-weight", type=loss_weight, action="append", metavar="NAME=VALUE",
                    help="weight of a loss term (landmarks, z, presence, visibility, teacher, teacher_outputs); "
                         "repeatable")

@@ -29,7 +29,8 @@ CHECKPOINT_MARKER = "finetune_config.json"
 class FineTuneConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    dataset_path: str = Field(min_length=1, description="TFRecord set (file, shard or folder) to train on")
+    dataset_path: str = Field(min_length=1, description="TFRecord set to train on: its file, or the name its "
+                                                        "shards share (from to-tfrecord)")
     module: Literal["face_mesh", "hands", "pose"] = Field(
         description="face_mesh -> face_landmark, hands -> hand_landmark_full, pose -> pose_landmark_full")
     epochs: int = Field(10, ge=1)
