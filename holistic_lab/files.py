@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -134,6 +135,24 @@ def atomic_write(path, write_fn: Callable[[Path], object]) -> Path:
             raise ValueError(f"{display_path(path)}: the writer produced no file")
         os.replace(temporary, path)
     return path
+
+
+def read_json_object(path, what: str) -> dict:
+    """A JSON file holding an object (`what` says what it should be, for the errors); a
+    ValueError naming the file when it cannot be read, is not JSON, nests too deeply or is not
+    an object."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ValueError(f"{display_path(path)}: cannot read it ({error.strerror or error})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{display_path(path)}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise ValueError(f"{display_path(path)}: JSON nested too deeply to be {what}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{display_path(path)}: expected a JSON object ({what}), got {type(data).__name__}")
+    return data
 
 
 def sha256_file(path) -> str:

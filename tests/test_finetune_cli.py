@@ -96,7 +96,7 @@ def test_from_starts_at_the_variants_model_for_the_stage(sample_face_set, tmp_pa
 
 @pytest.mark.parametrize("text, words", [
     ('{"module": "face_mesh", "epochs": 2', "job.json: not valid JSON"),
-    ('["face_mesh"]', "expected a JSON object of FineTuneConfig fields"),
+    ('["face_mesh"]', "expected a JSON object (a job config of FineTuneConfig fields)"),
     ('{"module": "face_mesh", "epoch": 2}', "unknown field 'epoch'"),
     ('{"module": "face_mesh", "learning_rate": -1}', "field 'learning_rate': Input should be greater than 0"),
     ('{"module": "face", "epochs": 2}', "field 'module'"),

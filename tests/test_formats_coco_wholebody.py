@@ -185,7 +185,7 @@ def test_labelled_points_slightly_outside_the_image_are_kept(tmp_path, wholebody
 def test_file_level_problems_are_refused(tmp_path, original):
     not_json = tmp_path / "x.json"
     not_json.write_text("{ this is not json")
-    with pytest.raises(ValueError, match="not a JSON file"):
+    with pytest.raises(ValueError, match="not valid JSON"):
         coco_wholebody.load(not_json)
     with pytest.raises(ValueError, match="missing key 'annotations'"):
         coco_wholebody.load(_write(tmp_path, original, lambda d: d.pop("annotations")))

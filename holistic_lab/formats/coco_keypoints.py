@@ -13,7 +13,6 @@ orientation applied as every decoder here applies it).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..files import read_json_object
 from ..images import image_size
 from ..topology import COCO_BODY_TO_POSE, IBUG68_TO_FACE_MESH, NUM_KEYPOINTS, PARTS
 from .sample import Sample
@@ -73,14 +73,7 @@ def read_json(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"annotation file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a JSON file ({exc})") from exc
-    except RecursionError:
-        raise ValueError(f"{path}: JSON nested too deeply to be a COCO file") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object with 'images' and 'annotations', got {type(data).__name__}")
+    data = read_json_object(path, "a COCO file with 'images' and 'annotations'")
     for key in ("images", "annotations"):
         if not isinstance(data.get(key), list):
             raise ValueError(f"{path}: missing key {key!r} (a list)")

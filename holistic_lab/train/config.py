@@ -11,12 +11,13 @@ raises one ValueError naming the field and what was expected; unknown keys are r
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..files import read_json_object
 
 from .modules import DEFAULT_LOSS_WEIGHTS, MODULES
 
@@ -118,18 +119,7 @@ class FineTuneConfig(BaseModel):
 def read_job_fields(path) -> dict:
     """A job JSON file's fields, not yet validated (the CLI lays its options over them);
     a ValueError naming the file when it cannot be read or is not a JSON object."""
-    path = Path(path)
-    try:
-        fields = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ValueError(f"{path}: cannot read the job config ({error.strerror or error})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
-    except RecursionError:
-        raise ValueError(f"{path}: JSON nested too deeply to be a job config") from None
-    if not isinstance(fields, dict):
-        raise ValueError(f"{path}: expected a JSON object of FineTuneConfig fields, got {type(fields).__name__}")
-    return fields
+    return read_json_object(path, "a job config of FineTuneConfig fields")
 
 
 def _one_line(error: ValidationError) -> str:
