@@ -162,3 +162,21 @@ def test_mixed_precision_trains_in_bfloat16_and_returns_a_float32_model(sample_f
     batch = np.random.default_rng(0).random((1, 192, 192, 3)).astype(np.float32)
     assert all(np.asarray(out).dtype == np.float32 for out in run.model(batch))
     assert np.isfinite(run.history["loss"]).all()
+
+
+def test_two_steps_of_the_trainers_own_step_lower_the_loss_on_a_fixed_batch():
+    """FineTuner.train_step, the step `fit` runs: degraded crops in, the teacher on the clean ones."""
+    import keras
+
+    from holistic_lab.datasets import sample_image, sample_labels, sample_names
+    from holistic_lab.train import DEFAULT_LOSS_WEIGHTS, MODULES
+    from holistic_lab.train.data import iter_module_batches
+
+    items = [(sample_image(name), sample_labels(name)) for name in sample_names()]
+    ((images, targets),) = list(iter_module_batches(items, "face_mesh", batch_size=2, preset="night", seed=0,
+                                                    geometry=False))
+    trainer = loop.FineTuner(tflite_to_keras(model_path("face_landmark")), tflite_to_keras(model_path("face_landmark")),
+                             MODULES["face_mesh"], DEFAULT_LOSS_WEIGHTS)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-4))
+    losses = [float(trainer.train_on_batch(images, targets, return_dict=True)["loss"]) for _ in range(3)]
+    assert losses[2] < losses[0] and np.isfinite(losses).all()

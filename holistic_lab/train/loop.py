@@ -92,7 +92,7 @@ class FineTuner(keras.Model):
         return self.student(images, training=training)
 
     def _terms(self, data, training: bool) -> dict:
-        images, targets = data
+        images, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
         outputs = _as_float32(self.student.output_names, self.student(images, training=training))
         teacher = _as_float32(self.teacher.output_names, self.teacher(targets["clean"], training=False))
         return landmark_losses(outputs, targets, self.module, teacher, self.weights_by_term)
