@@ -8,7 +8,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 3
-# The fixture pack (real annotated images for chapters 01-04 and the tests): $HOLISTIC_LAB_DATA if set,
+# The fixture pack (real annotated images for chapters 01-05 and the tests): $HOLISTIC_LAB_DATA if set,
 # else ../shared/fixtures/mmpose when it is there. Without either, notebooks download it (checksummed)
 # on first use and the tests that need it are skipped with the reason.
 SHARED_PACK := $(abspath ../shared/fixtures/mmpose)
@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml requirements.lock
 # (containers, CI machines) needs --allow-root.
 lab: setup
 	@if [ -n "$$HOLISTIC_LAB_DATA" ]; then echo "fixture pack: $$HOLISTIC_LAB_DATA"; \
-	else echo "fixture pack: not on this machine; notebooks 01-04 download it (checksummed) on first use." \
+	else echo "fixture pack: not on this machine; notebooks 01-05 download it (checksummed) on first use." \
 	  "Offline: set HOLISTIC_LAB_DATA to a copy of the mmpose fixture folder."; fi
 	@echo "JupyterLab prints its URL with a ?token=... below: open that whole URL."
 	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -40,27 +40,31 @@ def _needs_fixtures(notebook) -> bool:
     return notebook.metadata.get("holistic_lab", {}).get("needs") == "fixtures"
 
 
-def _missing_pack_reason() -> str | None:
-    """None when the pack is local or downloadable, else why the notebooks that need it cannot run."""
+def _packs(notebook) -> tuple[str, ...]:
+    """The fixture packs a notebook reads (metadata holistic_lab.packs; the mmpose pack by default)."""
+    return tuple(notebook.metadata.get("holistic_lab", {}).get("packs", ["mmpose"]))
+
+
+def _missing_pack_reason(packs) -> str | None:
+    """None when every pack is local or downloadable, else why the notebooks that need them cannot run."""
     from urllib.parse import urlparse
 
     from holistic_lab.datasets import FIXTURES_BASE_URL, data_dir
 
-    if data_dir() is not None:
+    if all(data_dir(pack=pack) is not None for pack in packs):
         return None
     host = urlparse(FIXTURES_BASE_URL).hostname
     try:
         socket.create_connection((host, 443), timeout=3).close()
         return None
     except OSError:
-        return NO_PACK_REASON.format(host=host)
+        missing = [pack for pack in packs if data_dir(pack=pack) is None]
+        return NO_PACK_REASON.format(host=host) + f" (packs not found: {', '.join(missing)})"
 
 
 def pytest_collection_modifyitems(config, items):
     notebooks = {item.parent for item in items if isinstance(item, IPyNbCell) and _needs_fixtures(item.parent.nb)}
-    reason = _missing_pack_reason() if notebooks else None
-    if reason is None:
-        return
+    reasons = {notebook: _missing_pack_reason(_packs(notebook.nb)) for notebook in notebooks}
     for item in items:
-        if item.parent in notebooks:
-            item.add_marker(pytest.mark.skip(reason=reason))
+        if reasons.get(item.parent) is not None:
+            item.add_marker(pytest.mark.skip(reason=reasons[item.parent]))
