@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +25,12 @@ from .modules import MODULES
 # A checkpoint folder the training loop wrote holds this file (the job's config); a folder that
 # exists, is not empty and lacks it belongs to something else and is refused.
 CHECKPOINT_MARKER = "finetune_config.json"
+# Bounds on what a job may ask: beyond them a count overflows TensorFlow's int32 step counters
+# (a batch of 10**400 crops made 0 steps per epoch and hung), adapters fill memory, a config
+# file is not a job's few hundred bytes (/dev/zero would be read for ever).
+MAX_COUNT = 2**31 - 1
+MAX_LORA_RANK = 1024
+MAX_JOB_BYTES = 1 << 20
 
 
 class FineTuneConfig(BaseModel):
@@ -32,10 +39,10 @@ class FineTuneConfig(BaseModel):
     dataset_path: str = Field(min_length=1, description="TFRecord set (file, shard or folder) to train on")
     module: Literal["face_mesh", "hands", "pose"] = Field(
         description="face_mesh -> face_landmark, hands -> hand_landmark_full, pose -> pose_landmark_full")
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(32, ge=1)
+    epochs: int = Field(10, ge=1, le=MAX_COUNT)
+    batch_size: int = Field(32, ge=1, le=MAX_COUNT)
     learning_rate: float = Field(1e-4, gt=0, allow_inf_nan=False)
-    lora_rank: int | None = Field(None, ge=1, description="None: no LoRA; r: rank-r adapters on every Conv2D and Dense")
+    lora_rank: int | None = Field(None, ge=1, le=MAX_LORA_RANK, description="None: no LoRA; r: rank-r adapters on every Conv2D and Dense")
     freeze_backbone: bool = True
     validation_split: float = Field(0.1, gt=0, lt=1)
     checkpoint_dir: str = Field("checkpoints", min_length=1)
@@ -73,7 +80,7 @@ class FineTuneConfig(BaseModel):
         from ..augment.presets import PRESETS  # albumentations: only when a config is built
 
         if name not in PRESETS:
-            raise ValueError(f"unknown augmentation preset {name!r}; expected one of {tuple(PRESETS)}")
+            raise ValueError(f"unknown augmentation preset {reprlib.repr(name)}; expected one of {tuple(PRESETS)}")
         return name
 
     @field_validator("checkpoint_dir")
@@ -130,7 +137,11 @@ def read_job_fields(path) -> dict:
     a ValueError naming the file when it cannot be read or is not a JSON object."""
     path = Path(path)
     try:
-        fields = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as file:
+            data = file.read(MAX_JOB_BYTES + 1)
+        if len(data) > MAX_JOB_BYTES:
+            raise ValueError(f"{path}: too large for a job config (over {MAX_JOB_BYTES} bytes)")
+        fields = json.loads(data.decode("utf-8"))
     except OSError as error:
         raise ValueError(f"{path}: cannot read the job config ({error.strerror or error})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -153,7 +164,7 @@ def _one_line(error: ValidationError) -> str:
         elif item["type"] == "missing":
             parts.append(f"field {where!r}: required")
         elif where:
-            parts.append(f"field {where!r}: {message} (got {item.get('input')!r})")
+            parts.append(f"field {where!r}: {message} (got {reprlib.repr(item.get('input'))})")  # a 10 MB value: cut
         else:
             parts.append(message)
     return "; ".join(parts)

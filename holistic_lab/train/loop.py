@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Callable, Iterable
 import keras
 import numpy as np
 
-from ..files import atomic_write, display_path
+from ..files import atomic_write, display_path, output_lock
 from ..mediapipe_models import model_path
 from .adapters import LoraReport, add_lora, freeze, merge_lora
 from .config import CHECKPOINT_MARKER, FineTuneConfig
@@ -346,6 +345,20 @@ def finetune(config: FineTuneConfig, items: list | None = None, start_model=None
     if items is None:
         items = list(load_items(config)())
     train_items, val_items = split_items(list(items), config.validation_split, seed)
+    train_crops, validation_crops = count_crops(train_items, config.module), count_crops(val_items, config.module)
+    if not train_crops or not validation_crops:   # before the checkpoint folder and the models are made
+        raise ValueError(f"{config.dataset_path}: {train_crops} training and {validation_crops} validation "
+                         f"{config.module} crops; every image's {module.part} lacks the points its ROI needs")
+    # another run writing the same folder would mix its backup, log and best weights with this one's
+    with output_lock(Path(config.checkpoint_dir), "checkpoint_dir"):
+        return _fit(config, module, train_items, val_items, (train_crops, validation_crops), start_model,
+                    progress, seed, steps_per_epoch)
+
+
+def _fit(config: FineTuneConfig, module: TrainModule, train_items: list, val_items: list, crops: tuple[int, int],
+         start_model, progress: bool, seed: int, steps_per_epoch: int | None) -> FineTuneRun:
+    """`finetune`'s training, its data split and counted, the checkpoint folder locked."""
+    train_crops, validation_crops = crops
     folder = prepare_checkpoint_dir(config)
     keras.utils.set_random_seed(seed)
 
@@ -355,15 +368,11 @@ def finetune(config: FineTuneConfig, items: list | None = None, start_model=None
     clip = {} if config.gradient_clip is None else {"global_clipnorm": config.gradient_clip}
     trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate, **clip))
 
-    train_crops, validation_crops = count_crops(train_items, config.module), count_crops(val_items, config.module)
-    if not train_crops or not validation_crops:
-        raise ValueError(f"{config.dataset_path}: {train_crops} training and {validation_crops} validation "
-                         f"{config.module} crops; every image's {module.part} lacks the points its ROI needs")
     # repeated streams with a fixed number of steps: Keras knows each epoch's length (each pass of
     # the training stream draws new augmentations; the validation stream is the same every pass)
-    steps = math.ceil(train_crops / config.batch_size)
+    steps = -(-train_crops // config.batch_size)   # whole numbers: a float ceil of 1 / 10**400 is 0 steps
     steps = steps if steps_per_epoch is None else min(steps, steps_per_epoch)
-    validation_steps = math.ceil(validation_crops / config.batch_size)
+    validation_steps = -(-validation_crops // config.batch_size)
     train = module_dataset(lambda: train_items, config.module, config.batch_size, config.preset, seed).repeat()
     validation = module_dataset(lambda: val_items, config.module, config.batch_size, config.preset,
                                 seed + 10_000, geometry=False, reseed_each_epoch=False)
