@@ -91,3 +91,27 @@ def test_a_second_run_on_the_same_folders_is_refused_at_once(sample_face_set, tm
 def test_the_config_refuses_absurd_counts_directly():
     with pytest.raises(ValueError, match="batch_size"):
         FineTuneConfig(dataset_path="x", module="face_mesh", batch_size=10**400, checkpoint_dir="/nonexistent/ck")
+
+
+def test_resuming_an_interrupted_run_with_another_seed_is_refused(sample_face_set, tmp_path, monkeypatch):
+    """The seed chooses the validation images: resuming with another one would train on images
+    the earlier epochs validated on, and pick the best epoch by losses of two different splits."""
+    import keras
+
+    from holistic_lab.train.loop import finetune
+
+    config = FineTuneConfig(dataset_path=str(sample_face_set), module="face_mesh", epochs=3, batch_size=2,
+                            validation_split=0.5, checkpoint_dir=str(tmp_path / "runs"))
+    logged = keras.callbacks.CSVLogger.on_epoch_end
+
+    def interrupted(self, epoch, logs=None):   # the first epoch is backed up and logged, then the run is killed
+        logged(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(config, progress=False, seed=0, steps_per_epoch=1)
+    monkeypatch.undo()
+    assert (tmp_path / "runs" / "backup").is_dir()
+    with pytest.raises(ValueError, match=r"unfinished run.*\['seed'\]"):
+        finetune(config, progress=False, seed=7, steps_per_epoch=1)

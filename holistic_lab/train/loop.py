@@ -20,9 +20,9 @@ CSVLogger, TensorBoard (scalars per loss term and the learning rate; a validatio
 labelled and predicted points) and tqdm's bar. The best weights by validation loss are
 written atomically (a crash mid-save leaves the previous best).
 
-checkpoint_dir layout: finetune_config.json (the job, the folder's marker), best.weights.h5,
-log.csv (one row per epoch; a resumed run keeps its finished epochs, a new run starts a new log),
-tensorboard/, backup/ (only while a run is unfinished).
+checkpoint_dir layout: finetune_config.json (the job, the folder's marker), finetune_run.json (the
+seed and starting model), best.weights.h5, log.csv (one row per epoch; a resumed run keeps its
+finished epochs, a new run starts a new log), tensorboard/, backup/ (only while a run is unfinished).
 """
 from __future__ import annotations
 
@@ -48,6 +48,8 @@ BEST_WEIGHTS = "best.weights.h5"
 EARLY_STOPPING_PATIENCE = 3
 # config fields that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = {"epochs"}
+# beside the job: what else decides the run (the seed picks the validation images), so a resumption matches it
+RUN_SETTINGS = "finetune_run.json"
 
 
 @dataclass
@@ -235,24 +237,29 @@ def draw_points(crop: np.ndarray, labelled: np.ndarray, known: np.ndarray, predi
 
 # --- the run ---------------------------------------------------------------------------------
 
-def prepare_checkpoint_dir(config: FineTuneConfig) -> Path:
-    """Create checkpoint_dir and write the job into it; a folder holding another job's
-    unfinished run (a different config) is refused by the fields that differ."""
+def prepare_checkpoint_dir(config: FineTuneConfig, settings: dict | None = None) -> Path:
+    """Create checkpoint_dir and write the job (and the run's `settings` outside the config: its
+    seed and starting model) into it; a folder holding another job's unfinished run (a different
+    config or settings) is refused by the fields that differ."""
     folder = Path(config.checkpoint_dir)
-    marker = folder / CHECKPOINT_MARKER
+    marker, settings_file = folder / CHECKPOINT_MARKER, folder / RUN_SETTINGS
+    now = {**json.loads(config.to_json()), **(settings or {})}
     if marker.is_file() and (folder / "backup").exists():
-        try:
-            earlier = json.loads(marker.read_text())
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{display_path(marker)}: unreadable ({error}); choose a new checkpoint_dir") from None
-        now = json.loads(config.to_json())
+        earlier = {}
+        for file in (marker, settings_file) if settings_file.exists() else (marker,):  # older runs wrote no settings
+            try:
+                earlier.update(json.loads(file.read_text()))
+            except (OSError, ValueError, TypeError) as error:
+                raise ValueError(f"{display_path(file)}: unreadable ({error}); choose a new checkpoint_dir") from None
         changed = sorted(name for name in set(now) | set(earlier)
-                         if now.get(name) != earlier.get(name) and name not in RESUMABLE_CHANGES)
+                         if now.get(name) != earlier.get(name) and name not in RESUMABLE_CHANGES
+                         and (name not in (settings or {}) or settings_file.exists()))
         if changed:
             raise ValueError(f"checkpoint_dir {display_path(folder)} holds an unfinished run of another job "
                              f"(fields {changed} differ); resume it with the same config or choose a new folder")
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(marker, lambda path: path.write_text(config.to_json() + "\n"))
+    atomic_write(settings_file, lambda path: path.write_text(json.dumps(settings or {}) + "\n"))
     return folder
 
 
@@ -359,7 +366,8 @@ def _fit(config: FineTuneConfig, module: TrainModule, train_items: list, val_ite
          start_model, progress: bool, seed: int, steps_per_epoch: int | None) -> FineTuneRun:
     """`finetune`'s training, its data split and counted, the checkpoint folder locked."""
     train_crops, validation_crops = crops
-    folder = prepare_checkpoint_dir(config)
+    settings = {"seed": seed, "start_model": None if start_model is None else str(start_model)}
+    folder = prepare_checkpoint_dir(config, settings)
     keras.utils.set_random_seed(seed)
 
     student, teacher = build_models(config, start_model)
