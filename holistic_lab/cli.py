@@ -24,9 +24,10 @@ def _number(kind, expected: str, accept):
     def parse(text: str):
         try:
             value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not math.isfinite(value) or not accept(value):
+            accepted = math.isfinite(value) and accept(value)
+        except (ValueError, OverflowError):  # not a number, or an integer too large for any float
+            accepted = False
+        if not accepted:
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
         return value
 
@@ -37,6 +38,7 @@ positive_int = _number(int, "an integer >= 1", lambda value: value >= 1)
 non_negative_int = _number(int, "an integer >= 0", lambda value: value >= 0)
 positive_float = _number(float, "a number > 0", lambda value: value > 0)
 unit_fraction = _number(float, "a number between 0 and 1", lambda value: 0 < value < 1)
+seed_value = _number(int, "an integer from 0 to 2**32 - 1", lambda value: 0 <= value < 2**32)  # numpy's seeds
 
 
 def optional(parse, off: str = "none"):
@@ -269,7 +271,7 @@ def add_finetune_parser(sub) -> None:
                    help="weight of a loss term (landmarks, z, presence, visibility, teacher, teacher_outputs); "
                         "repeatable")
     p.add_argument("--steps-per-epoch", type=positive_int, help="cap batches per epoch (quick runs)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (split, augmentation, init)")
+    p.add_argument("--seed", type=seed_value, default=0, help="random seed (split, augmentation, init)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="write the variant beside files in --out that are not one")
     p.set_defaults(func=cmd_finetune)

@@ -137,22 +137,27 @@ def atomic_write(path, write_fn: Callable[[Path], object]) -> Path:
     return path
 
 
-def read_json_object(path, what: str) -> dict:
+def read_json_object(path, what: str, max_bytes: int | None = None) -> dict:
     """A JSON file holding an object (`what` says what it should be, for the errors); a
-    ValueError naming the file when it cannot be read, is not JSON, nests too deeply or is not
-    an object."""
+    ValueError naming the file when it cannot be read, is larger than `max_bytes` (read no
+    further: /dev/zero never ends), is not JSON, nests too deeply or is not an object."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as file:
+            data = file.read(-1 if max_bytes is None else max_bytes + 1)
     except OSError as error:
         raise ValueError(f"{display_path(path)}: cannot read it ({error.strerror or error})") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ValueError(f"{display_path(path)}: too large for {what} (over {max_bytes} bytes)")
+    try:
+        value = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{display_path(path)}: not valid JSON ({error})") from None
     except RecursionError:
         raise ValueError(f"{display_path(path)}: JSON nested too deeply to be {what}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{display_path(path)}: expected a JSON object ({what}), got {type(data).__name__}")
-    return data
+    if not isinstance(value, dict):
+        raise ValueError(f"{display_path(path)}: expected a JSON object ({what}), got {type(value).__name__}")
+    return value
 
 
 def sha256_file(path) -> str:

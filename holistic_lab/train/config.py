@@ -12,19 +12,25 @@ raises one ValueError naming the field and what was expected; unknown keys are r
 from __future__ import annotations
 
 import math
+import reprlib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..files import read_json_object
-
 from .modules import DEFAULT_LOSS_WEIGHTS, MODULES
 
 # A checkpoint folder the training loop wrote holds this file (the job's config); a folder that
 # exists, is not empty and lacks it belongs to something else and is refused when the job runs
 # (`loop.check_checkpoint_dir`), not when a config is read: a config is only text.
 CHECKPOINT_MARKER = "finetune_config.json"
+# Bounds on what a job may ask: beyond them a count overflows TensorFlow's int32 step counters
+# (a batch of 10**400 crops made 0 steps per epoch and hung), adapters fill memory, a config
+# file is not a job's few hundred bytes (/dev/zero would be read for ever).
+MAX_COUNT = 2**31 - 1
+MAX_LORA_RANK = 1024
+MAX_JOB_BYTES = 1 << 20
 
 
 class FineTuneConfig(BaseModel):
@@ -34,10 +40,11 @@ class FineTuneConfig(BaseModel):
                                                         "shards share (from to-tfrecord)")
     module: Literal["face_mesh", "hands", "pose"] = Field(
         description="face_mesh -> face_landmark, hands -> hand_landmark_full, pose -> pose_landmark_full")
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(32, ge=1)
+    epochs: int = Field(10, ge=1, le=MAX_COUNT)
+    batch_size: int = Field(32, ge=1, le=MAX_COUNT)
     learning_rate: float = Field(1e-4, gt=0, allow_inf_nan=False)
-    lora_rank: int | None = Field(None, ge=1, description="None: no LoRA; r: rank-r adapters on every Conv2D and Dense")
+    lora_rank: int | None = Field(None, ge=1, le=MAX_LORA_RANK,
+                                  description="None: no LoRA; r: rank-r adapters on every Conv2D and Dense")
     freeze_backbone: bool = True
     validation_split: float = Field(0.1, gt=0, lt=1)
     checkpoint_dir: str = Field("checkpoints", min_length=1)
@@ -75,7 +82,7 @@ class FineTuneConfig(BaseModel):
         from ..augment.presets import PRESETS  # albumentations: only when a config is built
 
         if name not in PRESETS:
-            raise ValueError(f"unknown augmentation preset {name!r}; expected one of {tuple(PRESETS)}")
+            raise ValueError(f"unknown augmentation preset {reprlib.repr(name)}; expected one of {tuple(PRESETS)}")
         return name
 
     @model_validator(mode="after")
@@ -119,7 +126,7 @@ class FineTuneConfig(BaseModel):
 def read_job_fields(path) -> dict:
     """A job JSON file's fields, not yet validated (the CLI lays its options over them);
     a ValueError naming the file when it cannot be read or is not a JSON object."""
-    return read_json_object(path, "a job config of FineTuneConfig fields")
+    return read_json_object(path, "a job config of FineTuneConfig fields", max_bytes=MAX_JOB_BYTES)
 
 
 def _one_line(error: ValidationError) -> str:
@@ -133,7 +140,7 @@ def _one_line(error: ValidationError) -> str:
         elif item["type"] == "missing":
             parts.append(f"field {where!r}: required")
         elif where:
-            parts.append(f"field {where!r}: {message} (got {item.get('input')!r})")
+            parts.append(f"field {where!r}: {message} (got {reprlib.repr(item.get('input'))})")  # a 10 MB value: cut
         else:
             parts.append(message)
     return "; ".join(parts)

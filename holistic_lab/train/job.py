@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import display_path
+from ..files import display_path, output_lock
 from ..variants import check_variant_output, read_variant
 from .config import FineTuneConfig
 from .export import ExportReport, export_variant
@@ -88,9 +88,10 @@ def run_job(config: FineTuneConfig, out, start_from=None, command: str = "run_jo
     check_supported(config)
     check_job_outputs(config, out, start_from, overwrite)
     starting = start_model(start_from, config.module)
-    run = finetune(config, start_model=starting, progress=progress, seed=seed, steps_per_epoch=steps_per_epoch)
-    metrics = run_metrics(run)
-    made_by = {"command": command, "config": json.loads(config.to_json())}
-    report = export_variant(run.model, config.module, out, made_by, check_inputs=check_crops(config),
-                            source=start_from, metrics=metrics, overwrite=overwrite)
+    with output_lock(out, "--out"):   # a second run on the same variant is refused now, not an hour later
+        run = finetune(config, start_model=starting, progress=progress, seed=seed, steps_per_epoch=steps_per_epoch)
+        metrics = run_metrics(run)
+        made_by = {"command": command, "config": json.loads(config.to_json())}
+        report = export_variant(run.model, config.module, out, made_by, check_inputs=check_crops(config),
+                                source=start_from, metrics=metrics, overwrite=overwrite)
     return JobResult(run, report, metrics)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Callable
 import keras
 import numpy as np
 
-from ..files import atomic_write, display_path, sha256_file
+from ..files import atomic_write, display_path, output_lock, sha256_file
 from ..mediapipe_models import model_path
 from .adapters import LoraReport, add_lora, freeze, merge_lora
 from .config import CHECKPOINT_MARKER, FineTuneConfig
@@ -416,10 +415,24 @@ def finetune(config: FineTuneConfig, items: list | None = None, start_model=None
             return lambda: chosen
     train_indices, val_indices = split_indices(count, config.validation_split, seed, groups)
     make_train, make_val = select(train_indices), select(val_indices)
+    train_crops, validation_crops = count_crops(make_train(), config.module), count_crops(make_val(), config.module)
+    if not train_crops or not validation_crops:   # before the checkpoint folder and the models are made
+        raise ValueError(f"{config.dataset_path}: {train_crops} training and {validation_crops} validation "
+                         f"{config.module} crops; every image's {module.part} lacks the points its ROI needs")
     start = Path(start_model) if start_model is not None else model_path(config.model_name)
     identity = {"start_model_sha256": sha256_file(start), "seed": seed, "groups": groups is not None,
                 "data_sha256": fingerprint(items, files)}
-    folder = prepare_checkpoint_dir(config, identity)
+    # another run writing the same folder would mix its backup, log and best weights with this one's
+    with output_lock(Path(config.checkpoint_dir), "checkpoint_dir"):
+        folder = prepare_checkpoint_dir(config, identity)
+        return _fit(config, module, folder, make_train, make_val, (train_crops, validation_crops), start,
+                    start_model, progress, seed, steps_per_epoch)
+
+
+def _fit(config: FineTuneConfig, module: TrainModule, folder: Path, make_train, make_val, crops: tuple[int, int],
+         start: Path, start_model, progress: bool, seed: int, steps_per_epoch: int | None) -> FineTuneRun:
+    """`finetune`'s training, its data split and counted, the checkpoint folder locked and prepared."""
+    train_crops, validation_crops = crops
     keras.utils.set_random_seed(seed)
 
     student, teacher = build_models(config, start_model)
@@ -431,15 +444,11 @@ def finetune(config: FineTuneConfig, items: list | None = None, start_model=None
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     trainer.compile(optimizer=optimizer)
 
-    train_crops, validation_crops = count_crops(make_train(), config.module), count_crops(make_val(), config.module)
-    if not train_crops or not validation_crops:
-        raise ValueError(f"{config.dataset_path}: {train_crops} training and {validation_crops} validation "
-                         f"{config.module} crops; every image's {module.part} lacks the points its ROI needs")
     # repeated streams with a fixed number of steps: Keras knows each epoch's length (each pass of
     # the training stream draws new augmentations; the validation stream is the same every pass)
-    steps = math.ceil(train_crops / config.batch_size)
+    steps = -(-train_crops // config.batch_size)   # whole numbers: a float ceil of 1 / 10**400 is 0 steps
     steps = steps if steps_per_epoch is None else min(steps, steps_per_epoch)
-    validation_steps = math.ceil(validation_crops / config.batch_size)
+    validation_steps = -(-validation_crops // config.batch_size)
     train = module_dataset(make_train, config.module, config.batch_size, config.preset, seed).repeat()
     validation = module_dataset(make_val, config.module, config.batch_size, config.preset,
                                 seed + 10_000, geometry=False, reseed_each_epoch=False)
