@@ -180,3 +180,17 @@ def test_two_steps_of_the_trainers_own_step_lower_the_loss_on_a_fixed_batch():
     trainer.compile(optimizer=keras.optimizers.Adam(1e-4))
     losses = [float(trainer.train_on_batch(images, targets, return_dict=True)["loss"]) for _ in range(3)]
     assert losses[2] < losses[0] and np.isfinite(losses).all()
+
+
+def test_the_validation_split_keeps_groups_whole_and_near_the_asked_share():
+    groups = ["clip"] * 60 + [f"photo {i}" for i in range(140)]
+    train, validation = loop.split_indices(200, 0.1, seed=3, groups=groups)
+    assert sorted(train + validation) == list(range(200)) and 15 <= len(validation) <= 20
+    held = {groups[i] for i in validation}
+    assert not held & {groups[i] for i in train}      # no group on both sides
+    train, validation = loop.split_indices(10, 0.1, groups=["a"] * 9 + ["b"])
+    assert validation == [9]                          # the only group small enough
+    assert loop.split_indices(4, 0.5) in (([0, 1], [2, 3]), ([0, 2], [1, 3]), ([0, 3], [1, 2]), ([1, 2], [0, 3]),
+                                          ([1, 3], [0, 2]), ([2, 3], [0, 1]))
+    with pytest.raises(ValueError, match="one group"):
+        loop.split_indices(3, 0.5, groups=["a"] * 3)

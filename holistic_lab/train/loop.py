@@ -157,9 +157,18 @@ def split_indices(count: int, validation_split: float, seed: int = 0, groups=Non
     names = np.unique(labels)
     if len(names) < 2:
         raise ValueError("groups: every item is in one group; validation needs at least two groups")
+    sizes = {name: int(size) for name, size in zip(*np.unique(labels, return_counts=True))}
     order = np.random.default_rng(seed).permutation(len(names))
-    held_out = min(max(1, int(round(len(names) * validation_split))), len(names) - 1)
-    validation = set(names[order[:held_out]].tolist())
+    # whole groups in a seeded order, each taken if it still fits the split's share of the items
+    # (a clip of 60 frames counts 60, a photograph 1), never every group
+    budget = max(1.0, validation_split * count)
+    validation, held = set(), 0
+    for name in names[order]:
+        if held + sizes[name] <= budget and len(validation) < len(names) - 1:
+            validation.add(name)
+            held += sizes[name]
+    if not validation:   # every group is larger than the split: hold out the smallest
+        validation.add(min(names, key=lambda name: sizes[name]))
     inside = np.isin(labels, list(validation))
     return np.flatnonzero(~inside).tolist(), np.flatnonzero(inside).tolist()
 
