@@ -143,19 +143,24 @@ def test_masked_loss_ignores_masked_and_nan_points():
         pytest.approx(float(terms["total"]), rel=1e-6)
 
 
-def test_teacher_term_holds_unlabelled_points_only():
-    rng = np.random.default_rng(1)
+def _teacher_gradient(seed: int, z_labelled: bool):
+    """68 labelled face points (with z or without), the teacher elsewhere: the teacher term and its gradient."""
+    rng = np.random.default_rng(seed)
     predicted = tf.Variable(rng.uniform(0, 192, (1, 468, 3)).astype(np.float32))
     teacher = {"conv2d_21": rng.uniform(0, 192, (1, 1, 1, 1404)).astype(np.float32),
                "conv2d_31": np.zeros((1, 1, 1, 1), np.float32)}
     mask = np.zeros((1, 468), np.float32)
     mask[0, :68] = 1
-    targets = {"points": predicted.numpy(), "mask": mask, "z_mask": mask}
+    targets = {"points": predicted.numpy(), "mask": mask, "z_mask": mask if z_labelled else np.zeros_like(mask)}
     with tf.GradientTape() as tape:
         outputs = {"conv2d_21": tf.reshape(predicted, (1, 1, 1, 1404)), "conv2d_31": tf.zeros((1, 1, 1, 1))}
         terms = landmark_losses(outputs, targets, "face_mesh", teacher, weights={"landmarks": 0, "z": 0,
                                                                                  "presence": 0})
-    gradient = tape.gradient(terms["total"], predicted).numpy()
+    return terms, tape.gradient(terms["total"], predicted).numpy()
+
+
+def test_teacher_term_holds_unlabelled_points_only():
+    terms, gradient = _teacher_gradient(1, z_labelled=True)
     assert float(terms["teacher"]) > 0 and (gradient[0, :68] == 0).all() and (gradient[0, 68:] != 0).all()
 
 
@@ -278,18 +283,7 @@ def test_presence_follows_the_teacher_not_a_constant_one(face_model, face_batch)
 
 
 def test_a_2d_human_point_takes_its_z_from_the_teacher_and_nothing_else():
-    rng = np.random.default_rng(2)
-    predicted = tf.Variable(rng.uniform(0, 192, (1, 468, 3)).astype(np.float32))
-    teacher = {"conv2d_21": rng.uniform(0, 192, (1, 1, 1, 1404)).astype(np.float32),
-               "conv2d_31": np.zeros((1, 1, 1, 1), np.float32)}
-    xy_mask = np.zeros((1, 468), np.float32)
-    xy_mask[0, :68] = 1                                   # 68 human points: x, y only
-    targets = {"points": predicted.numpy(), "mask": xy_mask, "z_mask": np.zeros_like(xy_mask)}
-    with tf.GradientTape() as tape:
-        outputs = {"conv2d_21": tf.reshape(predicted, (1, 1, 1, 1404)), "conv2d_31": tf.zeros((1, 1, 1, 1))}
-        terms = landmark_losses(outputs, targets, "face_mesh", teacher, weights={"landmarks": 0, "z": 0,
-                                                                                 "presence": 0})
-    gradient = tape.gradient(terms["total"], predicted).numpy()
+    _, gradient = _teacher_gradient(2, z_labelled=False)              # 68 human points: x, y only
     assert (gradient[0, :68, :2] == 0).all() and (gradient[0, :68, 2] != 0).all()   # labelled x, y: theirs
     assert (gradient[0, 68:] != 0).all()
 
