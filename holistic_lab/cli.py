@@ -244,7 +244,8 @@ def add_finetune_parser(sub) -> None:
                                     "override it")
     p.add_argument("--epochs", type=positive_int, default=given_only, help="epochs (default 10)")
     p.add_argument("--batch-size", type=positive_int, default=given_only, help="crops per batch (default 32)")
-    p.add_argument("--learning-rate", type=positive_float, default=given_only, help="Adam's (default 1e-4)")
+    p.add_argument("--learning-rate", type=positive_float, default=given_only,
+                   help="Adam's (default: 1e-4, pose 1e-5)")
     p.add_argument("--lora-rank", type=optional(positive_int), default=given_only,
                    help="train rank-R LoRA adapters only ('none': no LoRA, the default)")
     p.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction, default=given_only,

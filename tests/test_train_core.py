@@ -302,3 +302,9 @@ def test_pose_visibility_follows_the_teachers():
     raw[..., 3:5] = 30.0                                   # everything visible and present: not what the teacher says
     confident = {**outputs, "Identity": tf.constant(raw.reshape(np.asarray(outputs["Identity"]).shape))}
     assert float(landmark_losses(confident, targets, "pose", teacher=outputs)["visibility"]) > own
+
+
+def test_learning_rate_defaults_to_the_modules_own():
+    assert FineTuneConfig(dataset_path="s", module="pose").step_size == 1e-5
+    assert FineTuneConfig(dataset_path="s", module="hands").step_size == 1e-4
+    assert FineTuneConfig(dataset_path="s", module="pose", learning_rate=3e-4).step_size == 3e-4

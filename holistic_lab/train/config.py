@@ -5,7 +5,7 @@
     Path("job.json").write_text(config.to_json())
 
 Defaults suit a small data set on a laptop: a frozen backbone (the safest against forgetting
-when there are a few hundred labelled crops), no LoRA, 10 epochs of 32 crops at 1e-4 (Adam),
+when there are a few hundred labelled crops), no LoRA, 10 epochs of 32 crops at 1e-4 (Adam; pose 1e-5),
 gradient norm clipped at 1.0, 10% held out, the "train" augmentation preset. Every bad value
 raises one ValueError naming the field and what was expected; unknown keys are refused by name.
 """
@@ -42,7 +42,8 @@ class FineTuneConfig(BaseModel):
         description="face_mesh -> face_landmark, hands -> hand_landmark_full, pose -> pose_landmark_full")
     epochs: int = Field(10, ge=1, le=MAX_COUNT)
     batch_size: int = Field(32, ge=1, le=MAX_COUNT)
-    learning_rate: float = Field(1e-4, gt=0, allow_inf_nan=False)
+    learning_rate: float | None = Field(None, gt=0, allow_inf_nan=False,
+                                        description="Adam's; None: the module's default (1e-4; pose 1e-5)")
     lora_rank: int | None = Field(None, ge=1, le=MAX_LORA_RANK,
                                   description="None: no LoRA; r: rank-r adapters on every Conv2D and Dense")
     freeze_backbone: bool = True
@@ -100,6 +101,11 @@ class FineTuneConfig(BaseModel):
             super().__init__(**fields)
         except ValidationError as error:
             raise ValueError(f"FineTuneConfig: {_one_line(error)}") from None
+
+    @property
+    def step_size(self) -> float:
+        """The learning rate the job trains with: its own, else its module's default."""
+        return self.learning_rate if self.learning_rate is not None else MODULES[self.module].default_learning_rate
 
     @property
     def model_name(self) -> str:

@@ -448,7 +448,7 @@ def _fit(config: FineTuneConfig, module: TrainModule, folder: Path, make_train, 
     lora = choose_trainable(student, config)
     trainer = FineTuner(student, teacher, module, config.loss_weights)
     clip = {} if config.gradient_clip is None else {"global_clipnorm": config.gradient_clip}
-    optimizer = keras.optimizers.Adam(config.learning_rate, **clip)
+    optimizer = keras.optimizers.Adam(config.step_size, **clip)
     if student.dtype_policy.name == "mixed_float16":   # float16 gradients underflow without loss scaling
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     trainer.compile(optimizer=optimizer)

@@ -17,7 +17,8 @@ Terms (`DEFAULT_LOSS_WEIGHTS`, `FineTuneConfig.loss_weights` replaces any of the
                    clean crop, so 68 labelled face points do not tear the other 400 mesh vertices;
                    2-D labelled points (human labels have no z): their z error to the teacher's
   teacher_outputs 0.1  mean squared error to the shipped model's outputs that have no human label
-                   (hand handedness and world points; pose segmentation, heatmaps, world points)
+                   (hand handedness and world points; pose segmentation, heatmaps, world points),
+                   logits (segmentation, heatmaps) compared as probabilities
 Teacher terms are 0 when no teacher outputs are given.
 
 A point counts only where its mask is 1 and its label is finite: other points add nothing to
@@ -83,10 +84,15 @@ def landmark_losses(outputs: dict, targets: dict, module: str | TrainModule, tea
                             ) / ops.maximum(ops.sum(1.0 - z_known), 1.0)
         if module.teacher_only_outputs:
             terms["teacher_outputs"] = sum(
-                ops.mean(ops.square(outputs[name] - ops.stop_gradient(teacher[name])))
+                ops.mean(ops.square(_as_probability(outputs[name], name, module)
+                                    - ops.stop_gradient(_as_probability(teacher[name], name, module))))
                 for name in module.teacher_only_outputs)
     terms["total"] = sum(weights[name] * value for name, value in terms.items())
     return terms
+
+
+def _as_probability(values, name: str, module: TrainModule):
+    return ops.sigmoid(values) if name in module.logit_outputs else values
 
 
 def masked_mean(values, mask):

@@ -49,6 +49,9 @@ class TrainModule:
     presence_output: str
     presence_is_logit: bool
     teacher_only_outputs: tuple[str, ...]   # outputs trained only towards the shipped model's values
+    default_learning_rate: float = 1e-4     # Adam's step when the job gives none
+    logit_outputs: tuple[str, ...] = ()     # of those, logits (compared as probabilities: raw segmentation
+                                            # logits reach -1500 and would swamp every other term)
 
     @property
     def stage(self) -> str:
@@ -66,7 +69,10 @@ MODULES: dict[str, TrainModule] = {
                          "Identity", "Identity_1", False, ("Identity_2", "Identity_3")),
     # shoulders and hips set the centre and direction
     "pose": TrainModule("pose", "pose_landmark_full", "pose", 256, True, (11, 12, 23, 24), 8, 39, 5, 1.0,
-                        "Identity", "Identity_1", False, ("Identity_2", "Identity_3", "Identity_4")),
+                        "Identity", "Identity_1", False, ("Identity_2", "Identity_3", "Identity_4"),
+                        # Adam's first steps at 1e-4 moved its landmarks by about 30 crop pixels
+                        # before they recovered (tests/test_train_loop.py); 1e-5 descends at once
+                        default_learning_rate=1e-5, logit_outputs=("Identity_2", "Identity_3")),
 }
 
 
