@@ -41,7 +41,7 @@ from ..mediapipe_models import model_path
 from .adapters import LoraReport, add_lora, freeze, merge_lora
 from .config import CHECKPOINT_MARKER, FineTuneConfig
 from .data import iter_labelled, module_dataset
-from .losses import landmark_losses
+from .losses import landmark_losses, named_outputs
 from .modules import TrainModule, train_module
 
 BEST_WEIGHTS = "best.weights.h5"
@@ -92,8 +92,8 @@ class FineTuner(keras.Model):
 
     def _terms(self, data, training: bool) -> dict:
         images, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
-        outputs = _as_float32(self.student.output_names, self.student(images, training=training))
-        teacher = _as_float32(self.teacher.output_names, self.teacher(targets["clean"], training=False))
+        outputs = named_outputs(self.student, images, training=training)
+        teacher = named_outputs(self.teacher, targets["clean"])
         return landmark_losses(outputs, targets, self.module, teacher, self.weights_by_term)
 
     def train_step(self, data):
@@ -113,11 +113,6 @@ class FineTuner(keras.Model):
         for name, tracker in self.trackers.items():
             tracker.update_state(terms["total" if name == "loss" else name])
         return {name: tracker.result() for name, tracker in self.trackers.items()}
-
-
-def _as_float32(names, outputs) -> dict:
-    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    return {name: keras.ops.cast(value, "float32") for name, value in zip(names, outputs)}
 
 
 # --- what trains -----------------------------------------------------------------------------
@@ -237,7 +232,7 @@ class ValidationImages(keras.callbacks.Callback):
         import tensorflow as tf
 
         images, targets = self.batch
-        outputs = _as_float32(self.model.student.output_names, self.model.student(images[:1]))
+        outputs = named_outputs(self.model.student, images[:1])
         predicted = keras.ops.convert_to_numpy(outputs[self.module.landmarks_output]).reshape(
             self.module.num_points, self.module.values_per_point)[:, :2]
         picture = draw_points(images[0], targets["points"][0, :, :2], targets["mask"][0] > 0, predicted)

@@ -36,11 +36,12 @@ from .modules import DEFAULT_LOSS_WEIGHTS, TrainModule, train_module
 CHARBONNIER_PX = 1.0
 
 
-def named_outputs(model: keras.Model, images) -> dict:
-    """The model's outputs on `images` by output name (a one-output model's tensor is wrapped)."""
-    outputs = model(images)
+def named_outputs(model: keras.Model, images, training: bool = False) -> dict:
+    """The model's outputs on `images` by output name, as float32 (a mixed-precision model computes
+    in float16 or bfloat16); a one-output model's tensor is wrapped."""
+    outputs = model(images, training=training)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    return dict(zip(model.output_names, outputs))
+    return {name: ops.cast(value, "float32") for name, value in zip(model.output_names, outputs)}
 
 
 def landmark_losses(outputs: dict, targets: dict, module: str | TrainModule, teacher: dict | None = None,
