@@ -5,6 +5,8 @@ z in MediaPipe's units (roughly x's scale, relative to the hips for pose, the wr
 hands, the face centre for the face); every row of an absent part is NaN.
 `visibility` is (543,) float32: MediaPipe's visibility for pose points, 1.0 for points
 of a present face or hand (those models give none), 0.0 for absent parts.
+`gestures` is None unless the pipeline has a gesture model; then it maps each hand to its
+(label, score), None for a hand not found. It is not stored in results files.
 Many results are stored together in one `.npz` (see `save_results`), marked with
 `RESULTS_FORMAT` so a writer can tell its own archives from a user's files.
 """
@@ -33,6 +35,8 @@ class HolisticResult:
     width: int
     height: int
     extras: dict = field(default_factory=dict, repr=False, compare=False)
+    # per hand (label, score) or None, when the pipeline has a gesture model; None when it has none
+    gestures: dict | None = field(default=None, compare=False)
 
     def __post_init__(self):
         self.xyz = np.asarray(self.xyz, dtype=np.float32)

@@ -5,7 +5,9 @@ The course's variant contract (chapters 05-10): a variant is a folder holding `m
 library versions; per stage: file, sha256, kind such as float32 / float16 / int8 /
 int8-selective / pruned-0.3, and measured metrics once benchmarked) and one `.tflite` per
 stage it replaces, named by the stage (`pose_detection.tflite`, ..., `hand_landmark.tflite`).
-A stage the manifest does not list runs the shipped model. Every transforming command writes
+A stage the manifest does not list runs the shipped model. A variant with a gesture head also
+holds `gesture/` (a `holistic_lab.gestures` classifier folder; its model is the hand landmark
+model plus the head, so it runs as the hand stage). Every transforming command writes
 one with `write_variant`; `read_variant` (and `HolisticPipeline.from_variant`) refuses a
 manifest whose checksums do not match its files, naming the file.
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 from .files import atomic_write, check_output_folder, display_path, output_lock, sha256_file
 from .mediapipe_models import installed_versions, model_path
 from .native_logs import filtered_native_stderr, import_tensorflow
+from .pipeline.gesture import MANIFEST as GESTURE_MANIFEST, MODEL_FILE as GESTURE_MODEL_FILE, read_gesture_model
 from .pipeline.holistic import STAGE_MODELS
 
 FORMAT, VERSION = "holistic-lab-variant", 1
@@ -31,6 +34,7 @@ MANIFEST = "manifest.json"
 # stage name -> (HolisticPipeline argument, shipped model it replaces): the one table between them
 STAGES = {argument.removesuffix("_model"): (argument, shipped) for argument, shipped in STAGE_MODELS.items()}
 TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4..8 of every .tflite
+GESTURE_FOLDER = "gesture"  # a variant's gesture classifier (holistic_lab.gestures), when it has one
 
 
 @dataclass(frozen=True)
@@ -40,10 +44,17 @@ class Variant:
     folder: Path
     manifest: dict
     stages: dict[str, Path]
+    gesture: Path | None = None   # its gesture classifier folder, if it has one
 
     def pipeline_kwargs(self) -> dict[str, str]:
-        """HolisticPipeline constructor arguments that swap in this variant's stage models."""
-        return {STAGES[stage][0]: str(path) for stage, path in self.stages.items()}
+        """HolisticPipeline constructor arguments that swap in this variant's stage models. A
+        gesture classifier carries the hand model it was trained on, so it replaces the hand
+        landmark stage (one pass per hand gives landmarks and gesture)."""
+        kwargs = {STAGES[stage][0]: str(path) for stage, path in self.stages.items()}
+        if self.gesture is not None:
+            kwargs.pop(STAGES["hand_landmark"][0], None)
+            kwargs["gesture_model"] = str(self.gesture)
+        return kwargs
 
 
 def stage_file(stage: str) -> str:
@@ -105,6 +116,11 @@ def _is_earlier_variant(folder: Path) -> bool:
     entries = [entry for entry in folder.iterdir() if entry.name != lock]
     if not entries:
         return True
+    gesture = folder / GESTURE_FOLDER
+    if gesture.is_dir() and not gesture.is_symlink():
+        if {entry.name for entry in gesture.iterdir()} - {GESTURE_MANIFEST, GESTURE_MODEL_FILE, f".{GESTURE_MANIFEST}.lock"}:
+            return False
+        entries = [entry for entry in entries if entry.name != GESTURE_FOLDER]
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
@@ -125,17 +141,20 @@ def check_variant_output(folder, overwrite: bool = False) -> Path:
 
 def write_variant(folder, stages: dict, name: str, made_by: dict, source=None,
                   kinds: str | dict[str, str] = "float32", metrics: dict[str, dict] | None = None,
-                  overwrite: bool = False) -> Path:
+                  overwrite: bool = False, gesture=None) -> Path:
     """Write a variant folder: each stage's model (bytes or a .tflite path), then `manifest.json`.
 
     made_by: {"command": ..., "config": {...}}, what made it; source: the variant it started
     from (None: the shipped models); kinds: one kind for every stage or stage -> kind;
-    metrics: stage -> measured metrics. Everything is checked before anything is written.
+    metrics: stage -> measured metrics; gesture: a saved gesture classifier folder, copied into
+    the variant's `gesture/` (then `stages` may be empty). Everything is checked before anything
+    is written.
     A folder holding anything but an earlier variant is refused unless `overwrite`, and even
     then its other files are kept. Returns the manifest's path.
     """
     folder = check_output_folder(folder, "variant folder")
-    if not stages:
+    classifier = None if gesture is None else read_gesture_model(gesture)
+    if not stages and classifier is None:
         raise ValueError(f"variant {display_path(folder)}: no stage models given; expected some of {', '.join(STAGES)}")
     kinds = dict.fromkeys(stages, kinds) if isinstance(kinds, str) else dict(kinds)
     metrics = dict(metrics or {})
@@ -166,18 +185,27 @@ def write_variant(folder, stages: dict, name: str, made_by: dict, source=None,
                            "kind": kinds[stage], "metrics": metrics.get(stage, {})}
                    for stage, model in models.items()},
     }
+    gesture_files = {}
+    if classifier is not None:
+        manifest["gesture"] = {"folder": GESTURE_FOLDER, "sha256": classifier.manifest["sha256"],
+                               "labels": list(classifier.labels)}
+        gesture_files = {name: (classifier.folder / name).read_bytes() for name in (GESTURE_MODEL_FILE, GESTURE_MANIFEST)}
     try:  # before anything is written
         text = json.dumps(manifest, indent=2)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"variant {display_path(folder)}: made_by cannot be written as JSON ({exc})") from exc
-    for file in [MANIFEST, *map(stage_file, models)]:
-        if (folder / file).is_symlink():  # writing through it would replace a file outside the folder
+    for file in [MANIFEST, *map(stage_file, models), *(f"{GESTURE_FOLDER}/{name}" for name in gesture_files)]:
+        if (folder / file).is_symlink() or (gesture_files and (folder / GESTURE_FOLDER).is_symlink()):  # writing through it would replace a file outside the folder
             raise ValueError(f"variant folder {display_path(folder)}: {file} is a symbolic link; "
                              "remove it or choose another folder")
     with output_lock(folder / MANIFEST, "variant manifest") as manifest_path:
         check_variant_output(folder, overwrite)
         for stage, model in models.items():
             atomic_write(folder / stage_file(stage), lambda path, model=model: path.write_bytes(model))
+        if gesture_files:
+            (folder / GESTURE_FOLDER).mkdir(exist_ok=True)
+            for name, payload in gesture_files.items():  # the model before the manifest that names its checksum
+                atomic_write(folder / GESTURE_FOLDER / name, lambda path, payload=payload: path.write_bytes(payload))
         return atomic_write(manifest_path, lambda path: path.write_text(text + "\n"))
 
 
@@ -213,4 +241,20 @@ def read_variant(folder) -> Variant:
             raise ValueError(f"{display_path(path)}: sha256 {actual} but the manifest says {entry.get('sha256')}: "
                              "changed since the variant was written")
         stages[stage] = path
-    return Variant(manifest["name"], folder, manifest, stages)
+    return Variant(manifest["name"], folder, manifest, stages, _read_gesture(folder, manifest.get("gesture"), where))
+
+
+def _read_gesture(folder: Path, entry, where: str) -> Path | None:
+    """The variant's checked gesture classifier folder, or None if the manifest names none."""
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or entry.get("folder") != GESTURE_FOLDER:
+        raise ValueError(f"{where}: 'gesture' must name the folder {GESTURE_FOLDER!r}, got {entry!r}")
+    path = folder / GESTURE_FOLDER
+    if path.is_symlink() or not path.resolve().is_relative_to(folder.resolve()):
+        raise ValueError(f"{where}: {display_path(path)} is a symbolic link; a variant holds its own files")
+    classifier = read_gesture_model(path)
+    if classifier.manifest.get("sha256") != entry.get("sha256"):
+        raise ValueError(f"{display_path(path)}: its model's sha256 {classifier.manifest.get('sha256')} is not the "
+                         f"one the variant's manifest names ({entry.get('sha256')}): changed since it was written")
+    return path

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..images import check_rgb, iter_video_frames
 from ..result import HolisticResult
+from .gesture import GestureStage
 from .roi import Rect, transform_rect
 from .smoothing import POSE_AUXILIARY_FILTER, POSE_LANDMARKS_FILTER, LandmarkSmoother
 from .stages import (FaceDetection, FaceLandmark, HandLandmark, HandRecrop, PoseDetection, PoseLandmark,
@@ -48,7 +49,7 @@ STAGE_MODELS = {
 FRAME_INTERVAL_S = 0.033333  # mp.solutions feeds frames 33333 us apart (30 fps) whatever the video's rate
 
 
-STAGE_THREADS_KEYS = tuple(argument.removesuffix("_model") for argument in STAGE_MODELS)
+STAGE_THREADS_KEYS = (*(argument.removesuffix("_model") for argument in STAGE_MODELS), "gesture")
 
 
 def threads_per_stage(num_threads: int | dict[str, int]) -> dict[str, int]:
@@ -83,13 +84,18 @@ class HolisticPipeline:
     its XNNPACK thread pool and an idle pool's worker spin-waits for a while, so on a
     2-core machine threads in every stage make the pools fight for the second core;
     {"pose_landmark": 2} gives it to the one stage where it pays (see notebook 01).
+    gesture_model: a gesture classifier folder (`holistic_lab.gestures`); each result then has
+    `gestures = {"left_hand": (label, score) | None, "right_hand": ...}`. Its model is the hand
+    landmark model with a gesture head, so without a hand_landmark_model it runs as the hand
+    stage, one pass per hand giving landmarks and gesture; beside another hand model it is a
+    second pass on the same crop.
     """
 
     def __init__(self, static_image_mode: bool = True, num_threads: int | dict[str, int] = 1,
                  smooth_landmarks: bool = True,
                  min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
                  pose_detection_model=None, pose_landmark_model=None, face_detection_model=None,
-                 face_landmark_model=None, hand_recrop_model=None, hand_landmark_model=None):
+                 face_landmark_model=None, hand_recrop_model=None, hand_landmark_model=None, gesture_model=None):
         for name, value in (("min_detection_confidence", min_detection_confidence),
                             ("min_tracking_confidence", min_tracking_confidence)):
             if not 0.0 <= value <= 1.0:
@@ -104,11 +110,17 @@ class HolisticPipeline:
         self.face_detection = FaceDetection(face_detection_model, threads["face_detection"])
         self.face_landmark = FaceLandmark(face_landmark_model, threads["face_landmark"])
         self.hand_recrop = HandRecrop(hand_recrop_model, threads["hand_recrop"])
+        self._gesture_is_hand_stage = gesture_model is not None and hand_landmark_model is None
+        self.gesture = None if gesture_model is None else GestureStage(
+            gesture_model, threads["hand_landmark" if self._gesture_is_hand_stage else "gesture"])
+        if self._gesture_is_hand_stage:
+            hand_landmark_model = self.gesture.runner
         self.hand_landmark = HandLandmark(hand_landmark_model, threads["hand_landmark"])
         self.last_timings: dict[str, float] = {}
         self.last_rois: dict[str, Rect] = {}
         self.last_roi_sources: dict[str, str] = {}
         self.last_crops: dict = {}
+        self.last_outputs: dict[str, list[np.ndarray]] = {}
         self.reset()
 
     @classmethod
@@ -138,6 +150,7 @@ class HolisticPipeline:
         height, width = rgb.shape[:2]
         self._image_size = (width, height)
         self.last_timings, self.last_rois, self.last_roi_sources, self.last_crops = {}, {}, {}, {}
+        self.last_outputs = {}
         result = HolisticResult.empty(width, height)
         pose = self._pose(rgb)
         if pose is not None:
@@ -150,6 +163,8 @@ class HolisticPipeline:
                 hand = self._tracked_part(rgb, side, self._hand_recrop_rect(rgb, pose, side))
                 if hand is not None:
                     result.set_part(side, hand)
+        if self.gesture is not None:
+            result.gestures = {side: self._gesture(side) if result.present[side] else None for side in HANDS}
         if not self.static_image_mode:
             self._frame_index += 1
         total_ms = (time.perf_counter() - start) * 1e3
@@ -159,11 +174,20 @@ class HolisticPipeline:
         return result
 
     def _infer(self, stage, key: str, model_input, decode, *args):
-        """Decode one stage's model output, recording its crop and model time under `key`."""
+        """Decode one stage's model output, recording its crop, raw outputs and model time under `key`."""
         self.last_crops[key] = model_input
         output = decode(model_input, *args)
+        self.last_outputs[key] = stage.last_outputs
         self.last_timings[key] = stage.last_inference_ms
         return output
+
+    def _gesture(self, side: str) -> tuple[str, float]:
+        """The gesture of a hand just found: read from the hand stage's own pass, or a second pass."""
+        if self._gesture_is_hand_stage:
+            return self.gesture.decode(self.last_outputs[f"{side}_landmark"])
+        gesture = self.gesture.classify(self.last_crops[f"{side}_landmark"])
+        self.last_timings[f"{side}_gesture"] = self.gesture.last_inference_ms
+        return gesture
 
     def _pose(self, rgb):
         size = self._image_size

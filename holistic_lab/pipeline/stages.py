@@ -36,18 +36,20 @@ def sigmoid(x):
 
 
 class Stage:
-    """A model runner plus the timing of its last call."""
+    """A model runner plus the timing and outputs of its last call."""
     default_model: str
     name: str
 
     def __init__(self, model=None, num_threads: int = 1):
         self.runner = make_runner(model, self.default_model, num_threads)
         self.last_inference_ms = 0.0
+        self.last_outputs: list[np.ndarray] = []
 
     def infer(self, model_input: Crop) -> list[np.ndarray]:
         start = time.perf_counter()
         outputs = self.runner(model_input.tensor)
         self.last_inference_ms = (time.perf_counter() - start) * 1e3
+        self.last_outputs = outputs
         return outputs
 
 
@@ -244,7 +246,11 @@ class HandLandmark(Stage):
 
     def scored_landmarks(self, model_input: Crop) -> tuple[float, np.ndarray]:
         """(hand presence score, (21, 3) image-normalised landmarks) whatever the score."""
-        landmarks, flag = check_outputs(self.infer(model_input), [63, 1], self.name)[:2]
+        return self.decode(self.infer(model_input), model_input)
+
+    def decode(self, outputs: list[np.ndarray], model_input: Crop) -> tuple[float, np.ndarray]:
+        """(hand presence score, (21, 3) image-normalised landmarks) from the model's outputs on `model_input`."""
+        landmarks, flag = check_outputs(outputs, [63, 1], self.name)[:2]
         xyz = landmarks.reshape(21, 3) / np.array([224.0, 224.0, 224.0 * 0.4], np.float32)
         return float(flag[0]), project_landmarks(xyz, model_input.rect, model_input.padding)
 
