@@ -278,6 +278,143 @@ def add_finetune_parser(sub) -> None:
     p.set_defaults(func=cmd_finetune)
 
 
+def new_class(text: str) -> tuple[str, str]:
+    """`NAME=FOLDER` -> (name, folder): a class of the user's own images."""
+    name, sep, folder = text.partition("=")
+    if not (sep and name.strip() and folder.strip()):
+        raise argparse.ArgumentTypeError(f"expected NAME=FOLDER such as pinch=photos/pinch, got {text!r}")
+    return name.strip(), folder.strip()
+
+
+def gesture_items(args) -> list:
+    """--data's class folders (picked and renamed by --classes), plus each --add-class."""
+    from .gestures import add_class, class_items, parse_classes
+
+    items = class_items(args.data, parse_classes(args.classes))
+    for name, folder in getattr(args, "add_class", None) or []:
+        items = add_class(items, folder, name)
+    return items
+
+
+def cmd_gestures_train(args) -> int:
+    """Train a gesture head on the hand model from class folders into a variant (gesture/)."""
+    from .gestures import GestureClassifier, labels_of
+    from .variants import check_variant_output
+
+    check_variant_output(args.out, args.overwrite)  # before minutes of work
+    items = gesture_items(args)
+    classifier = GestureClassifier.train(items, hand_model=args.start_from, views=args.views, epochs=args.epochs,
+                                         validation_fraction=args.validation_split, learning_rate=args.learning_rate,
+                                         seed=args.seed, progress=not args.no_progress)
+    manifest = classifier.save_variant(args.out, {"command": shlex.join(["holistic-lab", *args.argv])},
+                                       source=args.start_from, overwrite=args.overwrite)
+    training = classifier.manifest["training"]
+    print(f"{len(items)} images, classes {', '.join(labels_of(items))}: validation accuracy "
+          f"{training['validation_accuracy']:.3f} (best epoch {training['best_epoch']} of {training['epochs_run']}); "
+          f"variant {display_path(manifest.parent)}")
+    return 0
+
+
+def cmd_gestures_eval(args) -> int:
+    """Score a gesture classifier on class folders: accuracy with its interval, per-class F1, confusion."""
+    from .gestures import GestureClassifier
+    from .gestures.evaluate import confusion_matrix, per_class_f1
+    from .images import load_rgb
+    from .train.evaluate import bootstrap_interval
+
+    classifier = GestureClassifier.load(args.model)
+    items = gesture_items(args)
+    unknown = sorted({label for _, label in items} - set(classifier.labels))
+    if unknown:
+        raise ValueError(f"--data has classes {unknown} the classifier does not know ({', '.join(classifier.labels)}); "
+                         "rename them with --classes")
+    index = {label: i for i, label in enumerate(classifier.labels)}
+    true, predicted = [], []
+    for path, label in _progress(items, "gestures eval", args.no_progress):
+        true.append(index[label])
+        predicted.append(index[classifier.classify_crop(load_rgb(path))[0]])
+    correct = [float(t == p) for t, p in zip(true, predicted)]
+    low, high = bootstrap_interval(correct, [Path(path).stem for path, _ in items])
+    matrix = confusion_matrix(true, predicted, len(classifier.labels))
+    print(f"accuracy {sum(correct) / len(correct):.3f} [95% interval {low:.3f}, {high:.3f}] on {len(items)} images")
+    corner = "true/predicted"
+    width = max(len(corner), *map(len, classifier.labels))
+    print(f"{corner:>{width}}  " + " ".join(f"{label[:6]:>6}" for label in classifier.labels) + "      F1")
+    for label, row, f1 in zip(classifier.labels, matrix, per_class_f1(matrix)):
+        print(f"{label:>{width}}  " + " ".join(f"{count:>6}" for count in row) + f"  {f1:6.3f}")
+    return 0
+
+
+def cmd_gestures_predict(args) -> int:
+    """Gesture of each tight hand crop, or with --frames of each hand the whole cascade finds."""
+    from .gestures import GestureClassifier
+    from .images import load_rgb
+
+    classifier = GestureClassifier.load(args.model)
+    if args.frames:
+        from .pipeline import HolisticPipeline
+
+        pipeline = HolisticPipeline(gesture_model=classifier.folder)
+    for path in args.images:
+        rgb = load_rgb(path)
+        if args.frames:
+            gestures = pipeline.process(rgb).gestures
+            found = [f"{side}={label} {score:.2f}" for side, (label, score) in
+                     ((side, value) for side, value in gestures.items() if value is not None)]
+            print(f"{path}\t{' '.join(found) or 'no hand'}")
+        else:
+            label, score = classifier.classify_crop(rgb)
+            print(f"{path}\t{label}\t{score:.3f}")
+    return 0
+
+
+def _progress(items, desc: str, off: bool):
+    if off:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc)
+
+
+def add_gestures_parser(sub) -> None:
+    gestures = sub.add_parser("gestures", help="gesture classification on the hand model (chapter 06)")
+    commands = gestures.add_subparsers(dest="gestures_command", required=True)
+
+    def data_options(p, required: bool = True):
+        p.add_argument("--data", required=required, help="a folder of class folders (one sub-folder per gesture)")
+        p.add_argument("--classes", default=None,
+                       help="which sub-folders and their labels: 'all' (default), 'hagrid8' (the job API's 8 "
+                            "HaGRID classes), or 'folder:label,folder,...'")
+        p.add_argument("--add-class", type=new_class, action="append", metavar="NAME=FOLDER",
+                       help="one more class from a folder of your own images (repeatable), e.g. pinch=photos/pinch")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = commands.add_parser("train", help=cmd_gestures_train.__doc__)
+    data_options(p)
+    p.add_argument("--out", required=True, help="the variant folder to write (the classifier goes in its gesture/)")
+    p.add_argument("--from", dest="start_from",
+                   help="a variant folder to start from: the head goes on its hand model; its stages are kept")
+    p.add_argument("--views", type=positive_int, default=3, help="crops per training image: the cascade's ROI, then "
+                                                                 "jittered and mirrored ones (default 3)")
+    p.add_argument("--epochs", type=positive_int, default=300, help="most epochs; early stopping picks the best")
+    p.add_argument("--validation-split", type=unit_fraction, default=0.15, help="fraction of images held out")
+    p.add_argument("--learning-rate", type=positive_float, default=1e-3, help="Adam's (default 1e-3)")
+    p.add_argument("--seed", type=seed_value, default=0, help="random seed (split, views, init)")
+    p.add_argument("--overwrite", action="store_true", help="write the variant beside files in --out that are not one")
+    p.set_defaults(func=cmd_gestures_train, command="gestures train")
+
+    p = commands.add_parser("eval", help=cmd_gestures_eval.__doc__)
+    data_options(p)
+    p.add_argument("--model", required=True, help="a variant folder with a gesture head (or the gesture folder itself)")
+    p.set_defaults(func=cmd_gestures_eval, command="gestures eval")
+
+    p = commands.add_parser("predict", help=cmd_gestures_predict.__doc__)
+    p.add_argument("images", nargs="+", help="image files: tight hand crops, or whole photographs with --frames")
+    p.add_argument("--model", required=True, help="a variant folder with a gesture head (or the gesture folder itself)")
+    p.add_argument("--frames", action="store_true", help="the images are whole photographs: run the whole cascade")
+    p.set_defaults(func=cmd_gestures_predict, command="gestures predict")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="holistic-lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -338,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_convert)
 
     add_finetune_parser(sub)
+    add_gestures_parser(sub)
     return parser
 
 

@@ -121,6 +121,8 @@ def _is_earlier_variant(folder: Path) -> bool:
         if {entry.name for entry in gesture.iterdir()} - {GESTURE_MANIFEST, GESTURE_MODEL_FILE, f".{GESTURE_MANIFEST}.lock"}:
             return False
         entries = [entry for entry in entries if entry.name != GESTURE_FOLDER]
+        if not entries:  # a classifier saved here, its variant manifest not yet written
+            return True
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
@@ -207,6 +209,20 @@ def write_variant(folder, stages: dict, name: str, made_by: dict, source=None,
             for name, payload in gesture_files.items():  # the model before the manifest that names its checksum
                 atomic_write(folder / GESTURE_FOLDER / name, lambda path, payload=payload: path.write_bytes(payload))
         return atomic_write(manifest_path, lambda path: path.write_text(text + "\n"))
+
+
+def carried_stages(source, replaced: str | None = None) -> tuple[dict, dict, dict]:
+    """(stage -> model bytes, stage -> kind, stage -> metrics) of the variant `source` (None: no
+    stages), without the stage `replaced`: what a command that started from it passes on."""
+    stages, kinds, metrics = {}, {}, {}
+    if source is not None:
+        earlier = read_variant(source)
+        for stage, path in earlier.stages.items():
+            if stage != replaced:
+                entry = earlier.manifest["stages"][stage]
+                stages[stage], kinds[stage] = path.read_bytes(), entry.get("kind", "float32")
+                metrics[stage] = entry.get("metrics", {})
+    return stages, kinds, metrics
 
 
 def read_variant(folder) -> Variant:

@@ -170,8 +170,28 @@ class GestureClassifier:
         self.folder, self._pipeline = folder, None
         return written
 
+    def save_variant(self, folder, made_by: dict, source=None, overwrite: bool = False) -> Path:
+        """Write a model-variant folder holding this classifier in `gesture/` (and the stages of
+        `source`, the variant it started from); returns the variant manifest's path."""
+        from ..variants import GESTURE_FOLDER, carried_stages, check_variant_output, write_variant
+
+        folder = check_variant_output(folder, overwrite)
+        stages, kinds, metrics = carried_stages(source)
+        self.save(folder / GESTURE_FOLDER, overwrite=overwrite)
+        return write_variant(folder, stages, Path(folder).name, made_by, source=source, kinds=kinds, metrics=metrics,
+                             overwrite=overwrite, gesture=folder / GESTURE_FOLDER)
+
     @classmethod
     def load(cls, folder, num_threads: int = 1) -> "GestureClassifier":
+        """A saved classifier: its own folder, or a variant folder that has one in `gesture/`."""
+        folder = Path(folder)
+        if (folder / "manifest.json").is_file() and not (folder / MANIFEST).is_file():
+            from ..variants import read_variant
+
+            variant = read_variant(folder)
+            if variant.gesture is None:
+                raise ValueError(f"variant {display_path(folder)} has no gesture classifier (no gesture/ folder)")
+            folder = variant.gesture
         saved = read_gesture_model(folder)
         manifest = {k: v for k, v in saved.manifest.items() if k not in ("format", "version", "labels", "sha256")}
         classifier = cls(saved.labels, saved.model_path.read_bytes(), manifest, num_threads)

@@ -21,7 +21,7 @@ import numpy as np
 from ..convert import keras_to_tflite
 from ..convert.samples import INPUT_RANGE
 from ..convert.verification import relative_error, run_keras, run_tflite
-from ..variants import read_variant, write_variant
+from ..variants import carried_stages, read_variant, write_variant
 from .modules import train_module
 
 TOLERANCE = 1e-4
@@ -66,15 +66,11 @@ def export_variant(model: keras.Model, module: str, folder, made_by: dict, name:
         raise ValueError(f"the converted {spec.stage} model differs from the Keras model by {error:.1e} "
                          f"(relative; tolerance {TOLERANCE:.0e}); nothing written")
     name = name or Path(folder).name
-    stages, kinds = {spec.stage: tflite}, {spec.stage: "float32"}
-    all_metrics = {spec.stage: {"tflite_vs_keras_max_relative_error": error, **(metrics or {})}}
-    if source is not None:
-        earlier = read_variant(source)
-        for stage, path in earlier.stages.items():
-            if stage != spec.stage:
-                entry = earlier.manifest["stages"][stage]
-                stages[stage], kinds[stage] = path.read_bytes(), entry.get("kind", "float32")
-                all_metrics[stage] = entry.get("metrics", {})
+    stages, kinds, all_metrics = carried_stages(source, replaced=spec.stage)
+    stages[spec.stage], kinds[spec.stage] = tflite, "float32"
+    all_metrics[spec.stage] = {"tflite_vs_keras_max_relative_error": error, **(metrics or {})}
+    # a gesture classifier sits on the hand model it was trained with: kept unless that model is replaced
+    gesture = read_variant(source).gesture if source is not None and spec.stage != "hand_landmark" else None
     manifest = write_variant(folder, stages, name, made_by, source=source, kinds=kinds, metrics=all_metrics,
-                             overwrite=overwrite)
+                             overwrite=overwrite, gesture=gesture)
     return ExportReport(manifest, spec.stage, len(tflite), error)
