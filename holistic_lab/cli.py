@@ -320,6 +320,7 @@ def cmd_gestures_eval(args) -> int:
     from .gestures import GestureClassifier
     from .gestures.evaluate import confusion_matrix, per_class_f1
     from .images import load_rgb
+    from .progress import progress_bar
     from .train.evaluate import bootstrap_interval
 
     classifier = GestureClassifier.load(args.model)
@@ -330,7 +331,7 @@ def cmd_gestures_eval(args) -> int:
                          "rename them with --classes")
     index = {label: i for i, label in enumerate(classifier.labels)}
     true, predicted = [], []
-    for path, label in _progress(items, "gestures eval", args.no_progress):
+    for path, label in progress_bar(items, "gestures eval", not args.no_progress):
         true.append(index[label])
         predicted.append(index[classifier.classify_crop(load_rgb(path))[0]])
     correct = [float(t == p) for t, p in zip(true, predicted)]
@@ -368,14 +369,6 @@ def cmd_gestures_predict(args) -> int:
     return 0
 
 
-def _progress(items, desc: str, off: bool):
-    if off:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc)
-
-
 def add_gestures_parser(sub) -> None:
     gestures = sub.add_parser("gestures", help="gesture classification on the hand model (chapter 06)")
     commands = gestures.add_subparsers(dest="gestures_command", required=True)
@@ -384,7 +377,8 @@ def add_gestures_parser(sub) -> None:
         p.add_argument("--data", required=required, help="a folder of class folders (one sub-folder per gesture)")
         p.add_argument("--classes", default=None,
                        help="which sub-folders and their labels: 'all' (default), 'hagrid8' (the job API's 8 "
-                            "HaGRID classes), or 'folder:label,folder,...'")
+                            "HaGRID classes), 'hagrid13' (all 13, job-API names where they exist), or "
+                            "'folder:label,folder,...'")
         p.add_argument("--add-class", type=new_class, action="append", metavar="NAME=FOLDER",
                        help="one more class from a folder of your own images (repeatable), e.g. pinch=photos/pinch")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -12,7 +12,7 @@ In the order the data flows:
 
 The cascade reads a saved classifier itself (`pipeline.gesture`): `HolisticPipeline(gesture_model=dir)`.
 """
-from .classes import HAGRID_NAMED, add_class, class_items, labels_of, parse_classes, split_items
+from .classes import HAGRID_ALL, HAGRID_NAMED, add_class, class_items, labels_of, parse_classes, split_items
 from .classifier import GestureClassifier
 
-__all__ = ["GestureClassifier", "HAGRID_NAMED", "add_class", "class_items", "labels_of", "parse_classes", "split_items"]
+__all__ = ["GestureClassifier", "HAGRID_ALL", "HAGRID_NAMED", "add_class", "class_items", "labels_of", "parse_classes", "split_items"]

@@ -17,13 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import HAGRID_TO_GESTURE
+from ..datasets import HAGRID_CLASSES, HAGRID_TO_GESTURE
 from ..files import display_path
 from ..images import IMAGE_SUFFIXES, image_size
 
 # The 8 classes the fine-tuning job API names, as HaGRID folder -> label (HaGRID has no pinch).
 HAGRID_NAMED = {**HAGRID_TO_GESTURE, "none": "none"}
-CLASS_PRESETS = {"hagrid8": HAGRID_NAMED}
+# All 13 HaGRID classes of the pack, with the job API's name where it has one.
+HAGRID_ALL = {name: HAGRID_TO_GESTURE.get(name, name) for name in HAGRID_CLASSES}
+CLASS_PRESETS = {"hagrid8": HAGRID_NAMED, "hagrid13": HAGRID_ALL}
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..images import load_rgb
+from ..progress import progress_bar
 from .crops import RoiJitter, hand_crop, hand_roi, jittered
 
 
@@ -30,14 +31,6 @@ class Encoded:
 
     def subset(self, rows) -> "Encoded":
         return Encoded(self.features[rows], self.landmarks[rows], self.labels[rows], self.item[rows], self.view[rows])
-
-
-def _progress(iterable, total: int, desc: str, progress: bool):
-    if not progress:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=desc)
 
 
 def encode_items(items: list[tuple[Path, str]], labels: tuple[str, ...], pipeline, features, views: int = 1,
@@ -70,7 +63,7 @@ def encode_items(items: list[tuple[Path, str]], labels: tuple[str, ...], pipelin
             columns["view"].append(view)
         pending.clear()
 
-    for item, (path, label) in enumerate(_progress(items, len(items), desc, progress)):
+    for item, (path, label) in enumerate(progress_bar(items, desc, progress)):
         rgb = load_rgb(path)
         size = (rgb.shape[1], rgb.shape[0])
         rect, _ = hand_roi(pipeline, rgb)

@@ -14,17 +14,10 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..images import iter_video_frames, load_rgb
+from ..progress import progress_bar
 from ..result import HolisticResult
 from ..topology import PARTS
 from .data import part_result
-
-
-def _progress(items, total, desc, progress):
-    if not progress:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, total=total, desc=desc)
 
 
 def hand_crop_items(paths: Iterable, pipeline=None, min_side: int = 48, progress: bool = True
@@ -38,7 +31,7 @@ def hand_crop_items(paths: Iterable, pipeline=None, min_side: int = 48, progress
     pipeline = pipeline or HolisticPipeline()
     paths = [path[0] if isinstance(path, tuple) else path for path in paths]
     items = []
-    for path in _progress(paths, len(paths), "teacher: hand crops", progress):
+    for path in progress_bar(paths, "teacher: hand crops", progress):
         rgb = load_rgb(path)
         if min(rgb.shape[:2]) < min_side:
             continue
@@ -61,7 +54,7 @@ def frame_items(frames: Iterable[np.ndarray], part: str | tuple[str, ...], pipel
         raise ValueError(f"part must be one of {tuple(PARTS)} (or a tuple of them), got {part!r}")
     pipeline = pipeline or HolisticPipeline(static_image_mode=True)
     items = []
-    for rgb in _progress(frames, total, f"teacher: {'/'.join(parts)} in frames", progress):
+    for rgb in progress_bar(frames, f"teacher: {'/'.join(parts)} in frames", progress, total):
         result = pipeline.process(rgb)
         if any(result.present[name] for name in parts):
             items.append((rgb, result))
