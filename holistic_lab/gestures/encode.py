@@ -51,7 +51,9 @@ def encode_items(items: list[tuple[Path, str]], labels: tuple[str, ...], pipelin
     def flush():
         if not pending:
             return
-        pooled, raw_landmarks, presence = features.predict_on_batch(np.concatenate([p[0].tensor for p in pending]))
+        # a direct call: predict_on_batch retraces for every model and last-batch size, and says so
+        batch = np.concatenate([p[0].tensor for p in pending])
+        pooled, raw_landmarks, presence = (np.asarray(output) for output in features(batch, training=False))
         for (model_input, size, label, item, view), pool, raw, score in zip(pending, pooled, raw_landmarks, presence):
             _, xyz = pipeline.hand_landmark.decode([raw, score], model_input)
             found = float(np.ravel(score)[0]) > 0.5

@@ -115,7 +115,7 @@ def compare_classifiers(train_items: list, test_items: list, views: int = 3, epo
     mlp, mlp_fit = _train_mlp(record.train_set, record.val_set, len(labels), epochs, seed, progress)
     test_set = encode_items(test_items, labels, record.pipeline, record.features, 1, progress=progress,
                             desc="gesture crops (test)")
-    probabilities = {"gesture head": np.asarray(record.head.predict_on_batch(test_set.features), np.float32),
+    probabilities = {"gesture head": np.asarray(record.head(test_set.features, training=False), np.float32),
                      "landmark MLP": mlp_probabilities(mlp, test_set.landmarks, labels)}
     return GestureStudy(labels, list(test_items), test_set.labels, probabilities,
                         np.isfinite(test_set.landmarks).all((1, 2)), classifier, mlp,

@@ -42,7 +42,7 @@ def mlp_probabilities(mlp: keras.Model, landmarks: np.ndarray, labels: tuple[str
     found = np.isfinite(features).all(axis=1)
     probabilities = np.zeros((len(features), len(labels)), np.float32)
     if found.any():
-        probabilities[found] = mlp.predict_on_batch(features[found])
+        probabilities[found] = np.asarray(mlp(features[found], training=False))
     if "none" in labels:
         probabilities[~found, labels.index("none")] = 1.0
     else:
