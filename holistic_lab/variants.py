@@ -273,4 +273,7 @@ def _read_gesture(folder: Path, entry, where: str) -> Path | None:
     if classifier.manifest.get("sha256") != entry.get("sha256"):
         raise ValueError(f"{display_path(path)}: its model's sha256 {classifier.manifest.get('sha256')} is not the "
                          f"one the variant's manifest names ({entry.get('sha256')}): changed since it was written")
+    if list(classifier.labels) != entry.get("labels"):  # gesture.json's labels are not under any checksum
+        raise ValueError(f"{display_path(path / GESTURE_MANIFEST)}: labels {list(classifier.labels)} are not the ones "
+                         f"the variant's manifest names ({entry.get('labels')}): changed since it was written")
     return path

@@ -290,6 +290,10 @@ def _edit_json(path, edit):
 
 
 @pytest.mark.parametrize("tamper, message", [
+    (lambda f: _edit_json(f / "gesture.json", lambda m: m.update(labels=["palm", "fist"])),
+     r"gesture.json: lists 2 labels but .*model.tflite gives 3 class probabilities"),
+    (lambda f: _edit_json(f / "gesture.json", lambda m: m.update(labels=["palm", "fist", "peace", "ok"])),
+     r"gesture.json: lists 4 labels but .*model.tflite gives 3 class probabilities"),
     (lambda f: _edit_json(f / "gesture.json", lambda m: m.update(labels=["palm", "palm", "fist"])),
      r"gesture.json: 'labels' must list at least two distinct class names"),
     (lambda f: _edit_json(f / "gesture.json", lambda m: m.pop("labels")),
@@ -446,6 +450,8 @@ def test_variant_with_stages_and_a_gesture_uses_the_gesture_as_its_hand_stage(cl
 @pytest.mark.parametrize("tamper, message", [
     (lambda f: (f / "gesture" / "model.tflite").write_bytes(b"x" + (f / "gesture" / "model.tflite").read_bytes()[1:]),
      r"gesture/model.tflite: sha256 .* changed since the classifier was written"),
+    (lambda f: _edit_json(f / "gesture" / "gesture.json", lambda m: m.update(labels=["a", "b", "c"])),
+     r"gesture/gesture.json: labels \['a', 'b', 'c'\] are not the ones the variant's manifest names"),
     (lambda f: _edit_json(f / "manifest.json", lambda m: m["gesture"].update(sha256="0" * 64)),
      r"gesture: its model's sha256 .* is not the one the variant's manifest names"),
     (lambda f: _edit_json(f / "manifest.json", lambda m: m.update(gesture={"folder": "../elsewhere"})),
