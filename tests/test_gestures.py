@@ -157,6 +157,9 @@ def test_add_class_appends_a_users_folder_and_refuses_a_clash_or_an_empty_folder
 def test_parse_classes_reads_presets_all_and_folder_label_lists():
     assert parse_classes(None) is None and parse_classes("all") is None
     assert parse_classes("hagrid8") == HAGRID_NAMED and parse_classes("hagrid8") is not HAGRID_NAMED
+    every = parse_classes("hagrid13")
+    assert sorted(every) == sorted(datasets.HAGRID_CLASSES) and len(set(every.values())) == 13
+    assert every["palm"] == "open" and every["call"] == "call"
     assert parse_classes("palm:open, fist") == {"palm": "open", "fist": "fist"}
     assert parse_classes("palm:open,fist:closed,none") == {"palm": "open", "fist": "closed", "none": "none"}
     with pytest.raises(ValueError, match=r"--classes: empty entry in 'palm:open,,fist'"):
@@ -496,6 +499,23 @@ def test_from_variant_refuses_a_second_gesture_model_and_training_needs_a_hand_s
         GestureClassifier.train(items, hand_model=gesture_variant, progress=False)
 
 
+def test_save_variant_keeps_the_source_stages_and_load_reads_it(trained, unsaved, crops_by_class, tmp_path):
+    face_variant = tmp_path / "face"
+    write_variant(face_variant, {"face_landmark": model_path("face_landmark")}, "face", MADE_BY)
+    manifest = unsaved.save_variant(tmp_path / "variant", MADE_BY, source=face_variant)
+    variant = read_variant(manifest.parent)
+    assert variant.gesture == tmp_path / "variant" / "gesture" and sorted(variant.stages) == ["face_landmark"]
+    assert variant.manifest["made_by"]["source"] is not None
+    loaded = GestureClassifier.load(tmp_path / "variant")
+    assert loaded.folder == variant.gesture and loaded.labels == CLASSES
+    rgb = load_rgb(crops_by_class["peace"][PER_CLASS])
+    assert loaded.classify_crop(rgb) == trained.classify_crop(rgb)
+    with pytest.raises(ValueError, match=r"variant .*face has no gesture classifier"):
+        GestureClassifier.load(face_variant)
+    with pytest.raises(ValueError, match=r"gesture model .*nowhere/gesture.json: no such file"):
+        GestureClassifier.load(tmp_path / "nowhere")
+
+
 def test_variant_needs_stages_or_a_gesture_and_a_real_gesture_folder(tmp_path):
     with pytest.raises(ValueError, match="no stage models given"):
         write_variant(tmp_path / "v", {}, "empty", MADE_BY)
@@ -548,3 +568,32 @@ def test_confusion_matrix_and_f1_on_a_hand_made_example():
     assert matrix.tolist() == [[2, 1, 0, 0], [1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]]
     # class 0: precision 2/3, recall 2/3; class 1: 1/3 and 1/2; class 2 never predicted; class 3 absent
     np.testing.assert_allclose(per_class_f1(matrix), [2 / 3, 0.4, 0.0, 0.0])
+
+
+def test_a_photographs_label_is_its_most_confident_gesturing_hand():
+    from holistic_lab.gestures.cascade import NO_HAND, photo_label
+
+    assert photo_label(None) == NO_HAND and photo_label({"left_hand": None, "right_hand": None}) == NO_HAND
+    assert photo_label({"left_hand": ("none", 0.9), "right_hand": None}) == "none"
+    assert photo_label({"left_hand": ("open", 0.6), "right_hand": ("closed", 0.8)}) == "closed"
+    assert photo_label({"left_hand": ("none", 0.99), "right_hand": ("open", 0.4)}) == "open"
+
+
+def test_photo_and_video_gestures_run_the_whole_cascade(gesture_variant, classifier_folder, photos):
+    from holistic_lab.gestures.cascade import photo_gestures, video_gestures
+
+    frames = {f"{path.parent.name}/{path.name}": (path, label) for path, label in datasets.hagrid_frames()}
+    rows = photo_gestures(gesture_variant, [frames[BOTH_HANDS], frames[RIGHT_HAND]], progress=False)
+    expected = HolisticPipeline(gesture_model=classifier_folder)
+    for row, name in zip(rows, (BOTH_HANDS, RIGHT_HAND)):
+        assert row["label"] == name.split("/")[0] and row["predicted"] in CLASSES
+        assert {side: row[side] for side in HANDS} == expected.process(photos[name]).gestures
+    clip = datasets.fixture_videos()["gesture_face_hands.mp4"]   # the person raises a hand by frame 30
+    track = video_gestures(classifier_folder, clip, every=5, limit=36)
+    assert [frame["frame"] for frame in track] == [0, 5, 10, 15, 20, 25, 30, 35]
+    for frame in track:
+        assert set(frame) == {"frame", "left_hand", "right_hand", "ms"} and frame["ms"] > 0
+        assert all(frame[side] is None or frame[side][0] in CLASSES for side in HANDS)
+    assert any(frame[side] is not None for frame in track for side in HANDS)
+    with pytest.raises(ValueError, match="every must be >= 1, got 0"):
+        video_gestures(classifier_folder, clip, every=0)
