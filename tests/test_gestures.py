@@ -18,6 +18,7 @@ from holistic_lab.gestures import GestureClassifier, add_class, class_items, lab
 from holistic_lab.gestures.classes import HAGRID_NAMED
 from holistic_lab.gestures.evaluate import confusion_matrix, per_class_f1
 from holistic_lab.gestures.landmark_mlp import build_mlp, landmark_features, mlp_probabilities
+from holistic_lab.files import sha256_file
 from holistic_lab.images import load_rgb
 from holistic_lab.mediapipe_models import model_path
 from holistic_lab.pipeline import HolisticPipeline
@@ -108,6 +109,19 @@ def test_bad_class_choices_are_refused_naming_the_folder_and_class(tmp_path, cro
     with pytest.raises(ValueError, match=message) as error:
         class_items(root, classes)
     assert "data" in str(error.value)
+
+
+def test_hidden_entries_other_files_and_sub_folders_are_not_examples(tmp_path, crops_by_class):
+    root = _class_tree(tmp_path / "data", crops_by_class, {"palm": 2, "fist": 1})
+    (root / ".ipynb_checkpoints").mkdir()   # Jupyter leaves these beside a user's folders
+    (root / "palm" / ".hidden.jpg").write_bytes(b"not an image")
+    (root / "palm" / "notes.txt").write_text("taken on Monday")
+    (root / "palm" / "rejected").mkdir()
+    shutil.copy(crops_by_class["palm"][5], root / "palm" / "rejected" / "blurred.jpg")
+    shutil.copy(crops_by_class["palm"][6], root / "palm" / "UPPER.JPG")
+    items = class_items(root)
+    assert labels_of(items) == ("fist", "palm")
+    assert sorted(path.name for path, label in items if label == "palm") == ["UPPER.JPG", "palm_0.jpg", "palm_1.jpg"]
 
 
 def test_folders_differing_only_in_case_are_one_class_twice(tmp_path, crops_by_class):
@@ -255,8 +269,7 @@ def test_trained_classifier_records_how_it_was_made(trained):
     made_by = trained.manifest["made_by"]
     assert made_by["train_images"] == {label: PER_CLASS - 1 for label in CLASSES}   # one each validates
     assert made_by["validation_images"] == 3 and made_by["views"] == 1 and made_by["epochs"] == 2
-    assert made_by["hand_model_sha256"] == __import__("holistic_lab.files", fromlist=["x"]).sha256_file(
-        model_path("hand_landmark_full"))
+    assert made_by["hand_model_sha256"] == sha256_file(model_path("hand_landmark_full"))
     assert trained.manifest["training"]["epochs_run"] == 2
     saved = json.loads((trained.folder / "gesture.json").read_text())
     assert saved["labels"] == list(CLASSES) and saved["format"] == "holistic-lab-gesture" and len(saved["sha256"]) == 64
@@ -320,6 +333,25 @@ def test_a_changed_classifier_folder_is_refused_naming_the_file(saved_copy, tamp
         GestureClassifier.load(saved_copy).classify_crop(np.zeros((64, 64, 3), np.uint8))
     with pytest.raises(ValueError, match=message):
         HolisticPipeline(gesture_model=saved_copy)
+
+
+def test_a_model_file_that_is_not_a_hand_model_with_a_head_is_refused(saved_copy):
+    shutil.copy(model_path("face_landmark"), saved_copy / "model.tflite")
+    _edit_json(saved_copy / "gesture.json", lambda m: m.update(
+        sha256=sha256_file(saved_copy / "model.tflite")))
+    with pytest.raises(ValueError, match=r"model.tflite: outputs of \[.*\] values, expected the hand model's "
+                                         r"\[63, 1, 1, 63\] then the class probabilities"):
+        HolisticPipeline(gesture_model=saved_copy)
+
+
+def test_saving_through_a_symbolic_link_is_refused(unsaved, tmp_path):
+    folder, outside = tmp_path / "classifier", tmp_path / "outside.tflite"
+    folder.mkdir()
+    outside.write_bytes(b"someone else's file")
+    (folder / "model.tflite").symlink_to(outside)
+    with pytest.raises(ValueError, match=r"gesture folder .*classifier: model.tflite is a symbolic link; remove it"):
+        unsaved.save(folder, overwrite=True)
+    assert outside.read_bytes() == b"someone else's file"
 
 
 def test_saving_beside_a_users_file_is_refused_and_overwrite_keeps_it(unsaved, tmp_path):
