@@ -264,6 +264,29 @@ def test_attached_head_keeps_the_hand_models_outputs_bit_for_bit(crops_by_class)
 # --- saved, loaded ------------------------------------------------------------------------------
 
 
+def test_a_feature_dead_in_training_does_not_swamp_the_head_on_a_new_crop():
+    from holistic_lab.gestures.head import build_head
+
+    rng = np.random.default_rng(0)
+    features = rng.uniform(0, 1, (12, 6)).astype(np.float32)
+    features[:, 2] = 0.0                     # never active on the training crops
+    head = build_head(3, features)
+    standardise = head.get_layer("gesture_standardise")
+    probe = features[:1].copy()
+    probe[0, 2] = 1.0                        # active on a crop never seen
+    z = np.asarray(standardise(probe))
+    assert np.abs(z).max() < 100             # keras's own epsilon would give ~1e7
+    assert np.isfinite(np.asarray(head(probe))).all()
+
+
+def test_item_lists_are_checked_like_folders(crops_by_class):
+    items = [(path, "Palm") for path in crops_by_class["palm"][:3]] + [(path, "palm") for path in crops_by_class["fist"][:3]]
+    with pytest.raises(ValueError, match="given twice"):
+        GestureClassifier.train(items, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="class name"):
+        GestureClassifier.train([(p, "a/b") for p, _ in items[:3]] + items[3:], epochs=1, progress=False)
+
+
 def test_trained_classifier_records_how_it_was_made(trained):
     assert trained.labels == CLASSES
     made_by = trained.manifest["made_by"]

@@ -78,6 +78,16 @@ def _check_unique(labels: list[str], where: str) -> None:
         seen[key] = label
 
 
+def check_labels(labels: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """`labels` if they are at least two plain, distinct (also ignoring case) names."""
+    for label in labels:
+        check_label(label, where)
+    _check_unique(list(labels), where)
+    if len(labels) < 2:
+        raise ValueError(f"{where}: a classifier needs at least two classes, got {sorted(labels)}")
+    return labels
+
+
 def class_items(folder, classes: dict[str, str] | list[str] | None = None) -> list[tuple[Path, str]]:
     """(image path, label) for every image of the chosen class folders under `folder`.
 
@@ -95,12 +105,7 @@ def class_items(folder, classes: dict[str, str] | list[str] | None = None) -> li
     if missing:
         raise ValueError(f"gesture data {display_path(root)}: no class folder {', '.join(map(repr, missing))}; "
                          f"it has {', '.join(available) or 'no sub-folders'}")
-    where = f"gesture data {display_path(root)}"
-    for label in classes.values():
-        check_label(label, where)
-    _check_unique(list(classes.values()), where)
-    if len(classes) < 2:
-        raise ValueError(f"{where}: a classifier needs at least two classes, got {sorted(classes.values())}")
+    check_labels(tuple(classes.values()), f"gesture data {display_path(root)}")
     return [(path, label) for name, label in classes.items() for path in image_files(root / name, label)]
 
 

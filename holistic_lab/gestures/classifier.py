@@ -29,7 +29,7 @@ from ..images import check_rgb, load_rgb
 from ..mediapipe_models import installed_versions, model_path
 from ..pipeline import HolisticPipeline
 from ..pipeline.gesture import FORMAT, HAND_OUTPUTS, MANIFEST, MODEL_FILE, VERSION, read_gesture_model, top_gesture
-from .classes import class_items, labels_of, split_items
+from .classes import check_labels, class_items, labels_of, split_items
 from .crops import RoiJitter, roi_crop
 from .encode import Encoded, encode_items
 from .fit import FitReport, fit_classifier
@@ -115,9 +115,7 @@ class GestureClassifier:
         `validation_fraction` of the items picks the epoch; `views` crops per training item
         (the cascade's ROI, then jittered and mirrored ones)."""
         items = class_items(data, classes) if isinstance(data, (str, os.PathLike)) else list(data)
-        labels = labels_of(items)
-        if len(labels) < 2:
-            raise ValueError(f"a classifier needs at least two classes, got {list(labels)}")
+        labels = check_labels(labels_of(items), "gesture training items")
         fit_items, val_items = split_items(items, validation_fraction, seed)
         missing = sorted(set(labels) - set(labels_of(val_items)))
         if missing:

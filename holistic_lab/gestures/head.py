@@ -19,6 +19,7 @@ import numpy as np
 from ..convert import layer_groups
 
 GESTURE_OUTPUT = "gesture"
+VARIANCE_FLOOR = 1e-2  # of the mean variance of the features that vary: the least spread standardised
 
 
 def backbone_output_layer(hand: keras.Model) -> str:
@@ -45,9 +46,12 @@ def build_head(num_classes: int, train_features: np.ndarray, hidden: int = 128, 
         raise ValueError(f"a gesture head needs at least two classes, got {num_classes}")
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((train_features.shape[1],), name="features")
-    normalise = keras.layers.Normalization(name="gesture_standardise")
-    normalise.adapt(train_features)
-    x = normalise(inputs)
+    mean, variance = train_features.mean(0), train_features.var(0)
+    # About half the pooled features are zero on every hand crop; one that is not, on a crop never
+    # seen, would be divided by keras's epsilon and swamp the head (|z| ~ 1e6 after 15 training crops).
+    live = variance > 0
+    floor = VARIANCE_FLOOR * float(variance[live].mean()) if live.any() else 1.0
+    x = keras.layers.Normalization(mean=mean, variance=np.maximum(variance, floor), name="gesture_standardise")(inputs)
     x = keras.layers.Dropout(dropout, name="gesture_dropout_in")(x)
     x = keras.layers.Dense(hidden, activation="relu", name="gesture_hidden")(x)
     x = keras.layers.Dropout(dropout, name="gesture_dropout")(x)
