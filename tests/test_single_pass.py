@@ -123,6 +123,10 @@ def test_the_network_converts_to_tflite_and_runs(network, saved, astronaut_sampl
     expected = run_keras(network, astronaut_sample.input[None])
     assert [o.shape for o in outputs] == [e.shape for e in expected]
     np.testing.assert_allclose(outputs[5], expected[5], atol=0.05)   # keypoints, crop pixels
+    # the float16-weight file (the shipped files' format, for sizes) runs too, at half the size
+    half = TFLiteRunner(saved["tflite_float16"])(astronaut_sample.input[None])
+    np.testing.assert_allclose(half[5], expected[5], atol=2.0)
+    assert saved["tflite_float16"].stat().st_size < 0.6 * saved["tflite"].stat().st_size
     reloaded = keras.saving.load_model(saved["keras"])
     assert np.array_equal(run_keras(reloaded, astronaut_sample.input[None])[5], expected[5])
 
@@ -141,6 +145,7 @@ def test_measurement_puts_both_side_by_side_on_a_human_labelled_person(saved, fi
     assert {"cascade end to end", "single pass end to end"} <= set(comparison.latency_ms)
     assert comparison.size_bytes["single pass (float32)"] == saved["tflite"].stat().st_size
     assert "single pass vs cascade" in comparison.summary()
+    assert len(comparison.figure().axes) == 3
 
 
 def test_bad_arguments_are_refused_by_name(pose_model, network, tmp_path):
@@ -175,6 +180,11 @@ def test_bad_arguments_are_refused_by_name(pose_model, network, tmp_path):
     with pytest.raises(ValueError, match="pose_crop"):
         SinglePassPipeline(network).process_crop(Crop(np.zeros((1, 224, 224, 3), np.float32), np.zeros(4), None, None,
                                                       (0.0, 1.0)), (224, 224))
+    (tmp_path / "earlier").mkdir()
+    (tmp_path / "earlier" / "report.json").write_text("{}")
+    with pytest.raises(ValueError, match="report.json"):   # refused before any labelling or training
+        make_single_pass(tmp_path / "earlier")
+    assert (tmp_path / "earlier" / "report.json").read_text() == "{}"
     not_a_model = tmp_path / "single_pass.tflite"
     not_a_model.write_text("my notes")
     with pytest.raises(ValueError, match="single_pass.tflite"):

@@ -173,17 +173,16 @@ def keypoint_loss(part_weights: dict[str, float] | None = None, z_weight: float 
 @dataclass
 class SinglePassRun:
     model: keras.Model
-    history: dict = field(default_factory=dict)
-    wall_s: float = 0.0
-    steps: int = 0
-    samples: int = 0
+    history: dict = field(default_factory=dict)   # Keras' per-epoch losses
+    wall_s: float = 0.0                            # the `fit` call, wall clock
 
 
 def train_single_pass(model: keras.Model, dataset, epochs: int = 1, steps_per_epoch: int | None = None,
                       learning_rate: float = 1e-3, part_weights: dict[str, float] | None = None,
-                      validation=None, verbose: int = 0) -> SinglePassRun:
+                      validation=None, callbacks=None, verbose: int = 0) -> SinglePassRun:
     """Keras `fit` on the heads: `dataset` yields (inputs, {"keypoints": (B, 543, 5), "part_presence":
-    (B, 3)}) batches (`single_pass_data.single_pass_dataset`). The model's weights change in place."""
+    (B, 3)}) batches (`single_pass_data.single_pass_dataset`). The model's weights change in place;
+    `callbacks` go to `fit`."""
     for name, value in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
@@ -197,27 +196,58 @@ def train_single_pass(model: keras.Model, dataset, epochs: int = 1, steps_per_ep
                     loss_weights={"keypoints": 1.0, "part_presence": PRESENCE_WEIGHT})
     start = time.perf_counter()
     history = trainer.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=validation,
-                          verbose=verbose)
+                          callbacks=callbacks, verbose=verbose)
     wall_s = time.perf_counter() - start
-    steps = sum(1 for _ in history.history.get("loss", [])) * (steps_per_epoch or 0)
-    return SinglePassRun(model, {k: [float(v) for v in values] for k, values in history.history.items()}, wall_s,
-                         steps)
+    return SinglePassRun(model, {k: [float(v) for v in values] for k, values in history.history.items()}, wall_s)
 
 
-def save_single_pass(model: keras.Model, folder, overwrite: bool = False) -> dict[str, Path]:
+def save_single_pass(model: keras.Model, folder, overwrite: bool = False, float16: bool = True) -> dict[str, Path]:
     """`folder/single_pass.keras` and `folder/single_pass.tflite` (float32, outputs in the Keras
-    order: the pose model's five, keypoints, part_presence); an existing file of another kind is
-    refused (`convert.files.check_model_output`)."""
+    order: the pose model's five, keypoints, part_presence), with `float16` also
+    `single_pass_float16.tflite` (float16 weights, as the shipped files store theirs: the size to
+    compare). An existing file of another kind is refused (`convert.files.check_model_output`)."""
     from ..convert import keras_to_tflite
-    from ..convert.files import check_model_output, save_keras
+    from ..convert.files import save_keras
     from ..files import atomic_write
 
-    folder = Path(folder)
+    paths = single_pass_paths(folder, overwrite, float16)
+    files = {"tflite": keras_to_tflite(model)}
+    if float16:
+        files["tflite_float16"] = _float16_tflite(model)
+    save_keras(model, paths["keras"])
+    for kind, content in files.items():
+        atomic_write(paths[kind], lambda target, content=content: Path(target).write_bytes(content))
+    return paths
+
+
+def single_pass_paths(folder, overwrite: bool = False, float16: bool = True) -> dict[str, Path]:
+    """The model files `save_single_pass` writes in `folder`, each checked first: a file there
+    that is not a model of that kind is refused unless `overwrite` (ValueError naming it)."""
+    from ..convert.files import check_model_output
+    from ..files import check_output_folder
+
+    folder = check_output_folder(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"keras": folder / "single_pass.keras", "tflite": folder / "single_pass.tflite"}
+    if float16:
+        paths["tflite_float16"] = folder / "single_pass_float16.tflite"
     for path in paths.values():
         check_model_output(path, overwrite=overwrite)
-    tflite = keras_to_tflite(model)
-    save_keras(model, paths["keras"])
-    atomic_write(paths["tflite"], lambda target: Path(target).write_bytes(tflite))
     return paths
+
+
+def _float16_tflite(model: keras.Model) -> bytes:
+    """TensorFlow's converter with float16 weights (the interpreter computes in float32)."""
+    import contextlib
+    import io
+
+    import tensorflow as tf
+
+    from ..convert import outputs_in_signature_order
+    from ..native_logs import filtered_native_stderr
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    with contextlib.redirect_stdout(io.StringIO()), filtered_native_stderr():
+        return outputs_in_signature_order(converter.convert())

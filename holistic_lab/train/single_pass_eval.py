@@ -177,6 +177,7 @@ class SinglePassComparison:
     scores: dict              # part -> {"cascade", "single_pass", "pck_cascade", "pck_single_pass": (n,) NaN where
                               #          not scored, "images": (n,)}
     missed: dict              # part -> parts labelled that the cascade did not find
+    presence: dict            # part -> [(cascade found it, single pass says present)] per scored labelled part
     sizes_px: dict            # part -> {"single_pass_crop": [...], "cascade_crop": [...], "image": [...]}
     latency_ms: dict          # name -> {"median": ..., "p90": ..., "n": ...}
     size_bytes: dict
@@ -230,6 +231,9 @@ class SinglePassComparison:
             lines.append(text)
         lines.append("  labelled parts the cascade did not find (no cascade score): "
                      + ", ".join(f"{part} {count}" for part, count in self.missed.items()))
+        lines.append("  labelled parts each says are present (of those scored): " + ", ".join(
+            f"{part} cascade {sum(c for c, _ in found)}/{len(found)}, single pass {sum(s for _, s in found)}/{len(found)}"
+            for part, found in self.presence.items() if found))
         lines.append("part size, median long side of the labelled box (px):")
         for row in self.size_rows():
             lines.append(f"  {row['part']:>10s}  n={row['n']:2d}  in the 256 px pose crop {row['single_pass_crop_px']:5.1f}"
@@ -243,6 +247,41 @@ class SinglePassComparison:
             lines.append(f"  {name:>32s}  {size / 1e6:6.2f} MB")
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
+
+
+    def figure(self):
+        """Three panels: error per part (95% intervals), part size in each crop, latency (median, p90)."""
+        import matplotlib.pyplot as plt
+
+        fig, (accuracy, sizes, latency) = plt.subplots(1, 3, figsize=(15, 4))
+        rows = self.rows()
+        parts = list(dict.fromkeys(row["part"] for row in rows))
+        for offset, method in ((-0.2, "cascade"), (0.2, "single_pass")):
+            chosen = {row["part"]: row for row in rows if row["method"] == method}
+            where = [i + offset for i, part in enumerate(parts) if part in chosen]
+            errors = [chosen[part]["error"] for part in parts if part in chosen]
+            spans = np.array([[chosen[p]["error"] - chosen[p]["error_ci"][0], chosen[p]["error_ci"][1] - chosen[p]["error"]]
+                              for p in parts if p in chosen]).T.reshape(2, -1)
+            accuracy.bar(where, errors, 0.4, yerr=spans, capsize=3, label=method.replace("_", " "))
+        accuracy.set_xticks(range(len(parts)), [f"{p}\nn={sum(r['n'] for r in rows if r['part'] == p and r['method'] == 'cascade')}"
+                                                for p in parts])
+        accuracy.set_yscale("log")
+        accuracy.set(title="error on human labels (normalised, log scale)", ylabel="error / torso, eyes or hand size")
+        accuracy.legend()
+        size_rows = self.size_rows()
+        for offset, key, label in ((-0.2, "single_pass_crop_px", "in the 256 px pose crop"),
+                                   (0.2, "cascade_crop_px", "in the cascade's own crop (192 / 224 px)")):
+            sizes.bar([i + offset for i in range(len(size_rows))], [row[key] for row in size_rows], 0.4, label=label)
+        sizes.set_xticks(range(len(size_rows)), [row["part"] for row in size_rows])
+        sizes.set(title="part size, median labelled box (px)", ylabel="pixels")
+        sizes.legend()
+        names = list(self.latency_ms)
+        medians = [self.latency_ms[name]["median"] for name in names]
+        p90 = [self.latency_ms[name]["p90"] - self.latency_ms[name]["median"] for name in names]
+        latency.barh(names, medians, xerr=[np.zeros(len(names)), p90], capsize=3)
+        latency.set(title=f"latency, median and p90 ({self.machine})", xlabel="ms")
+        fig.tight_layout()
+        return fig
 
 
 def _stats(values) -> dict:
@@ -278,6 +317,7 @@ def measure_single_pass(model, people: list[Person] | None = None, repeats: int 
     scores = {part: {"cascade": [], "single_pass": [], "pck_cascade": [], "pck_single_pass": [], "images": []}
               for part in SCORED_PARTS}
     missed = dict.fromkeys(SCORED_PARTS, 0)
+    presence = {part: [] for part in SCORED_PARTS}
     sizes = {part: {"single_pass_crop": [], "cascade_crop": [], "image": []} for part in CASCADE_CROP_PX}
     found_people = []
     for person in people:
@@ -290,7 +330,8 @@ def measure_single_pass(model, people: list[Person] | None = None, repeats: int 
                            if part_error(part, person.labels_px, person.labels_px) is not None})
             continue
         found_people.append(person)
-        single_px = single.process_crop(pose_crop, (width, height)).extras["all_points"][:, :2] * [width, height]
+        by_single = single.process_crop(pose_crop, (width, height))
+        single_px = by_single.extras["all_points"][:, :2] * [width, height]
         for part in SCORED_PARTS:
             if part_error(part, person.labels_px, person.labels_px) is None:
                 continue
@@ -302,6 +343,7 @@ def measure_single_pass(model, people: list[Person] | None = None, repeats: int 
                 scores[part][method].append(error)
                 scores[part][f"pck_{method}"].append(pck)
             scores[part]["images"].append(person.image)
+            presence[part].append((by_cascade.present[part], by_single.present[part]))
             stage_crop = crops.get("face_landmark" if part == "face" else f"{part}_landmark")
             if part in CASCADE_CROP_PX and stage_crop is not None:
                 # the cascade cut this part's crop (its model may still have said "no hand")
@@ -312,7 +354,7 @@ def measure_single_pass(model, people: list[Person] | None = None, repeats: int 
     latency = {"cascade end to end": [], "single pass end to end": [], "cascade models (sum of stages)": [],
                "single pass model": []}
     timed = found_people[:latency_images] if latency_images else found_people
-    isolated = isinstance(model, (str, Path))
+    is_file = isinstance(model, (str, Path))
     for person in timed:
         for run in range(warmup + repeats):
             cascade.process(person.rgb)
@@ -325,14 +367,17 @@ def measure_single_pass(model, people: list[Person] | None = None, repeats: int 
                 latency["single pass model"].append(single.last_timings.get("single_pass", np.nan))
     size_bytes = {f"cascade: {name}": size for name, size in cascade_model_bytes().items()}
     size_bytes["cascade total"] = sum(size_bytes.values())
-    notes = ["the shipped .tflite files store float16 weights; the single pass is float32"]
-    if isolated:
-        single_bytes = Path(model).stat().st_size
-        size_bytes["single pass (float32)"] = single_bytes
-        size_bytes["single pass + pose_detection"] = single_bytes + size_bytes["cascade: pose_detection"]
+    notes = ["the shipped .tflite files store float16 weights (the interpreter computes in float32)"]
+    if is_file:
+        size_bytes["single pass (float32)"] = Path(model).stat().st_size
+        float16 = Path(model).with_name("single_pass_float16.tflite")
+        if float16.is_file():   # written beside it by save_single_pass: the like-for-like size
+            size_bytes["single pass (float16 weights)"] = float16.stat().st_size
+            size_bytes["single pass (float16) + pose_detection"] = (float16.stat().st_size
+                                                                    + size_bytes["cascade: pose_detection"])
     else:
         notes.append("the single pass ran as a Keras model: its latency is not the interpreter's")
-    return SinglePassComparison(len(people), scores, missed, sizes,
+    return SinglePassComparison(len(people), scores, missed, presence, sizes,
                                 {name: _stats(values) for name, values in latency.items() if values}, size_bytes,
                                 f"{platform.processor() or platform.machine()}, {_cpu_name()}, 1 thread", notes)
 
