@@ -331,7 +331,9 @@ def measure_single_pass(model, people: list[Person] | None = None, repeats: int 
             continue
         found_people.append(person)
         by_single = single.process_crop(pose_crop, (width, height))
-        single_px = by_single.extras["all_points"][:, :2] * [width, height]
+        # no points only if its pose flag disagrees with the cascade's on the same crop (float16 vs float32 weights)
+        all_points = by_single.extras.get("all_points", np.full((NUM_KEYPOINTS, 3), np.nan))
+        single_px = all_points[:, :2] * [width, height]
         for part in SCORED_PARTS:
             if part_error(part, person.labels_px, person.labels_px) is None:
                 continue
