@@ -263,23 +263,25 @@ class SinglePassComparison:
             spans = np.array([[chosen[p]["error"] - chosen[p]["error_ci"][0], chosen[p]["error_ci"][1] - chosen[p]["error"]]
                               for p in parts if p in chosen]).T.reshape(2, -1)
             accuracy.bar(where, errors, 0.4, yerr=spans, capsize=3, label=method.replace("_", " "))
-        accuracy.set_xticks(range(len(parts)), [f"{p}\nn={sum(r['n'] for r in rows if r['part'] == p and r['method'] == 'cascade')}"
+        counts = {(row["part"], row["method"]): row["n"] for row in rows}
+        accuracy.set_xticks(range(len(parts)), [f"{p}\nn={counts.get((p, 'cascade'), 0)} / {counts.get((p, 'single_pass'), 0)}"
                                                 for p in parts])
         accuracy.set_yscale("log")
-        accuracy.set(title="error on human labels (normalised, log scale)", ylabel="error / torso, eyes or hand size")
+        accuracy.set(title="error on human labels (n: cascade / single pass)", ylabel="error / torso, eyes or hand (log)")
         accuracy.legend()
         size_rows = self.size_rows()
         for offset, key, label in ((-0.2, "single_pass_crop_px", "in the 256 px pose crop"),
                                    (0.2, "cascade_crop_px", "in the cascade's own crop (192 / 224 px)")):
             sizes.bar([i + offset for i in range(len(size_rows))], [row[key] for row in size_rows], 0.4, label=label)
         sizes.set_xticks(range(len(size_rows)), [row["part"] for row in size_rows])
-        sizes.set(title="part size, median labelled box (px)", ylabel="pixels")
-        sizes.legend()
+        sizes.set(title="part size, median labelled box (px)", ylabel="pixels",
+                  ylim=(0, 1.35 * max(row["cascade_crop_px"] for row in size_rows)))
+        sizes.legend(loc="upper left", fontsize="small")
         names = list(self.latency_ms)
         medians = [self.latency_ms[name]["median"] for name in names]
         p90 = [self.latency_ms[name]["p90"] - self.latency_ms[name]["median"] for name in names]
         latency.barh(names, medians, xerr=[np.zeros(len(names)), p90], capsize=3)
-        latency.set(title=f"latency, median and p90 ({self.machine})", xlabel="ms")
+        latency.set(title="latency, median and p90", xlabel=f"ms ({self.machine})")
         fig.tight_layout()
         return fig
 
