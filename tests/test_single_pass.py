@@ -113,6 +113,19 @@ def test_a_training_step_moves_the_heads_and_not_the_pose_model(astronaut_sample
     assert not np.array_equal(head_before, model.get_layer("face_heatmaps").weights[0].numpy())
 
 
+def test_teacher_fit_measures_the_distance_to_the_cascades_points(network):
+    from holistic_lab.train.single_pass_eval import teacher_fit
+
+    items = [(sample_image(name), sample_labels(name)) for name in ("astronaut", "grace_hopper")]
+    fit = teacher_fit(network, items)
+    assert set(fit) == {"face", "left_hand", "right_hand"}
+    assert fit["face"]["n"] == 2                           # both portraits: the cascade found the face
+    assert 5 < fit["face"]["median_size_px"] < 256
+    assert fit["face"]["median_error_px"] > 0              # untrained heads are off
+    with pytest.raises(ValueError, match="items"):
+        teacher_fit(network, [])
+
+
 def test_the_network_converts_to_tflite_and_runs(network, saved, astronaut_sample):
     from holistic_lab.convert import run_keras
     from holistic_lab.pipeline.runners import TFLiteRunner

@@ -169,6 +169,31 @@ def part_box_px(part: str, labels_px: np.ndarray) -> float:
     return float((labels.max(0) - labels.min(0)).max()) if len(labels) >= 2 else float("nan")
 
 
+def teacher_fit(model, items, batch_size: int = 8) -> dict[str, dict]:
+    """How closely the network gives its teacher's points on (rgb, cascade labels) pairs, in the
+    256 px pose crop: per part, n crops where the cascade found it, the median of the mean point
+    error (px) and of the part's box long side (px). On training images it says whether a poor
+    result is a fit that never happened or a gap to new images."""
+    from .losses import named_outputs
+    from .single_pass_data import iter_single_pass_crops
+
+    crops = list(iter_single_pass_crops(items))
+    if not crops:
+        raise ValueError("items: no pair whose labelled pose places a pose crop")
+    keypoints = np.concatenate([np.asarray(named_outputs(model, np.stack([c.input for c in crops[i:i + batch_size]]))
+                                           ["keypoints"]) for i in range(0, len(crops), batch_size)])
+    fit = {}
+    for part in PRESENCE_PARTS:
+        rows = PARTS[part]
+        found = [(c.points[rows, :2], k[rows, :2]) for c, k in zip(crops, keypoints) if c.mask[rows].all()]
+        fit[part] = {"n": len(found),
+                     "median_error_px": float(np.median([np.linalg.norm(p - t, axis=1).mean() for t, p in found]))
+                     if found else float("nan"),
+                     "median_size_px": float(np.median([(t.max(0) - t.min(0)).max() for t, _ in found]))
+                     if found else float("nan")}
+    return fit
+
+
 # --- the measurement ---------------------------------------------------------------------------
 
 @dataclass
