@@ -10,6 +10,12 @@
 - `export`: `export_variant`, a trained model -> a verified float32 `.tflite` in a variant folder.
 - `job`: `run_job`, one job from config to variant folder (`holistic-lab finetune`, the job API).
 - `evaluate`: the shipped and the fine-tuned model on held-out human labels, clean and degraded.
+
+The single-pass experiment (chapter 06), one network for all 543 points measured against the cascade:
+- `single_pass`: the network (pose_landmark_full + face and hand heads), its loss, `fit`, saving.
+- `single_pass_data`: the cascade's labels in the pose crop, augmented; `distillation_items`.
+- `single_pass_experiment`: `make_single_pass`, label + train + save in one call.
+- `single_pass_eval`: `measure_single_pass`, beside the cascade: latency, size, accuracy per part.
 """
 from .config import CHECKPOINT_MARKER, FineTuneConfig
 from .modules import DEFAULT_LOSS_WEIGHTS, MODULES, TrainModule, train_module
