@@ -136,7 +136,7 @@ def build_single_pass(pose_model: keras.Model | None = None) -> keras.Model:
     face_presence = keras.layers.Dense(1, name="face_presence")(face_pooled)
     hand_presence = keras.layers.Dense(2, name="hand_presence")(hands_pooled)
     presence = keras.layers.Concatenate(name="part_presence")([face_presence, hand_presence])
-    return keras.Model(pose_model.inputs, [*pose_model.outputs, keypoints, presence], name="single_pass")
+    return keras.Model(pose_model.input, [*pose_model.outputs, keypoints, presence], name="single_pass")
 
 
 # --- loss ------------------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def train_single_pass(model: keras.Model, dataset, epochs: int = 1, steps_per_ep
             raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
-    trainer = keras.Model(model.inputs, {"keypoints": model.get_layer("keypoints").output,
+    trainer = keras.Model(model.input, {"keypoints": model.get_layer("keypoints").output,
                                          "part_presence": model.get_layer("part_presence").output})
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate),
                     loss={"keypoints": keypoint_loss(part_weights),
