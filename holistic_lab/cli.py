@@ -221,6 +221,15 @@ def cmd_finetune(args) -> int:
     from .train.job import run_job
 
     config = finetune_config(args)
+    if config.task_type == "classification":  # the job API's gesture head (chapter 06)
+        from .gestures.job import run_classification_job
+
+        classifier = run_classification_job(config, args.out, start_from=args.start_from, overwrite=args.overwrite,
+                                            command=shlex.join(["holistic-lab", *args.argv]),
+                                            progress=not args.no_progress, seed=args.seed)
+        print(f"gesture head, classes {', '.join(classifier.labels)}: validation accuracy "
+              f"{classifier.manifest['training']['validation_accuracy']:.3f}; variant {display_path(args.out)}")
+        return 0
     result = run_job(config, args.out, start_from=args.start_from, overwrite=args.overwrite,
                      command=shlex.join(["holistic-lab", *args.argv]), progress=not args.no_progress,
                      seed=args.seed, steps_per_epoch=args.steps_per_epoch)
@@ -262,10 +271,11 @@ def add_finetune_parser(sub) -> None:
                    help="decode the set once and keep it in memory (default on)")
     p.add_argument("--preset", default=given_only, help="augmentation preset (default train)")
     p.add_argument("--task-type", choices=("landmarks", "classification"), default=given_only,
-                   help="landmarks (default); classification is the gesture head's (chapter 06), refused here")
+                   help="landmarks (default); classification trains a gesture head on the hand model from --data's "
+                        "class folders (chapter 06)")
     p.add_argument("--num-classes", type=positive_int, default=given_only, help="classes (classification only)")
     p.add_argument("--class-names", type=lambda text: [name.strip() for name in text.split(",")],
-                   default=given_only, metavar="A,B,...", help="class names (classification only)")
+                   default=given_only, metavar="A,B,...", help="class folders to use, in order (classification only)")
     p.add_argument("--distributed-workers", type=positive_int, default=given_only,
                    help="training processes (default 1; more is the scale-out chapter's)")
     p.add_argument("--loss-weight", type=loss_weight, action="append", metavar="NAME=VALUE",

@@ -169,14 +169,15 @@ def test_an_unknown_module_is_refused_by_name(tmp_path, capsys, no_training):
 
 def test_every_job_field_has_an_option(tmp_path, capsys, no_training):
     """Each FineTuneConfig field can be given on the command line; the trainer refuses, by name,
-    the ones it does not do (classification, several workers) before any training."""
+    what it cannot do (a classification job's data that is no folder of class folders, several
+    workers) before any training."""
     from holistic_lab.cli import FINETUNE_FIELDS
     from holistic_lab.train import FineTuneConfig
 
     assert set(FINETUNE_FIELDS.values()) | {"loss_weights"} == set(FineTuneConfig.model_fields)
     base = ["finetune", "--module", "hands", "--data", "set.tfrecord", "--out", str(tmp_path / "v")]
     assert main([*base, "--task-type", "classification", "--num-classes", "2", "--class-names", "a,b"]) == 2
-    assert "classification" in one_line_error(capsys)
+    assert "not a folder of class folders" in one_line_error(capsys)
     assert main([*base, "--distributed-workers", "2"]) == 2
     assert "distributed_workers" in one_line_error(capsys)
     job = tmp_path / "job.json"
