@@ -10,6 +10,12 @@
 - `export`: `export_variant`, a trained model -> a verified float32 `.tflite` in a variant folder.
 - `job`: `run_job`, one job from config to variant folder (`holistic-lab finetune`, the job API).
 - `evaluate`: the shipped and the fine-tuned model on held-out human labels, clean and degraded.
+
+Chapter 06's joint model, on the same engine:
+- `joint_data`: one labelled image -> the four heads' crops (pose, face, left_hand, right_hand), masks.
+- `joint`: `HolisticModel`, the three landmark models as one Keras model with four named heads,
+  trained in one `fit` with a loss weight per head; `export_joint` splits it back into a variant.
+- `joint_study`: joint training against chapter 05's per-module training, on human labels.
 """
 from .config import CHECKPOINT_MARKER, FineTuneConfig
 from .modules import DEFAULT_LOSS_WEIGHTS, MODULES, TrainModule, train_module
