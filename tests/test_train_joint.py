@@ -174,3 +174,20 @@ def test_split_back_is_a_variant_of_three_stages_the_cascade_runs(trained, batch
     assert all(result.present[part] for part in ("pose", "face", "right_hand"))
     shipped = HolisticPipeline().process(rgb)
     assert not np.array_equal(result.xyz[33:501], shipped.xyz[33:501])   # the variant's face model ran
+
+
+def test_joint_rows_give_joint_against_per_module_with_a_paired_interval():
+    from holistic_lab.train.evaluate import Comparison
+    from holistic_lab.train.joint_study import format_joint_rows, joint_rows
+
+    per_module = np.array([0.10, 0.20, 0.30, 0.40])
+    scores = {"shipped": per_module + 0.05, "per-module": per_module, "joint": per_module * 1.1}
+    comparison = Comparison("hands", {"clean": {name: {"error": errors, "pck": np.ones(4)}
+                                                for name, errors in scores.items()}},
+                            ["freihand"] * 4, ["a", "b", "c", "c"])
+    (row,) = joint_rows({"hands": comparison})
+    assert row["n"] == 4 and row["per_module"] == pytest.approx(0.25) and row["shipped"] == pytest.approx(0.30)
+    assert row["relative_difference"] == pytest.approx(0.1)
+    low, high = row["difference_ci"]
+    assert 0 < low <= 0.025 <= high   # joint is worse on every image: the interval excludes 0
+    assert "+10.0%" in format_joint_rows([row])

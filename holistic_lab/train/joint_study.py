@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .config import FineTuneConfig
 from .evaluate import Comparison, compare_models, human_cases
-from .joint import STAGE_MODULES, train_joint
+from .joint import STAGE_MODULES, HolisticModel, train_joint
 from .joint_data import HEAD_MODULES
 from .loop import finetune, split_indices
 from .teacher_data import frame_items, video_frames
@@ -41,6 +41,7 @@ class JointStudy:
     train_items: int
     joint_history: dict[str, list[float]]
     best_epochs: dict[str, int]              # module -> the epoch `finetune` kept
+    joint: HolisticModel                     # the trained joint model (`joint.export_joint` splits it back)
 
 
 def video_items(every: int = 5, limit_per_clip: int | None = None, progress: bool = True) -> tuple[list, list[str]]:
@@ -88,7 +89,7 @@ def joint_vs_per_module(items: list, groups: list[str], epochs: int, root, batch
                                               "joint": joint.stages[module]}, module_cases, module, preset, draws,
                                              seed)
     return JointStudy(joint_rows(comparisons), comparisons, seconds, len(train_indices), history,
-                      {module: run.best_epoch for module, run in runs.items()})
+                      {module: run.best_epoch for module, run in runs.items()}, joint)
 
 
 def joint_rows(comparisons: dict[str, Comparison]) -> list[dict]:
