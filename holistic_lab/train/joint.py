@@ -176,7 +176,7 @@ def train_joint(items: list, epochs: int = 2, batch_size: int = 8, preset: str |
         from tqdm.keras import TqdmCallback
 
         callbacks.append(TqdmCallback(verbose=0, desc="joint"))
-    history = model.fit(data, epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=callbacks)
+    history = model.fit(data, epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=callbacks, shuffle=False)
     return model, {name: [float(v) for v in values] for name, values in history.history.items()}
 
 
