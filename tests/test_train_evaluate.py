@@ -31,8 +31,16 @@ def test_hand_cases_come_from_the_three_human_sets_and_score_their_own_labels_as
 def test_face_cases_use_the_68_points_and_the_interocular_norm(fixtures):
     cases = human_cases("face_mesh", sets=("300w",))
     assert len(cases) == 2 and all(len(case.rows) == 68 and case.norm_px > 20 for case in cases)
-    with pytest.raises(ValueError, match="module must be 'hands' or 'face_mesh'"):
-        human_cases("pose")
+    with pytest.raises(ValueError, match="module must be one of"):
+        human_cases("gesture")
+
+
+def test_pose_cases_are_human_labelled_bodies_normalised_by_the_torso(fixtures):
+    cases = human_cases("pose")
+    assert {case.source for case in cases} <= {"coco", "aic", "posetrack18"} and len(cases) >= 10
+    for case in cases:
+        assert case.crop.input.shape == (256, 256, 3) and case.norm_px > 10 and len(case.rows) >= 8
+        assert case_errors(case, case.crop.points).max() < 1e-3
 
 
 def test_degraded_inputs_are_seeded_and_shared(hand_cases):

@@ -16,6 +16,12 @@ The single-pass experiment (chapter 06), one network for all 543 points measured
 - `single_pass_data`: the cascade's labels in the pose crop, augmented; `distillation_items`.
 - `single_pass_experiment`: `make_single_pass`, label + train + save in one call.
 - `single_pass_eval`: `measure_single_pass`, beside the cascade: latency, size, accuracy per part.
+
+Chapter 06's joint model, on the same engine:
+- `joint_data`: one labelled image -> the four heads' crops (pose, face, left_hand, right_hand), masks.
+- `joint`: `HolisticModel`, the three landmark models as one Keras model with four named heads,
+  trained in one `fit` with a loss weight per head; `export_joint` splits it back into a variant.
+- `joint_study`: joint training against chapter 05's per-module training, on human labels.
 """
 from .config import CHECKPOINT_MARKER, FineTuneConfig
 from .modules import DEFAULT_LOSS_WEIGHTS, MODULES, TrainModule, train_module

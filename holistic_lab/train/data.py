@@ -242,6 +242,16 @@ def degrade_crop(sample: ModuleCrop, augmenter) -> ModuleCrop:
     return dataclasses.replace(sample, input=tensor, clean=sample.input)
 
 
+def preset_augmenters(preset: str | AugmentParams | None, seed: int | None, geometry: bool = True):
+    """(moves, looks): the preset's geometry augmenter for whole images (None without a preset or
+    when `geometry` is False) and its appearance augmenter for crops (None without a preset)."""
+    if preset is None:
+        return None, None
+    geometry_params, appearance_params = split_preset(preset)
+    moves = make_augmenter(geometry_params, seed=seed) if geometry else None
+    return moves, make_augmenter(appearance_params, seed=None if seed is None else seed + 1)
+
+
 def iter_module_crops(items: Iterable[tuple[np.ndarray, Sample | HolisticResult]], module: str,
                       preset: str | AugmentParams | None = None, seed: int | None = 0,
                       geometry: bool = True) -> Iterator[ModuleCrop]:
@@ -251,12 +261,7 @@ def iter_module_crops(items: Iterable[tuple[np.ndarray, Sample | HolisticResult]
     when `geometry` is False, as for validation); its appearance part then degrades the crop,
     whose `clean` field keeps the crop as it was. Seeded: the same seed gives the same crops."""
     train_module(module)
-    if preset is None:
-        moves, looks = None, None
-    else:
-        geometry_params, appearance_params = split_preset(preset)
-        moves = make_augmenter(geometry_params, seed=seed) if geometry else None
-        looks = make_augmenter(appearance_params, seed=None if seed is None else seed + 1)
+    moves, looks = preset_augmenters(preset, seed, geometry)
     sides = HAND_SIDES if module == "hands" else (None,)
     for rgb, labels in items:
         check_rgb(rgb)
@@ -276,16 +281,26 @@ def iter_module_batches(items: Iterable[tuple[np.ndarray, Sample | HolisticResul
     {"points": (B, n, 3), "mask": (B, n), "z_mask": (B, n), "clean": (B, S, S, 3)}, n the
     model's point count, the ModuleCrop fields stacked; the last batch may be smaller unless
     `drop_remainder`."""
+    return in_batches(iter_module_crops(items, module, preset, seed, geometry), batch_size, stack_batch,
+                      drop_remainder)
+
+
+def in_batches(samples: Iterable, batch_size: int, stack, drop_remainder: bool = False) -> Iterator:
+    """`stack(list)` of each `batch_size` consecutive samples; the last may be smaller unless `drop_remainder`."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-    batch: list[ModuleCrop] = []
-    for sample in iter_module_crops(items, module, preset, seed, geometry):
+    return _in_batches(samples, batch_size, stack, drop_remainder)
+
+
+def _in_batches(samples, batch_size, stack, drop_remainder):
+    batch = []
+    for sample in samples:
         batch.append(sample)
         if len(batch) == batch_size:
-            yield stack_batch(batch)
+            yield stack(batch)
             batch = []
     if batch and not drop_remainder:
-        yield stack_batch(batch)
+        yield stack(batch)
 
 
 def stack_batch(crops: list[ModuleCrop]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -313,6 +328,15 @@ def module_dataset(make_items, module: str, batch_size: int = 32, preset: str | 
     iterable each pass (e.g. `lambda: iter_labelled(path)`). With `reseed_each_epoch` each
     pass augments with seed `seed + 2 * epoch`, so epochs differ and runs repeat; without
     it every pass gives the same batches (a validation set)."""
+    return epoch_dataset(make_items, lambda items, epoch_seed: iter_module_batches(
+        items, module, batch_size, preset, epoch_seed, drop_remainder, geometry), batch_signature(module), seed,
+        reseed_each_epoch)
+
+
+def epoch_dataset(make_items, make_batches, signature, seed: int | None = 0, reseed_each_epoch: bool = True):
+    """A tf.data.Dataset of `make_batches(items, epoch_seed)` over a fresh `make_items()` each
+    pass: shuffled and augmented with seed `seed + 2 * epoch` with `reseed_each_epoch`, the same
+    batches every pass without it."""
     import tensorflow as tf
 
     epochs = itertools.count()
@@ -324,6 +348,6 @@ def module_dataset(make_items, module: str, batch_size: int = 32, preset: str | 
         if reseed_each_epoch:   # a new order each pass, so batches mix differently every epoch
             items = list(items)
             np.random.default_rng(epoch_seed).shuffle(items)
-        return iter_module_batches(items, module, batch_size, preset, epoch_seed, drop_remainder, geometry)
+        return make_batches(items, epoch_seed)
 
-    return tf.data.Dataset.from_generator(batches, output_signature=batch_signature(module))
+    return tf.data.Dataset.from_generator(batches, output_signature=signature)

@@ -1,12 +1,13 @@
 """Did fine-tuning help? The shipped and a fine-tuned landmark model on held-out human labels,
 clean and under a target domain's degradation, with a paired bootstrap interval.
 
-    cases = human_cases("hands")                      # FreiHAND, Panoptic, COCO-WholeBody hands
+    cases = human_cases("hands")                      # FreiHAND, Panoptic, COCO-WholeBody hands (pose: COCO,
+                                                      # AI Challenger, PoseTrack bodies)
     table = compare_models({"shipped": shipped, "fine-tuned": model}, cases, "hands", preset="low_light")
     table.summary()                                   # per model and condition: mean error, PCK, n
 
 Each case is one labelled part, cropped exactly as the cascade's tracking crops it (the ROI
-from the human points for hands; for faces, whose 68 human points do not span the 468-point
+from the human points for hands and bodies; for faces, whose 68 human points do not span the 468-point
 box, from the shipped model's mesh on the clean image, refined once, as tracking does). Both
 models see the same crop; the degraded condition applies the preset's appearance part to it
 (`data.split_preset`), `draws` seeded draws per case, the same draws for every model.
@@ -15,6 +16,9 @@ Metrics per case (normalised so hands and faces of any size count alike):
   hands  error = mean point error / long side of the labelled hand's box; PCK@0.2 on the same norm
   face   NME   = mean error over the labelled iBUG-68 points / outer-eye-corner distance, the
                  mesh read at `topology.IBUG68_TO_FACE_MESH` (its mapping error is in both models' numbers)
+  pose   error = mean error over the labelled body points / torso length (shoulder midpoint to hip
+                 midpoint); the ROI from the labels is BlazePose's from rebuilt auxiliary points
+                 (`data.pose_auxiliary_from_landmarks`), near the tracked one, not equal to it
 The interval of a difference is a paired bootstrap over images (resampling whole images, so two
 hands of one photograph count as one draw; never the degradation draws). A face counts only if the
 shipped model finds a mesh on the clean image (its ROI needs one), so face numbers are conditional
@@ -38,6 +42,7 @@ from .modules import train_module
 HAND_PCK_ALPHA = 0.2
 HAND_SETS = ("freihand", "panoptic", "coco_wholebody")
 FACE_SETS = ("dlib_faces", "300w", "coco_wholebody")
+POSE_SETS = ("coco", "aic", "posetrack18")   # coco_wholebody's bodies are coco's people again
 
 
 @dataclass
@@ -107,15 +112,25 @@ def _face_case(source: str, rgb: np.ndarray, sample: Sample, face_stage) -> Case
     return Case(source, crop, labels, rows, interocular, (sample.width, sample.height))
 
 
+def _pose_case(source: str, rgb: np.ndarray, sample: Sample) -> Case | None:
+    crop = module_crop(rgb, sample, "pose")
+    if crop is None:
+        return None
+    labels = _part_pixels(sample, "pose")
+    rows = np.flatnonzero(np.isfinite(labels).all(1))
+    torso = float(np.linalg.norm(labels[[11, 12]].mean(0) - labels[[23, 24]].mean(0)))
+    return Case(source, crop, labels, rows, torso, (sample.width, sample.height))
+
+
 def human_cases(module: str, sets: tuple[str, ...] | None = None, limit: int | None = None) -> list[Case]:
-    """Every usable human-labelled hand ("hands") or face ("face_mesh") of the fixture packs."""
+    """Every usable human-labelled hand ("hands"), face ("face_mesh") or body ("pose") of the fixture packs."""
     from .. import datasets
     from ..pipeline.stages import FaceLandmark
 
-    if module not in ("hands", "face_mesh"):
-        raise ValueError(f"human_cases: module must be 'hands' or 'face_mesh' (the packs have no other "
-                         f"part-level human labels for it), got {module!r}")
-    sets = sets or (HAND_SETS if module == "hands" else FACE_SETS)
+    default_sets = {"hands": HAND_SETS, "face_mesh": FACE_SETS, "pose": POSE_SETS}
+    if module not in default_sets:
+        raise ValueError(f"human_cases: module must be one of {tuple(default_sets)}, got {module!r}")
+    sets = sets or default_sets[module]
     face_stage = FaceLandmark() if module == "face_mesh" else None
     cases: list[Case] = []
     for name in sets:
@@ -125,6 +140,8 @@ def human_cases(module: str, sets: tuple[str, ...] | None = None, limit: int | N
             for sample in samples:
                 if module == "hands":
                     found = [_hand_case(name, rgb, sample, side) for side in HAND_SIDES]
+                elif module == "pose":
+                    found = [_pose_case(name, rgb, sample)]
                 else:
                     found = [_face_case(name, rgb, sample, face_stage)]
                 for case in found:
@@ -236,7 +253,7 @@ class Comparison:
         return out
 
     def summary(self, baseline: str = "shipped") -> str:
-        metric = "error / hand size" if self.module == "hands" else "NME (interocular)"
+        metric = {"hands": "error / hand size", "pose": "error / torso length"}.get(self.module, "NME (interocular)")
         counts = ", ".join(f"{source} {self.sources.count(source)}" for source in dict.fromkeys(self.sources))
         lines = [f"{self.module}: {metric}, n = {self.n} parts in {len(set(self.images))} images ({counts}), "
                  f"mean [95% bootstrap interval, images resampled]"]

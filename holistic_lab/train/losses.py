@@ -24,7 +24,9 @@ Teacher terms are 0 when no teacher outputs are given.
 A point counts only where its mask is 1 and its label is finite: other points add nothing to
 the sum nor to the mean's denominator, and their gradient is exactly zero (labels are replaced
 before any arithmetic, so a NaN never reaches a `where` branch). Means run over every counted
-point of the batch; a batch with none gives 0.
+point of the batch; a batch with none gives 0. A crop without a single labelled point is a part
+that is absent (the joint model's batches hold one, zeroed, for an image without a face or a
+hand): it adds nothing to any term, teacher terms included.
 """
 from __future__ import annotations
 
@@ -78,15 +80,18 @@ def landmark_losses(outputs: dict, targets: dict, module: str | TrainModule, tea
         terms["visibility"] = masked_mean(ops.sum(_bce(wanted, scores, True), axis=-1), xy_known)
     if teacher is not None:
         taught = ops.stop_gradient(taught_points[..., :3] * to_pixels)
-        # unlabelled points: all of x, y, z; 2-D labelled points (human labels): z only
-        terms["teacher"] = (ops.sum(ops.where(xy_known > 0, 0.0, _charbonnier(predicted_px - taught)))
+        # unlabelled points of a crop that holds the part: all of x, y, z; 2-D labelled points
+        # (human labels): z only
+        in_part = part_labelled[:, None] > 0
+        terms["teacher"] = (ops.sum(ops.where((xy_known == 0) & in_part, _charbonnier(predicted_px - taught), 0.0))
                             + ops.sum(ops.where((xy_known > 0) & (z_known == 0),
                                                 _charbonnier(predicted_px[..., 2:3] - taught[..., 2:3]), 0.0))
-                            ) / ops.maximum(ops.sum(1.0 - z_known), 1.0)
+                            ) / ops.maximum(ops.sum(ops.where(in_part, 1.0 - z_known, 0.0)), 1.0)
         if module.teacher_only_outputs:
             terms["teacher_outputs"] = sum(
-                ops.mean(ops.square(_as_probability(outputs[name], name, module)
-                                    - ops.stop_gradient(_as_probability(teacher[name], name, module))))
+                masked_mean(_per_sample_mean(ops.square(
+                    _as_probability(outputs[name], name, module)
+                    - ops.stop_gradient(_as_probability(teacher[name], name, module)))), part_labelled)
                 for name in module.teacher_only_outputs)
     terms["total"] = sum(weights[name] * value for name, value in terms.items())
     return terms
@@ -100,6 +105,11 @@ def masked_mean(values, mask):
     """Mean of `values` over the entries where `mask` is 1; masked entries add nothing, gradient included."""
     mask = ops.cast(mask, "float32")
     return ops.sum(ops.where(mask > 0, values, 0.0)) / ops.maximum(ops.sum(mask), 1.0)
+
+
+def _per_sample_mean(values):
+    """(B, ...) -> (B,): each sample's mean (equal-sized samples: their mean is the batch's mean)."""
+    return ops.mean(ops.reshape(values, (ops.shape(values)[0], -1)), axis=1)
 
 
 def _points(outputs: dict, module: TrainModule):
