@@ -241,3 +241,13 @@ def test_many_classes_too_small_to_split_give_one_short_line(crops, tmp_path, ca
     assert main(["gestures", "train", "--data", str(data), "--out", str(tmp_path / "v"), *QUICK]) == 2
     err = one_line_error(capsys, "train")
     assert "and 290 more have too few images for a validation split of 0.15" in err and len(err) < 500
+
+
+def test_out_a_symlink_to_nowhere_is_refused_before_training(data, tmp_path, capsys, no_training):
+    """It trained to the end, then failed with 'File exists' (mkdir on the link), leaving the
+    link target's parent folder created."""
+    out = tmp_path / "v"
+    out.symlink_to(tmp_path / "nowhere" / "deeper")
+    assert main(["gestures", "train", "--data", str(data), "--out", str(out), *QUICK]) == 2
+    assert "is a symbolic link to" in one_line_error(capsys, "train")
+    assert not (tmp_path / "nowhere").exists()
