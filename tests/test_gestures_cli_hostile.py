@@ -251,3 +251,14 @@ def test_out_a_symlink_to_nowhere_is_refused_before_training(data, tmp_path, cap
     assert main(["gestures", "train", "--data", str(data), "--out", str(out), *QUICK]) == 2
     assert "is a symbolic link to" in one_line_error(capsys, "train")
     assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.parametrize("split", ["0.95", "0.99"])
+def test_a_split_that_leaves_a_class_nothing_to_train_on_is_named(data, tmp_path, capsys, split):
+    """It said 'no items to encode' after loading and converting the hand model (or, with one
+    class emptied, failed in the fit after every crop was encoded)."""
+    assert main(["gestures", "train", "--data", str(data), "--out", str(tmp_path / "v"), "--validation-split", split,
+                 *QUICK]) == 2
+    err = one_line_error(capsys, "train")
+    assert "have no training images left after a validation split of" in err and "'fist'" in err
+    assert not (tmp_path / "v").exists()

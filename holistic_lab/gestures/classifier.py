@@ -125,6 +125,11 @@ class GestureClassifier:
             more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""  # one readable line for 1000 classes
             raise ValueError(f"classes {missing[:10]}{more} have too few images for a validation split of "
                              f"{validation_fraction}")
+        untrained = sorted(set(labels) - set(labels_of(fit_items)))
+        if untrained:  # found here, not as 'no items to encode' or a fit error after the crops are encoded
+            more = f" and {len(untrained) - 10} more" if len(untrained) > 10 else ""
+            raise ValueError(f"classes {untrained[:10]}{more} have no training images left after a validation split "
+                             f"of {validation_fraction}; lower --validation-split or add images")
         hand_path = hand_model_file(hand_model)
         hand = tflite_to_keras(hand_path)
         pipeline = HolisticPipeline(hand_landmark_model=str(hand_path))
