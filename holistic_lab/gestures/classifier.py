@@ -122,14 +122,12 @@ class GestureClassifier:
         fit_items, val_items = split_items(items, validation_fraction, seed)
         missing = sorted(set(labels) - set(labels_of(val_items)))
         if missing:
-            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""  # one readable line for 1000 classes
-            raise ValueError(f"classes {missing[:10]}{more} have too few images for a validation split of "
+            raise ValueError(f"classes {_first_ten(missing)} have too few images for a validation split of "
                              f"{validation_fraction}")
         untrained = sorted(set(labels) - set(labels_of(fit_items)))
         if untrained:  # found here, not as 'no items to encode' or a fit error after the crops are encoded
-            more = f" and {len(untrained) - 10} more" if len(untrained) > 10 else ""
-            raise ValueError(f"classes {untrained[:10]}{more} have no training images left after a validation split "
-                             f"of {validation_fraction}; lower --validation-split or add images")
+            raise ValueError(f"classes {_first_ten(untrained)} have no training images left after a validation "
+                             f"split of {validation_fraction}; lower --validation-split or add images")
         hand_path = hand_model_file(hand_model)
         hand = tflite_to_keras(hand_path)
         pipeline = HolisticPipeline(hand_landmark_model=str(hand_path))
@@ -226,6 +224,11 @@ class GestureClassifier:
     def classify_crop(self, rgb: np.ndarray) -> tuple[str, float]:
         """(label, score) for a tight hand crop, cut to the hand ROI the way the cascade would."""
         return top_gesture(self.crop_probabilities(rgb), self.labels)
+
+
+def _first_ten(labels: list[str]) -> str:
+    """A list of classes for an error: one readable line also for a thousand."""
+    return f"{labels[:10]}" + (f" and {len(labels) - 10} more" if len(labels) > 10 else "")
 
 
 def _verified_tflite(model, check_crops: np.ndarray) -> bytes:
