@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 import sys
 
@@ -96,7 +97,7 @@ def test_labels_edited_to_another_count_are_refused_not_an_index_error(classifie
     edit_json(classifier_copy / "gesture.json", lambda m: m.update(labels=labels))
     assert main(["gestures", "predict", "--model", str(classifier_copy), first_crop(data)]) == 2
     err = one_line_error(capsys, "predict")
-    assert "gesture.json" in err and __import__("re").search(message, err)
+    assert "gesture.json" in err and re.search(message, err)
 
 
 @pytest.mark.parametrize("model", ["hand_landmark_full", "face_landmark"])
