@@ -306,18 +306,38 @@ def gesture_items(args) -> list:
     return items
 
 
+def check_gesture_out(args) -> None:
+    """Refuse, before minutes of work, an --out the variant cannot be written to: one holding the
+    user's files, an input's folder (it would become a class folder of --data, even with
+    --overwrite), or the --from variant itself (its record of how it was made would be lost)."""
+    from .variants import check_variant_output, read_variant
+
+    out = check_variant_output(args.out, args.overwrite).resolve()
+    inputs = [("--data", args.data), *(("--add-class", folder) for _, folder in args.add_class or [])]
+    for option, folder in inputs:
+        if out == Path(folder).resolve() or Path(folder).resolve() in out.parents:
+            raise ValueError(f"--out {display_path(args.out)} is inside {option} {display_path(folder)}; "
+                             "write the variant outside the gesture data")
+    if args.start_from is not None:
+        read_variant(args.start_from)  # a .tflite or a folder that is not a variant: refused now, not after training
+        if Path(args.start_from).resolve() == out:
+            raise ValueError(f"--out {display_path(args.out)} is also --from, the variant this run starts from; "
+                             "write the new variant to a new folder")
+
+
 def cmd_gestures_train(args) -> int:
     """Train a gesture head on the hand model from class folders into a variant (gesture/)."""
     from .gestures import GestureClassifier, labels_of
-    from .variants import check_variant_output
 
-    check_variant_output(args.out, args.overwrite)  # before minutes of work
+    check_gesture_out(args)
     items = gesture_items(args)
-    classifier = GestureClassifier.train(items, hand_model=args.start_from, views=args.views, epochs=args.epochs,
-                                         validation_fraction=args.validation_split, learning_rate=args.learning_rate,
-                                         seed=args.seed, progress=not args.no_progress)
-    manifest = classifier.save_variant(args.out, {"command": shlex.join(["holistic-lab", *args.argv])},
-                                       source=args.start_from, overwrite=args.overwrite)
+    with output_lock(args.out, "--out"):  # a second run on the same variant is refused now, not after training
+        classifier = GestureClassifier.train(items, hand_model=args.start_from, views=args.views, epochs=args.epochs,
+                                             validation_fraction=args.validation_split,
+                                             learning_rate=args.learning_rate, seed=args.seed,
+                                             progress=not args.no_progress)
+        manifest = classifier.save_variant(args.out, {"command": shlex.join(["holistic-lab", *args.argv])},
+                                           source=args.start_from, overwrite=args.overwrite)
     training = classifier.manifest["training"]
     print(f"{len(items)} images, classes {', '.join(labels_of(items))}: validation accuracy "
           f"{training['validation_accuracy']:.3f} (best epoch {training['best_epoch']} of {training['epochs_run']}); "
@@ -372,10 +392,10 @@ def cmd_gestures_predict(args) -> int:
             gestures = pipeline.process(rgb).gestures
             found = [f"{side}={label} {score:.2f}" for side, (label, score) in
                      ((side, value) for side, value in gestures.items() if value is not None)]
-            print(f"{path}\t{' '.join(found) or 'no hand'}")
+            print(f"{display_path(path)}\t{' '.join(found) or 'no hand'}")
         else:
             label, score = classifier.classify_crop(rgb)
-            print(f"{path}\t{label}\t{score:.3f}")
+            print(f"{display_path(path)}\t{label}\t{score:.3f}")
     return 0
 
 

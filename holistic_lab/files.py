@@ -77,6 +77,9 @@ def check_output_folder(path, what: str = "output folder") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{what} {display_path(path)} is a file; expected a folder")
+    if path.is_symlink() and not path.exists():  # mkdir cannot make it: refused now, not after the work
+        raise ValueError(f"{what} {display_path(path)} is a symbolic link to {display_path(os.readlink(path))}, "
+                         "which does not exist; create that folder or choose another")
     check_writable_folder(path, what)
     return path
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from .files import atomic_write, check_output_folder, display_path, output_lock, sha256_file
+from .files import atomic_write, check_output_folder, display_path, output_lock, read_json_object, sha256_file
 from .mediapipe_models import installed_versions, model_path
 from .native_logs import filtered_native_stderr, import_tensorflow
 from .pipeline.gesture import MANIFEST as GESTURE_MANIFEST, MODEL_FILE as GESTURE_MODEL_FILE, read_gesture_model
@@ -35,6 +35,7 @@ MANIFEST = "manifest.json"
 STAGES = {argument.removesuffix("_model"): (argument, shipped) for argument, shipped in STAGE_MODELS.items()}
 TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4..8 of every .tflite
 GESTURE_FOLDER = "gesture"  # a variant's gesture classifier (holistic_lab.gestures), when it has one
+MAX_MANIFEST_BYTES = 1 << 22  # a few KB of stages and metrics; read no further (a runaway or hostile file)
 
 
 @dataclass(frozen=True)
@@ -124,10 +125,10 @@ def _is_earlier_variant(folder: Path) -> bool:
         if not entries:  # a classifier saved here, its variant manifest not yet written
             return True
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
+        manifest = read_json_object(folder / MANIFEST, "a variant manifest", MAX_MANIFEST_BYTES)
+    except ValueError:
         return False
-    return (isinstance(manifest, dict) and manifest.get("format") == FORMAT
+    return (manifest.get("format") == FORMAT
             and all(entry.name in ours and not entry.is_symlink() and entry.is_file() for entry in entries))
 
 
@@ -138,6 +139,9 @@ def check_variant_output(folder, overwrite: bool = False) -> Path:
     if folder.is_dir() and not overwrite and not _is_earlier_variant(folder):
         raise ValueError(f"variant folder {display_path(folder)} holds files that are not a holistic-lab variant; "
                          "choose an empty or new folder, or pass --overwrite to write beside them")
+    if (folder / GESTURE_FOLDER).is_symlink():  # even with overwrite: a classifier there would replace the link's files
+        raise ValueError(f"variant folder {display_path(folder)}: {GESTURE_FOLDER}/ is a symbolic link; "
+                         "remove it or choose another folder")
     return folder
 
 
@@ -196,8 +200,9 @@ def write_variant(folder, stages: dict, name: str, made_by: dict, source=None,
         text = json.dumps(manifest, indent=2)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"variant {display_path(folder)}: made_by cannot be written as JSON ({exc})") from exc
-    for file in [MANIFEST, *map(stage_file, models), *(f"{GESTURE_FOLDER}/{name}" for name in gesture_files)]:
-        if (folder / file).is_symlink() or (gesture_files and (folder / GESTURE_FOLDER).is_symlink()):  # writing through it would replace a file outside the folder
+    for file in [MANIFEST, *map(stage_file, models), *([GESTURE_FOLDER] if gesture_files else []),
+                 *(f"{GESTURE_FOLDER}/{name}" for name in gesture_files)]:
+        if (folder / file).is_symlink():  # writing through it would replace a file outside the folder
             raise ValueError(f"variant folder {display_path(folder)}: {file} is a symbolic link; "
                              "remove it or choose another folder")
     with output_lock(folder / MANIFEST, "variant manifest") as manifest_path:
@@ -232,11 +237,8 @@ def read_variant(folder) -> Variant:
     where = f"variant {display_path(manifest_path)}"
     if not manifest_path.is_file():
         raise ValueError(f"{where}: no manifest; expected a folder written by a holistic-lab command")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{where}: not valid JSON ({exc})") from exc
-    if not isinstance(manifest, dict) or (manifest.get("format"), manifest.get("version")) != (FORMAT, VERSION):
+    manifest = read_json_object(manifest_path, "a variant manifest", MAX_MANIFEST_BYTES)
+    if (manifest.get("format"), manifest.get("version")) != (FORMAT, VERSION):
         raise ValueError(f"{where}: not a {FORMAT} manifest of version {VERSION}")
     entries = manifest.get("stages")
     if not isinstance(entries, dict) or not isinstance(manifest.get("name"), str):

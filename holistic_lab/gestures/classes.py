@@ -12,7 +12,6 @@ is not a plain name, an image file whose header is not an image's.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +19,13 @@ import numpy as np
 from ..datasets import HAGRID_CLASSES, HAGRID_TO_GESTURE
 from ..files import display_path
 from ..images import IMAGE_SUFFIXES, image_size
+from ..pipeline.gesture import LABEL_PATTERN
 
 # The 8 classes the fine-tuning job API names, as HaGRID folder -> label (HaGRID has no pinch).
 HAGRID_NAMED = {**HAGRID_TO_GESTURE, "none": "none"}
 # All 13 HaGRID classes of the pack, with the job API's name where it has one.
 HAGRID_ALL = {name: HAGRID_TO_GESTURE.get(name, name) for name in HAGRID_CLASSES}
 CLASS_PRESETS = {"hagrid8": HAGRID_NAMED, "hagrid13": HAGRID_ALL}
-LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 def check_label(label: str, where: str) -> str:

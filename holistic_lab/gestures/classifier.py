@@ -24,11 +24,12 @@ import numpy as np
 
 from ..convert import keras_to_tflite, tflite_to_keras
 from ..convert.verification import relative_error, run_keras, run_tflite
-from ..files import atomic_write, check_output_folder, display_path, output_lock, sha256_file
+from ..files import atomic_write, check_output_folder, display_path, output_lock, read_json_object, sha256_file
 from ..images import check_rgb, load_rgb
 from ..mediapipe_models import installed_versions, model_path
 from ..pipeline import HolisticPipeline
-from ..pipeline.gesture import FORMAT, HAND_OUTPUTS, MANIFEST, MODEL_FILE, VERSION, read_gesture_model, top_gesture
+from ..pipeline.gesture import (FORMAT, HAND_OUTPUTS, MANIFEST, MAX_MANIFEST_BYTES, MODEL_FILE, VERSION,
+                                read_gesture_model, top_gesture)
 from .classes import check_labels, class_items, labels_of, split_items
 from .crops import RoiJitter, roi_crop
 from .encode import Encoded, encode_items
@@ -64,10 +65,10 @@ def _is_earlier_gesture_folder(folder: Path) -> bool:
     if {entry.name for entry in entries} - {MANIFEST, MODEL_FILE} or any(e.is_symlink() or not e.is_file() for e in entries):
         return False
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
+        manifest = read_json_object(folder / MANIFEST, "a gesture classifier's manifest", MAX_MANIFEST_BYTES)
+    except ValueError:
         return False
-    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
+    return manifest.get("format") == FORMAT
 
 
 def check_gesture_output(folder, overwrite: bool = False) -> Path:
@@ -119,7 +120,12 @@ class GestureClassifier:
         fit_items, val_items = split_items(items, validation_fraction, seed)
         missing = sorted(set(labels) - set(labels_of(val_items)))
         if missing:
-            raise ValueError(f"classes {missing} have too few images for a validation split of {validation_fraction}")
+            raise ValueError(f"classes {_first_ten(missing)} have too few images for a validation split of "
+                             f"{validation_fraction}")
+        untrained = sorted(set(labels) - set(labels_of(fit_items)))
+        if untrained:  # found here, not as 'no items to encode' or a fit error after the crops are encoded
+            raise ValueError(f"classes {_first_ten(untrained)} have no training images left after a validation "
+                             f"split of {validation_fraction}; lower --validation-split or add images")
         hand_path = hand_model_file(hand_model)
         hand = tflite_to_keras(hand_path)
         pipeline = HolisticPipeline(hand_landmark_model=str(hand_path))
@@ -216,6 +222,11 @@ class GestureClassifier:
     def classify_crop(self, rgb: np.ndarray) -> tuple[str, float]:
         """(label, score) for a tight hand crop, cut to the hand ROI the way the cascade would."""
         return top_gesture(self.crop_probabilities(rgb), self.labels)
+
+
+def _first_ten(labels: list[str]) -> str:
+    """A list of classes for an error: one readable line also for a thousand."""
+    return f"{labels[:10]}" + (f" and {len(labels) - 10} more" if len(labels) > 10 else "")
 
 
 def _verified_tflite(model, check_crops: np.ndarray) -> bytes:

@@ -12,20 +12,24 @@ This file only reads the folder; training and writing live in `holistic_lab.gest
 """
 from __future__ import annotations
 
-import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..files import display_path, sha256_file
+from ..files import display_path, read_json_object, sha256_file
 from .roi import Crop
 from .runners import check_outputs, make_runner
 
 FORMAT, VERSION = "holistic-lab-gesture", 1
 MANIFEST, MODEL_FILE = "gesture.json", "model.tflite"
+HAND_INPUT = (1, 224, 224, 3)  # the hand landmark crop
 HAND_OUTPUTS = (63, 1, 1, 63)  # the hand landmark model's outputs, before the gesture probabilities
+# a label is printed in tab-separated lines and names a class folder: no spaces, tabs, newlines or slashes
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+MAX_MANIFEST_BYTES = 1 << 20  # labels and how it was made: a few KB
 
 
 @dataclass(frozen=True)
@@ -45,16 +49,15 @@ def read_gesture_model(folder) -> GestureModel:
     where = f"gesture model {display_path(manifest_path)}"
     if not manifest_path.is_file():
         raise ValueError(f"{where}: no such file; expected a folder written by `holistic-lab gestures train`")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{where}: not valid JSON ({exc})") from exc
-    if not isinstance(manifest, dict) or (manifest.get("format"), manifest.get("version")) != (FORMAT, VERSION):
+    manifest = read_json_object(manifest_path, "a gesture classifier's manifest", MAX_MANIFEST_BYTES)
+    if (manifest.get("format"), manifest.get("version")) != (FORMAT, VERSION):
         raise ValueError(f"{where}: not a {FORMAT} file of version {VERSION}")
     labels = manifest.get("labels")
-    if (not isinstance(labels, list) or len(labels) < 2 or len(set(labels)) != len(labels)
-            or not all(isinstance(label, str) and label for label in labels)):
-        raise ValueError(f"{where}: 'labels' must list at least two distinct class names, got {labels!r}")
+    if (not isinstance(labels, list) or len(labels) < 2
+            or not all(isinstance(label, str) and LABEL_PATTERN.fullmatch(label) for label in labels)
+            or len({label.casefold() for label in labels}) != len(labels)):
+        raise ValueError(f"{where}: 'labels' must list at least two distinct class names (letters, digits, "
+                         f"'_' or '-'), got {labels!r}"[:2000])
     if model_path.is_symlink() or not model_path.is_file():
         raise ValueError(f"{where}: {display_path(model_path)} is missing (or a symbolic link)")
     actual = sha256_file(model_path)
@@ -62,6 +65,19 @@ def read_gesture_model(folder) -> GestureModel:
         raise ValueError(f"{display_path(model_path)}: sha256 {actual} but {MANIFEST} says {manifest.get('sha256')}: "
                          "changed since the classifier was written")
     return GestureModel(folder, tuple(labels), model_path, manifest)
+
+
+def check_signature(interpreter, model: GestureModel) -> None:
+    """A ValueError naming the file unless the model takes the hand crop and gives the hand model's
+    outputs, then one probability per label (another model, or labels edited, would mislabel)."""
+    inputs = [tuple(int(n) for n in detail["shape"]) for detail in interpreter.get_input_details()]
+    sizes = [int(np.prod(detail["shape"])) for detail in interpreter.get_output_details()]
+    if inputs != [HAND_INPUT] or len(sizes) != len(HAND_OUTPUTS) + 1 or tuple(sizes[:-1]) != HAND_OUTPUTS:
+        raise ValueError(f"{display_path(model.model_path)}: outputs of {sizes} values, expected the hand model's "
+                         f"{list(HAND_OUTPUTS)} then the class probabilities (input {inputs}, expected [{HAND_INPUT}])")
+    if sizes[-1] != len(model.labels):
+        raise ValueError(f"gesture model {display_path(model.folder / MANIFEST)}: lists {len(model.labels)} labels but "
+                         f"{display_path(model.model_path)} gives {sizes[-1]} class probabilities")
 
 
 def top_gesture(probabilities: np.ndarray, labels: tuple[str, ...]) -> tuple[str, float]:
@@ -77,6 +93,7 @@ class GestureStage:
     def __init__(self, folder, num_threads: int = 1):
         self.model = read_gesture_model(folder)
         self.runner = make_runner(str(self.model.model_path), "", num_threads)
+        check_signature(self.runner.interpreter, self.model)
         self.last_inference_ms = 0.0
         self._check_output_sizes()
 
