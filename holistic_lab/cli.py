@@ -306,30 +306,13 @@ def gesture_items(args) -> list:
     return items
 
 
-def check_gesture_out(args) -> None:
-    """Refuse, before minutes of work, an --out the variant cannot be written to: one holding the
-    user's files, an input's folder (it would become a class folder of --data, even with
-    --overwrite), or the --from variant itself (its record of how it was made would be lost)."""
-    from .variants import check_variant_output, read_variant
-
-    out = check_variant_output(args.out, args.overwrite).resolve()
-    inputs = [("--data", args.data), *(("--add-class", folder) for _, folder in args.add_class or [])]
-    for option, folder in inputs:
-        if out == Path(folder).resolve() or Path(folder).resolve() in out.parents:
-            raise ValueError(f"--out {display_path(args.out)} is inside {option} {display_path(folder)}; "
-                             "write the variant outside the gesture data")
-    if args.start_from is not None:
-        read_variant(args.start_from)  # a .tflite or a folder that is not a variant: refused now, not after training
-        if Path(args.start_from).resolve() == out:
-            raise ValueError(f"--out {display_path(args.out)} is also --from, the variant this run starts from; "
-                             "write the new variant to a new folder")
-
-
 def cmd_gestures_train(args) -> int:
     """Train a gesture head on the hand model from class folders into a variant (gesture/)."""
     from .gestures import GestureClassifier, labels_of
+    from .gestures.classifier import check_variant_out
 
-    check_gesture_out(args)
+    check_variant_out(args.out, [("--data", args.data), *(("--add-class", f) for _, f in args.add_class or [])],
+                      args.start_from, args.overwrite)
     items = gesture_items(args)
     with output_lock(args.out, "--out"):  # a second run on the same variant is refused now, not after training
         classifier = GestureClassifier.train(items, hand_model=args.start_from, views=args.views, epochs=args.epochs,
@@ -383,9 +366,9 @@ def cmd_gestures_predict(args) -> int:
 
     classifier = GestureClassifier.load(args.model)
     if args.frames:
-        from .pipeline import HolisticPipeline
+        from .gestures.cascade import gesture_pipeline
 
-        pipeline = HolisticPipeline(gesture_model=classifier.folder)
+        pipeline = gesture_pipeline(args.model)
     for path in args.images:
         rgb = load_rgb(path)
         if args.frames:

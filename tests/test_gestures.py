@@ -545,13 +545,16 @@ def test_rewriting_a_gesture_variant_is_allowed_and_a_users_file_in_gesture_is_k
     assert read_variant(gesture_variant).name == "gestures-3"
 
 
-def test_from_variant_refuses_a_second_gesture_model_and_training_needs_a_hand_stage(gesture_variant, classifier_folder,
-                                                                                    crops_by_class):
+def test_from_variant_refuses_a_second_gesture_model_and_a_variant_without_a_hand_stage_means_the_shipped_one(
+        gesture_variant, classifier_folder, tmp_path):
+    from holistic_lab.gestures.classifier import hand_model_file
+
     with pytest.raises(ValueError, match="from_variant: gesture_model come from the variant"):
         HolisticPipeline.from_variant(gesture_variant, gesture_model=classifier_folder)
-    items = [(path, label) for label in CLASSES for path in crops_by_class[label][:PER_CLASS]]
-    with pytest.raises(ValueError, match=r"variant .*variant has no hand_landmark stage to put a gesture head on"):
-        GestureClassifier.train(items, hand_model=gesture_variant, progress=False)
+    assert hand_model_file(gesture_variant) == model_path("hand_landmark_full")   # a stage not listed is the shipped one
+    hands = tmp_path / "hands"
+    write_variant(hands, {"hand_landmark": model_path("hand_landmark_full")}, "hands", MADE_BY)
+    assert hand_model_file(hands) == hands / "hand_landmark.tflite"
 
 
 def test_save_variant_keeps_the_source_stages_and_load_reads_it(trained, unsaved, crops_by_class, tmp_path):

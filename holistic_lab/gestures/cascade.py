@@ -31,7 +31,7 @@ def photo_label(gestures: dict | None) -> str:
 def photo_gestures(model, photos: list[tuple[Path, str]], progress: bool = True) -> list[dict]:
     """The cascade (static images) with the gesture model on labelled photographs: per photo its
     label, the cascade's label, and each hand's (label, score)."""
-    pipeline = HolisticPipeline(gesture_model=_gesture_folder(model))
+    pipeline = gesture_pipeline(model)
     rows = []
     for path, label in progress_bar(photos, "cascade gestures", progress):
         result = pipeline.process(load_rgb(path))
@@ -45,7 +45,7 @@ def video_gestures(model, video, every: int = 1, limit: int | None = None) -> li
     (label, score) or None. Every frame is tracked; `every` only thins what is returned."""
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
-    pipeline = HolisticPipeline(static_image_mode=False, gesture_model=_gesture_folder(model))
+    pipeline = gesture_pipeline(model, static_image_mode=False)
     frames = []
     for index, frame in iter_video_frames(video):
         if limit is not None and index >= limit:
@@ -63,8 +63,12 @@ def label_counts(frames: list[dict], side: str) -> dict[str, int]:
     return dict(zip(values.tolist(), counts.tolist()))
 
 
-def _gesture_folder(model) -> Path:
-    """A gesture classifier folder from itself or the variant that holds it."""
-    from .classifier import GestureClassifier
-
-    return GestureClassifier.load(model).folder
+def gesture_pipeline(model, **kwargs) -> HolisticPipeline:
+    """The cascade for `model`: a variant folder (all its stages, its gesture head) or a bare
+    gesture classifier folder (the shipped models around it)."""
+    if (Path(model) / "manifest.json").is_file():
+        pipeline = HolisticPipeline.from_variant(model, **kwargs)
+        if pipeline.gesture is None:
+            raise ValueError(f"variant {model} has no gesture classifier (no gesture/ folder)")
+        return pipeline
+    return HolisticPipeline(gesture_model=model, **kwargs)

@@ -136,7 +136,7 @@ def split_items(items: list[tuple[Path, str]], test_fraction: float, seed: int =
     counts = {label: 0 for label in labels_of(items)}
     for _, label in items:
         counts[label] += 1
-    quota = {label: round(count * test_fraction) for label, count in counts.items()}
+    quota = {label: int(count * test_fraction + 0.5) for label, count in counts.items()}  # halves up, not to even
     taken = dict.fromkeys(counts, 0)
     test = set()
     order = list(groups)

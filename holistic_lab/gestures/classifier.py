@@ -41,17 +41,14 @@ TOLERANCE = 1e-4  # interpreter vs Keras, relative to each output's largest valu
 
 def hand_model_file(hand_model) -> Path:
     """The hand landmark .tflite to build on: None (the shipped hand_landmark_full), a .tflite
-    path, or a variant folder that has a hand_landmark stage."""
+    path, or a variant folder (its hand_landmark stage; the shipped model if it has none)."""
     if hand_model is None:
         return model_path("hand_landmark_full")
     path = Path(hand_model)
     if path.is_dir():
         from ..variants import read_variant
 
-        variant = read_variant(path)
-        if "hand_landmark" not in variant.stages:
-            raise ValueError(f"variant {display_path(path)} has no hand_landmark stage to put a gesture head on")
-        return variant.stages["hand_landmark"]
+        return read_variant(path).stages.get("hand_landmark") or model_path("hand_landmark_full")
     if not path.is_file():
         raise ValueError(f"hand model {display_path(path)} not found")
     return path
@@ -92,6 +89,26 @@ class TrainingRecord:
     train_set: Encoded
     val_set: Encoded
     fit: FitReport
+
+
+def check_variant_out(out, data_folders, start_from=None, overwrite: bool = False) -> Path:
+    """Refuse, before minutes of work, a variant `out` that cannot be written: one holding the
+    user's files, inside one of the `data_folders` (it would become a class folder of the data,
+    even with overwrite), or the `start_from` variant itself (its record would be lost); and a
+    `start_from` that is not a variant. Returns `out`."""
+    from ..variants import check_variant_output, read_variant
+
+    resolved = check_variant_output(out, overwrite).resolve()
+    for option, folder in data_folders:
+        if resolved == Path(folder).resolve() or Path(folder).resolve() in resolved.parents:
+            raise ValueError(f"--out {display_path(out)} is inside {option} {display_path(folder)}; "
+                             "write the variant outside the gesture data")
+    if start_from is not None:
+        read_variant(start_from)  # a .tflite or a folder that is not a variant: refused now, not after training
+        if Path(start_from).resolve() == resolved:
+            raise ValueError(f"--out {display_path(out)} is also --from, the variant this run starts from; "
+                             "write the new variant to a new folder")
+    return Path(out)
 
 
 class GestureClassifier:

@@ -17,9 +17,8 @@ from pathlib import Path
 
 from ..files import output_lock
 from ..train.config import FineTuneConfig
-from ..variants import check_variant_output
 from .classes import class_items
-from .classifier import GestureClassifier
+from .classifier import GestureClassifier, check_variant_out
 
 DEFAULT_LEARNING_RATE = 1e-3
 
@@ -40,7 +39,7 @@ def run_classification_job(config: FineTuneConfig, out, start_from=None, command
                            overwrite: bool = False, progress: bool = True, seed: int = 0) -> GestureClassifier:
     """Train the job's gesture head and write the variant folder `out` (the classifier in `gesture/`)."""
     check_classification_job(config)
-    check_variant_output(out, overwrite)
+    check_variant_out(out, [("--data", config.dataset_path)], start_from, overwrite)
     items = class_items(config.dataset_path, config.class_names)
     found = len(dict.fromkeys(label for _, label in items))
     if found != config.num_classes:

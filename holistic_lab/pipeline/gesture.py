@@ -95,20 +95,6 @@ class GestureStage:
         self.runner = make_runner(str(self.model.model_path), "", num_threads)
         check_signature(self.runner.interpreter, self.model)
         self.last_inference_ms = 0.0
-        self._check_output_sizes()
-
-    def _check_output_sizes(self) -> None:
-        """The model gives the hand outputs and one probability per label: `gesture.json` is not
-        covered by the model's checksum, so a label list edited to another length is caught here,
-        not as a wrong label or an IndexError on the first hand."""
-        sizes = [int(np.prod(detail["shape"])) for detail in self.runner.interpreter.get_output_details()]
-        manifest, model = display_path(self.model.folder / MANIFEST), display_path(self.model.model_path)
-        if len(sizes) != len(HAND_OUTPUTS) + 1 or tuple(sizes[:len(HAND_OUTPUTS)]) != HAND_OUTPUTS:
-            raise ValueError(f"{model}: outputs of {sizes} values, expected the hand model's {list(HAND_OUTPUTS)} "
-                             "then the class probabilities")
-        if sizes[-1] != len(self.labels):
-            raise ValueError(f"{manifest}: lists {len(self.labels)} labels but {model} gives {sizes[-1]} "
-                             "class probabilities")
 
     @property
     def labels(self) -> tuple[str, ...]:

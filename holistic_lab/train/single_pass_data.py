@@ -26,14 +26,14 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..augment import make_augmenter
 from ..augment.presets import AugmentParams
 from ..formats.sample import Sample
 from ..images import load_rgb
 from ..pipeline.roi import project_landmarks
 from ..result import HolisticResult
 from ..topology import NUM_KEYPOINTS, PARTS
-from .data import ModuleCrop, augment_labelled, degrade_crop, labelled_points, module_crop, split_preset, to_crop_pixels
+from .data import (ModuleCrop, augment_labelled, degrade_crop, in_batches, labelled_points, module_crop,
+                   preset_augmenters, to_crop_pixels)
 from .single_pass import INPUT_SIZE, PRESENCE_PARTS
 
 EVALUATION_SET = "coco_wholebody"
@@ -81,11 +81,7 @@ def iter_single_pass_crops(items: Iterable[tuple[np.ndarray, Sample | HolisticRe
                            preset: str | AugmentParams | None = None, seed: int | None = 0) -> Iterator[SinglePassCrop]:
     """Every usable pose crop of the (rgb, labels) pairs, augmented by `preset` (geometry on the
     image before the crop, appearance on the crop); seeded, so the same seed gives the same crops."""
-    moves = looks = None
-    if preset is not None:
-        geometry, appearance = split_preset(preset)
-        moves = make_augmenter(geometry, seed=seed)
-        looks = make_augmenter(appearance, seed=None if seed is None else seed + 1)
+    moves, looks = preset_augmenters(preset, seed)
     for rgb, labels in items:
         if moves is not None:
             rgb, labels = augment_labelled(moves, rgb, labels)
@@ -101,12 +97,11 @@ def iter_single_pass_crops(items: Iterable[tuple[np.ndarray, Sample | HolisticRe
 def single_pass_batches(items, batch_size: int = 8, preset=None, seed: int | None = 0
                         ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """(inputs (B, 256, 256, 3), {"keypoints": (B, 543, 5), "part_presence": (B, 3)}) batches."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-    crops = iter_single_pass_crops(items, preset, seed)
-    while batch := list(itertools.islice(crops, batch_size)):
-        yield (np.stack([c.input for c in batch]).astype(np.float32),
-               {"keypoints": np.stack([c.target() for c in batch]), "part_presence": np.stack([c.present for c in batch])})
+    def stack(batch):
+        return (np.stack([c.input for c in batch]).astype(np.float32),
+                {"keypoints": np.stack([c.target() for c in batch]), "part_presence": np.stack([c.present for c in batch])})
+
+    return in_batches(iter_single_pass_crops(items, preset, seed), batch_size, stack)
 
 
 def single_pass_dataset(items: list, batch_size: int = 8, preset: str | AugmentParams | None = "train",

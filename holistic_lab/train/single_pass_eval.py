@@ -13,7 +13,9 @@ same image the cascade runs whole (static image mode) and the single pass runs o
 own pose crop (`SinglePassPipeline.process_crop`: the exact tensor the cascade's pose stage
 saw), so both get the same pose ROI and differ only in how face and hands are found.
 
-Errors, normalised as chapter 05 (`evaluate`) does so that people of any size count alike:
+Errors, normalised so that people of any size count alike (face and hands as chapter 05's
+`evaluate`; the body by the shoulder-to-opposite-hip diagonal, where `evaluate` takes the
+shoulder-midpoint-to-hip-midpoint length: the two are not comparable across chapters):
   body   mean error over the labelled COCO-17 points / torso (left shoulder to right hip); PCK@0.2
   face   NME: mean error over the 68 labelled points (mesh read at IBUG68_TO_FACE_MESH) / outer
          eye corners
