@@ -175,3 +175,17 @@ def sha256_file(path) -> str:
 def display_path(path) -> str:
     """`path` as printable text: bytes that are not UTF-8 appear as `\\xNN` escapes (b"bad\\xff.png" -> "bad\\xff.png")."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def read_manifest(path, where: str, kind: str, fmt: str, version: int, max_bytes: int, missing: str,
+                  noun: str = "file") -> dict:
+    """A holistic-lab manifest (a JSON object with `format` and `version`) read and checked; a
+    missing file (`missing` says why), bad JSON or another format is a ValueError that starts
+    with `where`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{where}: {missing}")
+    manifest = read_json_object(path, kind, max_bytes)
+    if (manifest.get("format"), manifest.get("version")) != (fmt, version):
+        raise ValueError(f"{where}: not a {fmt} {noun} of version {version}")
+    return manifest

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from .files import atomic_write, check_output_folder, display_path, output_lock, read_json_object, sha256_file
+from .files import atomic_write, check_output_folder, display_path, output_lock, read_json_object, read_manifest, sha256_file
 from .mediapipe_models import installed_versions, model_path
 from .native_logs import filtered_native_stderr, import_tensorflow
 from .pipeline.gesture import MANIFEST as GESTURE_MANIFEST, MODEL_FILE as GESTURE_MODEL_FILE, read_gesture_model
@@ -235,11 +235,8 @@ def read_variant(folder) -> Variant:
     folder = Path(folder)
     manifest_path = folder / MANIFEST
     where = f"variant {display_path(manifest_path)}"
-    if not manifest_path.is_file():
-        raise ValueError(f"{where}: no manifest; expected a folder written by a holistic-lab command")
-    manifest = read_json_object(manifest_path, "a variant manifest", MAX_MANIFEST_BYTES)
-    if (manifest.get("format"), manifest.get("version")) != (FORMAT, VERSION):
-        raise ValueError(f"{where}: not a {FORMAT} manifest of version {VERSION}")
+    manifest = read_manifest(manifest_path, where, "a variant manifest", FORMAT, VERSION, MAX_MANIFEST_BYTES,
+                             "no manifest; expected a folder written by a holistic-lab command", noun="manifest")
     entries = manifest.get("stages")
     if not isinstance(entries, dict) or not isinstance(manifest.get("name"), str):
         raise ValueError(f"{where}: expected a 'name' string and a 'stages' mapping")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import display_path, read_json_object, sha256_file
+from ..files import display_path, read_manifest, sha256_file
 from .roi import Crop
 from .runners import check_outputs, make_runner
 
@@ -47,11 +47,9 @@ def read_gesture_model(folder) -> GestureModel:
     folder = Path(folder)
     manifest_path, model_path = folder / MANIFEST, folder / MODEL_FILE
     where = f"gesture model {display_path(manifest_path)}"
-    if not manifest_path.is_file():
-        raise ValueError(f"{where}: no such file; expected a folder written by `holistic-lab gestures train`")
-    manifest = read_json_object(manifest_path, "a gesture classifier's manifest", MAX_MANIFEST_BYTES)
-    if (manifest.get("format"), manifest.get("version")) != (FORMAT, VERSION):
-        raise ValueError(f"{where}: not a {FORMAT} file of version {VERSION}")
+    manifest = read_manifest(manifest_path, where, "a gesture classifier's manifest", FORMAT, VERSION,
+                             MAX_MANIFEST_BYTES,
+                             "no such file; expected a folder written by `holistic-lab gestures train`")
     labels = manifest.get("labels")
     if (not isinstance(labels, list) or len(labels) < 2
             or not all(isinstance(label, str) and LABEL_PATTERN.fullmatch(label) for label in labels)
