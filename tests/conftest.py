@@ -87,3 +87,14 @@ def sample_face_set(tmp_path_factory):
     (path,) = tfrecord.write(tmp_path_factory.mktemp("set") / "faces.tfrecord", samples,
                              images=[sample_image(name) for name in sample_names()])
     return path
+
+
+@pytest.fixture(scope="session")
+def crops_by_class() -> dict[str, list]:
+    """The hagrid pack's crops by HaGRID class: class -> sorted paths (checksum-checked)."""
+    from holistic_lab import datasets
+
+    by_class: dict[str, list] = {}
+    for path, label in datasets.hagrid_crops():
+        by_class.setdefault(label, []).append(path)
+    return by_class

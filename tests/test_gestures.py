@@ -30,12 +30,6 @@ HANDS = ("left_hand", "right_hand")
 MADE_BY = {"command": "holistic-lab test", "config": {}}
 
 
-@pytest.fixture(scope="module")
-def crops_by_class() -> dict[str, list]:
-    by_class: dict[str, list] = {}
-    for path, label in datasets.hagrid_crops():
-        by_class.setdefault(label, []).append(path)
-    return by_class
 
 
 @pytest.fixture(scope="module")

@@ -34,11 +34,8 @@ def one_line_error(capsys, command: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def crops() -> dict[str, list]:
-    by_class: dict[str, list] = {}
-    for path, label in datasets.hagrid_crops():
-        by_class.setdefault(label, []).append(path)
-    return by_class
+def crops(crops_by_class) -> dict[str, list]:
+    return crops_by_class
 
 
 def class_tree(root, crops, counts: dict[str, int]):
