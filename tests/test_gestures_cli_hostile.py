@@ -15,7 +15,6 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from holistic_lab import datasets  # noqa: E402
 from holistic_lab.cli import main  # noqa: E402
 from holistic_lab.files import output_lock  # noqa: E402
 from holistic_lab.gestures import GestureClassifier  # noqa: E402
