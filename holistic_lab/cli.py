@@ -422,6 +422,55 @@ def add_gestures_parser(sub) -> None:
     p.set_defaults(func=cmd_gestures_predict, command="gestures predict")
 
 
+def op_names(text: str) -> tuple[str, ...]:
+    """`PRELU,ADD` -> ('PRELU', 'ADD'); `none` -> () (every op int8)."""
+    names = tuple(name.strip().upper() for name in text.split(",") if name.strip())
+    if text.strip().lower() == "none":
+        return ()
+    if not names or not all(name.replace("_", "").isalnum() for name in names):
+        raise argparse.ArgumentTypeError(f"expected TFLite op names such as PRELU or PRELU,ADD (or none), got {text!r}")
+    return names
+
+
+def cmd_quantize(args) -> int:
+    """Quantize stage models (dynamic, float16, int8, 16x8; selective int8) into a variant folder (chapter 08)."""
+    from .quantize.variant import quantize_variant
+    from .variants import read_variant
+
+    manifest = quantize_variant(args.out, args.mode, stages=args.stage, source=getattr(args, "from"),
+                                calibration=args.calibration, selective=args.selective, float_op_names=args.float_ops,
+                                selective_layers=args.selective_layers, crop_count=args.calibration_count,
+                                overwrite=args.overwrite, command=shlex.join(["holistic-lab", *args.argv]),
+                                progress=not args.no_progress)
+    variant = read_variant(manifest.parent)
+    for stage, entry in variant.manifest["stages"].items():
+        kept = ", ".join(f"{op} x{n}" for op, n in entry["metrics"].get("float_ops", {}).items()) or "none"
+        print(f"{stage}: {entry['kind']}, {variant.stages[stage].stat().st_size / 1e6:.2f} MB, float ops: {kept}")
+    print(f"variant {display_path(manifest.parent)}")
+    return 0
+
+
+def add_quantize_parser(sub) -> None:
+    p = sub.add_parser("quantize", help=cmd_quantize.__doc__)
+    p.add_argument("--stage", default="all", help="'all' or stage names, comma-separated (pose_detection, pose_landmark, "
+                   "face_detection, face_landmark, hand_recrop, hand_landmark)")
+    p.add_argument("--mode", required=True, help="float32, float16, dynamic, int8 or int16x8")
+    p.add_argument("--selective", action="store_true",
+                   help="int8: also keep the layers with the largest quantization error in float (QuantizationDebugger)")
+    p.add_argument("--selective-layers", type=non_negative_int, default=5, help="how many layers --selective keeps float")
+    p.add_argument("--float-ops", type=op_names, default=None,
+                   help="int8: TFLite ops kept float (default PRELU, which XNNPACK cannot run in int8; 'none' for none)")
+    p.add_argument("--calibration", help="folder of photographs of people to calibrate int8 on "
+                   "(default: the videos pack's frames and the hagrid_frames photographs)")
+    p.add_argument("--calibration-count", type=positive_int, default=None,
+                   help="real crops per stage for calibration (default 100; 16 in quick mode)")
+    p.add_argument("--from", help="a variant folder to start from (its stage models, e.g. a pruned or fine-tuned variant)")
+    p.add_argument("--out", required=True, help="the variant folder to write")
+    p.add_argument("--overwrite", action="store_true", help="write into --out even if it holds files that are not a variant")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_quantize)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="holistic-lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -483,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_finetune_parser(sub)
     add_gestures_parser(sub)
+    add_quantize_parser(sub)
     return parser
 
 

@@ -28,6 +28,7 @@ BENIGN_PATTERNS = (  # searched anywhere in a line, whatever its log prefix
     r"^libpng warning: iCCP: known incorrect sRGB profile$",
     r"tf_tfl_flatbuffer_helpers\.cc:\d+\] Ignored (output_format|drop_control_dependency)\.$",
     r"mlir_graph_optimization_pass\.cc:\d+\] MLIR V1 optimization pass is not enabled$",
+    r"^fully_quantize: \d+, inference_type: \d+, input_inference_type: \w+, output_inference_type: \w+$",
 )
 _BENIGN = re.compile("|".join(f"(?:{p})" for p in BENIGN_PATTERNS))
 

@@ -86,12 +86,18 @@ def keras_to_tflite(model: keras.Model) -> bytes:
     """A float32 .tflite flatbuffer of `model`, written by TensorFlow's own TFLite converter, with
     its graph outputs in the Keras order (`outputs_in_signature_order`), so it is a drop-in for the
     shipped file wherever outputs are read by index (MediaPipe, the pipeline's runners)."""
+    return quiet_convert(tf.lite.TFLiteConverter.from_keras_model(model))
+
+
+def quiet_convert(converter: tf.lite.TFLiteConverter) -> bytes:
+    """`converter.convert()` without its console noise, graph outputs in signature order."""
     logger, level = tf.get_logger(), tf.get_logger().level
     logger.setLevel("ERROR")  # "Assets written to ..." for the temporary SavedModel the converter makes
     try:
         # the export prints every captured variable; the converter logs ignored legacy flags
-        with contextlib.redirect_stdout(io.StringIO()), filtered_native_stderr():
-            return outputs_in_signature_order(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+        with contextlib.redirect_stdout(io.StringIO()), filtered_native_stderr(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the calibrator's own interpreter warns about TF 2.20
+            return outputs_in_signature_order(converter.convert())
     finally:
         logger.setLevel(level)
 

@@ -1,0 +1,1 @@
+"""Chapter 08: quantized versions of every Holistic stage model."""
