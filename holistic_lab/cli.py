@@ -456,8 +456,10 @@ def add_quantize_parser(sub) -> None:
                    "face_detection, face_landmark, hand_recrop, hand_landmark)")
     p.add_argument("--mode", required=True, help="float32, float16, dynamic, int8 or int16x8")
     p.add_argument("--selective", action="store_true",
-                   help="int8: also keep the layers with the largest quantization error in float (QuantizationDebugger)")
-    p.add_argument("--selective-layers", type=non_negative_int, default=5, help="how many layers --selective keeps float")
+                   help="int8: keep the output heads, and the layers with the largest quantization error "
+                   "(QuantizationDebugger), in float")
+    p.add_argument("--selective-layers", type=non_negative_int, default=3,
+                   help="how many of the worst layers --selective keeps float beside the heads")
     p.add_argument("--float-ops", type=op_names, default=None,
                    help="int8: TFLite ops kept float (default PRELU, which XNNPACK cannot run in int8; 'none' for none)")
     p.add_argument("--calibration", help="folder of photographs of people to calibrate int8 on "

@@ -7,8 +7,13 @@ rounding of a uniform value, 1/sqrt(12)) is as good as int8 gets; several steps 
 layer's range does not fit its values (a long tail, a few huge channels).
 
     table = layer_errors(model, crops)              # rows sorted by rmse/scale, worst first
-    nodes = sensitive_layers(table, count=5)        # their tensor names
+    nodes = output_layers(model) + sensitive_layers(table, count=3)   # heads and the worst layers
     int8 = quantize_model(model, "int8", crops, float_nodes=nodes)
+
+RMSE/scale finds layers whose values do not fit their range; it cannot see a layer whose scale is
+fine for its range but too coarse for what the next stage needs. The output heads are that case:
+a pose detector's scores span hundreds of logits, so one int8 step is about two logits, and the
+decision near 0 has two steps to live on. Notebook 08 shows what keeping them float buys.
 
 `selective_model` is the converter's own selective quantization (denylisted ops and nodes), the
 route the QuantizationDebugger exposes; nothing here rewrites the flatbuffer by hand.
@@ -78,6 +83,35 @@ def layer_errors(model: keras.Model, calibration: np.ndarray, steps: int = DEBUG
     return sorted(rows, key=lambda r: -r.rmse_per_scale)
 
 
-def sensitive_layers(table: list[LayerError], count: int = 5, min_steps: float = 1.0) -> tuple[str, ...]:
+def sensitive_layers(table: list[LayerError], count: int = 3, min_steps: float = 0.5) -> tuple[str, ...]:
     """Tensor names of the `count` worst layers whose error is above `min_steps` quantization steps."""
     return tuple(row.tensor for row in table[:count] if row.rmse_per_scale > min_steps)
+
+
+HEAD_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def output_layers(model: keras.Model) -> tuple[str, ...]:
+    """Tensor names of the ops that make the model's outputs: from each output back through
+    reshapes, concatenations and activations to (and including) the convolutions or dense
+    layers that compute it. The outputs are read in the model's own units (pixels, logits), so
+    one int8 scale for, say, a detector's box regressors over +-600 px is 4.7 px a step."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from ..convert.reading import _op_kind
+    from .modes import converter_for, quiet_convert
+
+    flat = flatbuffer_utils.read_model_from_bytearray(bytearray(quiet_convert(converter_for(model, "float32"))))
+    graph = flat.subgraphs[0]
+    producer = {int(out): op for op in graph.operators for out in op.outputs}
+    names, pending, seen = [], [int(i) for i in graph.outputs], set()
+    while pending:
+        tensor = pending.pop()
+        op = producer.get(tensor)
+        if op is None or tensor in seen:
+            continue
+        seen.add(tensor)
+        names.append(graph.tensors[tensor].name.decode())
+        if _op_kind(flat, op) not in HEAD_OPS:
+            pending += [int(i) for i in op.inputs if i >= 0 and int(i) in producer]
+    return tuple(names)

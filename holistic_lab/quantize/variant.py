@@ -24,10 +24,10 @@ from ..settings import quick_or
 from ..variants import STAGES, carried_stages, check_variant_output, read_variant, write_variant
 from .calibration import MIN_CROPS, calibration_crops, default_calibration_frames, folder_images
 from .modes import CALIBRATED, check_mode, float_ops, quantize_model
-from .selective import layer_errors, sensitive_layers
+from .selective import layer_errors, output_layers, sensitive_layers
 
 QUICK_CROPS = 16      # per stage in quick mode (CI): the checks are the same, the ranges rougher
-SELECTIVE_LAYERS = 5  # how many of the worst layers `selective` keeps float
+SELECTIVE_LAYERS = 3  # how many of the worst layers (by the debugger) `selective` keeps float, beside the heads
 
 
 def check_stages(stages) -> tuple[str, ...]:
@@ -74,7 +74,8 @@ def quantize_variant(out, mode: str, stages="all", source=None, calibration=None
                      progress: bool = True) -> Path:
     """Write a variant at `out` with `stages` quantized in `mode` (see `modes.MODES`); returns its manifest.
 
-    selective (int8 only): the QuantizationDebugger's `selective_layers` worst layers stay float too.
+    selective (int8 only): the output heads stay float (`selective.output_layers`), and so do the
+    QuantizationDebugger's `selective_layers` worst layers above half a quantization step.
     float_op_names (int8 only): op names kept float (default PRELU where the model has it; () for
     none). Checked before any work: `out`, the mode, the stages, the source variant, the folder."""
     check_mode(mode)
@@ -96,7 +97,8 @@ def quantize_variant(out, mode: str, stages="all", source=None, calibration=None
         model = tflite_to_keras(source_file)
         float_layers: tuple[str, ...] = ()
         if selective:
-            float_layers = sensitive_layers(layer_errors(model, crops[stage]), selective_layers, min_steps=0.0)
+            worst = sensitive_layers(layer_errors(model, crops[stage]), selective_layers) if selective_layers else ()
+            float_layers = tuple(dict.fromkeys(output_layers(model) + worst))
         models[stage] = quantize_model(model, mode, crops.get(stage), float_ops=float_op_names, float_nodes=float_layers)
         earlier_kind = kinds.get(stage) if stage in carried else None
         kind = "int8-selective" if selective else mode
