@@ -175,17 +175,22 @@ def module_accuracy(stage: str, models: dict, cases=None):
 
 
 def cascade_accuracy(variants: dict, sets=None, progress: bool = False) -> list[dict]:
-    """name -> variant folder (None: shipped): each cascade over the fixture sets (`metrics.evaluate`),
-    one row per variant, set and part."""
+    """name -> variant folder (None: shipped): each cascade over the fixture sets (`metrics.evaluate`).
+    One row per set and part: its metric (PCK for bodies and hands, NME for faces), then per variant
+    the value and how many annotated parts it found."""
     from ..metrics import evaluate_fixtures
     from ..pipeline import HolisticPipeline
 
-    rows = []
+    table: dict[tuple, dict] = {}
     for name, folder in variants.items():
         pipeline = HolisticPipeline() if folder is None else HolisticPipeline.from_variant(folder)
         for row in evaluate_fixtures(pipeline, sets, progress=progress).rows:
-            rows.append({"variant": name, **row})
-    return rows
+            metric = next(key for key in row if key.startswith("PCK") or key == "NME")
+            entry = table.setdefault((row["dataset"], row["part"]), {"set": row["dataset"], "part": row["part"],
+                                                                     "metric": metric})
+            entry[name] = row[metric]
+            entry[f"found {name}"] = row["found"]
+    return list(table.values())
 
 
 def roi_drift(variants: dict, images: list[np.ndarray], parts=("face", "left_hand", "right_hand")) -> list[dict]:

@@ -36,7 +36,7 @@ MODES = {
     "float16": "float16 weights dequantized at load, float32 math: what Google ships",
     "dynamic": "int8 weights; activations quantized on the fly inside each op (hybrid kernels)",
     "int8": "int8 weights and activations, ranges calibrated on real crops; float32 inputs and outputs",
-    "int16x8": "int16 activations with int8 weights (the converter's experimental 16x8 mode)",
+    "int16x8": "int16 activations with int8 weights (the converter's experimental 16x8 mode; PRELU stays float)",
 }
 CALIBRATED = ("int8", "int16x8")
 # XNNPACK has no int8 PReLU kernel: a quantized PRELU runs in TFLite's reference kernel and every
@@ -75,10 +75,12 @@ def converter_for(model: keras.Model, mode: str, calibration: np.ndarray | None 
             raise ValueError(f"mode {mode} needs calibration crops (real model inputs); got none")
         crops = check_calibration(calibration, model.inputs[0].shape, model.name)
         converter.representative_dataset = representative(crops)
-        ops = (tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 if mode == "int16x8"
-               else tf.lite.OpsSet.TFLITE_BUILTINS_INT8)
-        # restricted: an op the quantizer cannot handle is an error, never silently left float
-        converter.target_spec.supported_ops = [ops] if restrict_to_int8 else [ops, tf.lite.OpsSet.TFLITE_BUILTINS]
+        if mode == "int16x8":  # its quantizer has no PRELU: that op (listed by `float_ops`) stays float
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        else:  # restricted: an op the quantizer cannot handle is an error, never silently left float
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] + (
+                [] if restrict_to_int8 else [tf.lite.OpsSet.TFLITE_BUILTINS])
     return converter
 
 

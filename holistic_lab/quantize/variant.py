@@ -57,7 +57,8 @@ def default_crop_count() -> int:
 def stage_calibration(stages, source=None, calibration=None, count: int | None = None,
                       progress: bool = True) -> dict[str, np.ndarray]:
     """stage -> real crops through `source`'s cascade, from `calibration` (images, paths or a folder)
-    or the default frames; at most `count` per stage (default: 100, 16 in quick mode)."""
+    or the default frames; at most `count` per stage (default: 100, 16 in quick mode). `quantize_variant`
+    also takes the result itself as its `calibration` (stage -> crops), to reuse it across modes."""
     from ..pipeline import HolisticPipeline
 
     count = count or default_crop_count()
@@ -88,7 +89,14 @@ def quantize_variant(out, mode: str, stages="all", source=None, calibration=None
     carried, kinds, metrics = carried_stages(source) if source is not None else ({}, {}, {})
     if isinstance(calibration, (str, Path)):
         folder_images(calibration)  # an empty or missing folder is refused before the slow part
-    crops = (stage_calibration(stages, source, calibration, crop_count, progress) if mode in CALIBRATED else {})
+    if isinstance(calibration, dict):  # stage -> crops already made (a notebook reuses them across modes)
+        missing = [stage for stage in stages if stage not in calibration]
+        if mode in CALIBRATED and missing:
+            raise ValueError(f"calibration crops given for {', '.join(calibration) or 'no stage'} but not for "
+                             f"{', '.join(missing)}")
+        crops = {stage: calibration[stage][:crop_count] for stage in stages if stage in calibration}
+    else:
+        crops = stage_calibration(stages, source, calibration, crop_count, progress) if mode in CALIBRATED else {}
     from ..convert import tflite_to_keras
 
     models = dict(carried)
@@ -109,7 +117,8 @@ def quantize_variant(out, mode: str, stages="all", source=None, calibration=None
                           "from": display_path(source_file)}
     config = {"mode": mode, "stages": list(stages), "selective": selective, "selective_layers": selective_layers,
               "float_ops": None if float_op_names is None else list(float_op_names),
-              "calibration": None if calibration is None or not isinstance(calibration, (str, Path)) else str(calibration)}
+              "calibration": (None if mode not in CALIBRATED else "default frames" if calibration is None else
+                              str(calibration) if isinstance(calibration, (str, Path)) else "crops given")}
     name = Path(out).name or "quantized"
     return write_variant(out, models, name, {"command": command or "quantize_variant", "config": config},
                          source=source, kinds=kinds, metrics=metrics, overwrite=overwrite)
