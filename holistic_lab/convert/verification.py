@@ -89,17 +89,24 @@ def keras_to_tflite(model: keras.Model) -> bytes:
     return quiet_convert(tf.lite.TFLiteConverter.from_keras_model(model))
 
 
-def quiet_convert(converter: tf.lite.TFLiteConverter) -> bytes:
-    """`converter.convert()` without its console noise, graph outputs in signature order."""
+@contextlib.contextmanager
+def quiet_tensorflow():
+    """No console noise from the TFLite converter (or the QuantizationDebugger, which converts too)."""
     logger, level = tf.get_logger(), tf.get_logger().level
     logger.setLevel("ERROR")  # "Assets written to ..." for the temporary SavedModel the converter makes
     try:
         # the export prints every captured variable; the converter logs ignored legacy flags
         with contextlib.redirect_stdout(io.StringIO()), filtered_native_stderr(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the calibrator's own interpreter warns about TF 2.20
-            return outputs_in_signature_order(converter.convert())
+            yield
     finally:
         logger.setLevel(level)
+
+
+def quiet_convert(converter: tf.lite.TFLiteConverter) -> bytes:
+    """`converter.convert()` without its console noise, graph outputs in signature order."""
+    with quiet_tensorflow():
+        return outputs_in_signature_order(converter.convert())
 
 
 def outputs_in_signature_order(model: bytes) -> bytes:

@@ -13,11 +13,11 @@ back), `selective` (the QuantizationDebugger's per-layer error, the output heads
 
 Importing this package does not load TensorFlow; converting does.
 """
-from .calibration import MIN_CROPS, calibration_crops, default_calibration_frames, folder_images
+from .calibration import MIN_CROPS, calibration_crops, default_calibration_frames, folder_images, palm_detection_crops
 from .modes import FLOAT_BY_DEFAULT, MODES, float_ops, op_dtypes, quantize_model
 from .selective import LayerError, layer_errors, output_layers, sensitive_layers
 from .variant import quantize_variant, stage_calibration
 
-__all__ = ["MIN_CROPS", "calibration_crops", "default_calibration_frames", "folder_images", "FLOAT_BY_DEFAULT",
+__all__ = ["MIN_CROPS", "calibration_crops", "palm_detection_crops", "default_calibration_frames", "folder_images", "FLOAT_BY_DEFAULT",
            "MODES", "float_ops", "op_dtypes", "quantize_model", "LayerError", "layer_errors", "output_layers",
            "sensitive_layers", "quantize_variant", "stage_calibration"]

@@ -23,6 +23,10 @@ from ..images import IMAGE_SUFFIXES, load_rgb
 from ..progress import progress_bar
 
 MIN_CROPS = 100   # per stage, for the full-mode variants; quick mode calibrates on fewer
+# A blank crop (a black frame, a ROI wholly outside the image) is a real cascade input but says nothing
+# about real activation ranges: face_detection answers one with logits of -30000 and boxes of +-12000 px,
+# and int8 calibration (min/max per tensor) would then make its score step 120 logits wide.
+BLANK_STD = 1e-3
 STAGES = ("pose_detection", "pose_landmark", "face_detection", "face_landmark", "hand_recrop", "hand_landmark")
 # HolisticPipeline.last_crops key -> stage (both hands go through the same two models)
 CROP_KEYS = {"pose_detection": "pose_detection", "pose_landmark": "pose_landmark",
@@ -64,7 +68,7 @@ def default_calibration_frames(every: int = 10, limit_per_clip: int | None = Non
 def calibration_crops(images: Iterable, stages: Iterable[str] = STAGES, limit: int | None = None,
                       pipeline=None, progress: bool = True) -> dict[str, np.ndarray]:
     """stage -> (n, H, W, 3) float32: each stage's model inputs while the cascade runs on `images`
-    (RGB arrays or image paths), at most `limit` per stage. A stage that got no crop at all (no
+    (RGB arrays or image paths), at most `limit` per stage, blank (constant) crops left out. A stage that got no crop at all (no
     person found in any image) is a ValueError naming it: there is nothing to calibrate it on."""
     from ..pipeline import HolisticPipeline
 
@@ -79,8 +83,9 @@ def calibration_crops(images: Iterable, stages: Iterable[str] = STAGES, limit: i
         pipeline.process(rgb)
         for key, crop in pipeline.last_crops.items():
             stage = CROP_KEYS.get(key)
-            if stage in found and (limit is None or len(found[stage]) < limit):
-                found[stage].append(np.asarray(crop.tensor, np.float32)[0])
+            tensor = np.asarray(crop.tensor, np.float32)[0]
+            if stage in found and (limit is None or len(found[stage]) < limit) and tensor.std() > BLANK_STD:
+                found[stage].append(tensor)
         if limit is not None and all(len(crops) >= limit for crops in found.values()):
             break
     empty = [stage for stage, crops in found.items() if not crops]
@@ -100,3 +105,25 @@ def check_calibration(crops: np.ndarray, input_shape, stage: str) -> np.ndarray:
     if not np.issubdtype(crops.dtype, np.floating) or not np.isfinite(crops).all():
         raise ValueError(f"calibration crops for {stage}: expected finite float values, got dtype {crops.dtype}")
     return crops.astype(np.float32, copy=False)
+
+
+PALM_DETECTION_SIZE = (192, 192)
+
+
+def palm_detection_crops(images: Iterable, limit: int | None = None) -> np.ndarray:
+    """(n, 192, 192, 3) float32: palm_detection_full's input for each image, the whole image letterboxed
+    into [0, 1] as MediaPipe's palm_detection_cpu graph cuts it. Holistic does not run this model (it
+    finds hands from the pose), so its calibration crops are the images themselves, not cascade crops."""
+    from ..pipeline.roi import crop
+    from ..pipeline.stages import WHOLE_IMAGE
+
+    crops = []
+    for image in images:
+        rgb = load_rgb(image) if isinstance(image, (str, Path)) else image
+        crops.append(crop(rgb, WHOLE_IMAGE, PALM_DETECTION_SIZE, keep_aspect=True, border_zero=True,
+                          value_range=(0.0, 1.0)).tensor[0].astype(np.float32))
+        if limit is not None and len(crops) >= limit:
+            break
+    if not crops:
+        raise ValueError("palm detection calibration: no images given")
+    return np.stack(crops)

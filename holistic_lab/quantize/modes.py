@@ -17,15 +17,12 @@ QuantizationDebugger (`selective.py` measures which layers deserve it).
 from __future__ import annotations
 
 import collections
-import contextlib
-import io
-import warnings
 
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..native_logs import filtered_native_stderr, import_tensorflow
+from ..native_logs import import_tensorflow
 from .calibration import check_calibration
 
 if TYPE_CHECKING:  # TensorFlow loads only when a model is converted, so bad arguments fail fast
@@ -137,9 +134,8 @@ def float_ops(model: bytes) -> dict[str, int]:
             if counts.get("FLOAT32") and op not in ("QUANTIZE", "DEQUANTIZE")}
 
 
-@contextlib.contextmanager
 def quiet():
-    """Silence the converter's and debugger's console output (used around the debugger's runs)."""
-    with contextlib.redirect_stdout(io.StringIO()), filtered_native_stderr(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+    """The converter's and debugger's console output silenced (`convert.verification.quiet_tensorflow`)."""
+    from ..convert.verification import quiet_tensorflow
+
+    return quiet_tensorflow()
