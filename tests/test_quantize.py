@@ -302,6 +302,10 @@ def test_check_stages_reads_all_lists_and_refuses_unknown_names():
     ({"mode": "dynamic", "float_op_names": ("PRELU",)}, "apply to mode int8 only, not dynamic"),
     ({"selective": True, "selective_layers": -1}, "selective_layers must be >= 0, got -1"),
     ({"calibration": "missing_folder"}, "calibration folder not found: .*missing_folder"),
+    ({"stages": "hand_recrop", "calibration": {"face_detection": np.zeros((1, 128, 128, 3), np.float32)}},
+     "calibration crops given for face_detection but not for hand_recrop"),
+    ({"stages": "hand_recrop", "calibration": {"hand_recrop": np.zeros((1, 128, 128, 3), np.float32)}},
+     r"calibration crops for hand_recrop: expected shape \(n, 256, 256, 3\)"),
 ])
 def test_quantize_variant_refuses_bad_arguments_by_name_before_any_work(tmp_path, monkeypatch, kwargs, message):
     monkeypatch.chdir(tmp_path)
