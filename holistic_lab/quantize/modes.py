@@ -56,6 +56,15 @@ def representative(crops: np.ndarray, steps: int | None = None):
     return dataset
 
 
+def checked_calibration(model: keras.Model, mode: str, calibration: np.ndarray | None) -> np.ndarray | None:
+    """The calibration crops of a calibrated mode, checked against the model input (None for the others)."""
+    if mode not in CALIBRATED:
+        return None
+    if calibration is None:
+        raise ValueError(f"mode {mode} needs calibration crops (real model inputs); got none")
+    return check_calibration(calibration, model.inputs[0].shape, model.name)
+
+
 def converter_for(model: keras.Model, mode: str, calibration: np.ndarray | None = None,
                   restrict_to_int8: bool = True):
     """A tf.lite.TFLiteConverter set up for `mode` (calibration crops checked against the model input)."""
@@ -68,10 +77,7 @@ def converter_for(model: keras.Model, mode: str, calibration: np.ndarray | None 
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif mode in CALIBRATED:
-        if calibration is None:
-            raise ValueError(f"mode {mode} needs calibration crops (real model inputs); got none")
-        crops = check_calibration(calibration, model.inputs[0].shape, model.name)
-        converter.representative_dataset = representative(crops)
+        converter.representative_dataset = representative(checked_calibration(model, mode, calibration))
         if mode == "int16x8":  # its quantizer has no PRELU: that op (listed by `float_ops`) stays float
             converter.target_spec.supported_ops = [
                 tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -97,6 +103,7 @@ def quantize_model(model: keras.Model, mode: str, calibration: np.ndarray | None
     """`model` converted in `mode`. For int8: `float_ops` (default FLOAT_BY_DEFAULT, those the model
     has) and `float_nodes` (TFLite tensor names, as `selective.layer_errors` lists them) stay float."""
     check_mode(mode)
+    calibration = checked_calibration(model, mode, calibration)  # refused before the slow conversions
     if mode != "int8":
         if float_nodes or float_ops:
             raise ValueError(f"float_ops and float_nodes apply to int8 only, not to mode {mode}")

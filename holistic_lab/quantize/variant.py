@@ -86,6 +86,9 @@ def quantize_variant(out, mode: str, stages="all", source=None, calibration=None
     if selective_layers < 0:
         raise ValueError(f"selective_layers must be >= 0, got {selective_layers}")
     check_variant_output(out, overwrite)
+    if source is not None and Path(source).resolve() == Path(out).resolve():  # its stage files would be replaced
+        raise ValueError(f"--out {display_path(out)} is also --from, the variant this starts from; "
+                         "write the quantized variant to a new folder")
     carried, kinds, metrics = carried_stages(source) if source is not None else ({}, {}, {})
     if isinstance(calibration, (str, Path)):
         folder_images(calibration)  # an empty or missing folder is refused before the slow part
