@@ -444,8 +444,11 @@ def cmd_quantize(args) -> int:
                                 progress=not args.no_progress)
     variant = read_variant(manifest.parent)
     for stage, entry in variant.manifest["stages"].items():
-        kept = ", ".join(f"{op} x{n}" for op, n in entry["metrics"].get("float_ops", {}).items()) or "none"
-        print(f"{stage}: {entry['kind']}, {variant.stages[stage].stat().st_size / 1e6:.2f} MB, float ops: {kept}")
+        line = f"{stage}: {entry['kind']}, {variant.stages[stage].stat().st_size / 1e6:.2f} MB"
+        if "int8" in entry["kind"]:  # in the float and hybrid modes every op computes in float
+            kept = ", ".join(f"{op} x{n}" for op, n in entry["metrics"].get("float_ops", {}).items())
+            line += f", ops kept float: {kept or 'none'}"
+        print(line)
     print(f"variant {display_path(manifest.parent)}")
     return 0
 

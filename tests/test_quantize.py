@@ -287,6 +287,16 @@ def test_quantize_variant_on_a_source_quantizes_its_stage_file_and_carries_the_o
     assert np.abs(source_points - shipped_points).mean() > 10  # the source really differs from shipped
 
 
+def test_an_int8_source_stage_is_refused_naming_its_file(converted, tmp_path):
+    """An int8 stage has no float weights to quantize again: the error names the file and what to do."""
+    source = write_variant(tmp_path / "int8_source", {"hand_recrop": converted("hand_recrop", "hand_recrop", "int8")},
+                           "int8_source", {"command": "test"}, kinds="int8").parent
+    with pytest.raises(ValueError, match=r"hand_recrop: cannot open .*int8_source/hand_recrop.tflite as a float model"
+                                         r".*start from a float variant"):
+        quantize_variant(tmp_path / "again", "dynamic", stages=["hand_recrop"], source=source, progress=False)
+    assert not (tmp_path / "again" / "manifest.json").exists()
+
+
 def test_check_stages_reads_all_lists_and_refuses_unknown_names():
     assert check_stages("all") == tuple(STAGES) and check_stages(None) == tuple(STAGES)
     assert check_stages(" hand_recrop , face_detection,hand_recrop") == ("hand_recrop", "face_detection")

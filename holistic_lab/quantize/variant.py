@@ -105,7 +105,11 @@ def quantize_variant(out, mode: str, stages="all", source=None, calibration=None
     models = dict(carried)
     for stage in progress_bar(stages, f"quantize {mode}", progress):
         source_file = source_model_file(stage, source)
-        model = tflite_to_keras(source_file)
+        try:
+            model = tflite_to_keras(source_file)
+        except ValueError as exc:  # an int8 file has no float weights to quantize again
+            raise ValueError(f"{stage}: cannot open {display_path(source_file)} as a float model to quantize ({exc}); "
+                             "start from a float variant (or the shipped models)") from None
         float_layers: tuple[str, ...] = ()
         if selective:
             worst = sensitive_layers(layer_errors(model, crops[stage]), selective_layers) if selective_layers else ()
@@ -123,6 +127,7 @@ def quantize_variant(out, mode: str, stages="all", source=None, calibration=None
               "calibration": (None if mode not in CALIBRATED else "default frames" if calibration is None else
                               str(calibration) if isinstance(calibration, (str, Path)) else "crops given")}
     name = Path(out).name or "quantized"
+    gesture = read_variant(source).gesture if source is not None else None  # carried as it is (float)
     return write_variant(out, models, name, {"command": command or "quantize_variant", "config": config},
-                         source=source, kinds=kinds, metrics=metrics, overwrite=overwrite)
+                         source=source, kinds=kinds, metrics=metrics, overwrite=overwrite, gesture=gesture)
 
