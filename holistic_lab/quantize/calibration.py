@@ -120,8 +120,10 @@ def palm_detection_crops(images: Iterable, limit: int | None = None) -> np.ndarr
     crops = []
     for image in images:
         rgb = load_rgb(image) if isinstance(image, (str, Path)) else image
-        crops.append(crop(rgb, WHOLE_IMAGE, PALM_DETECTION_SIZE, keep_aspect=True, border_zero=True,
-                          value_range=(0.0, 1.0)).tensor[0].astype(np.float32))
+        tensor = crop(rgb, WHOLE_IMAGE, PALM_DETECTION_SIZE, keep_aspect=True, border_zero=True,
+                      value_range=(0.0, 1.0)).tensor[0].astype(np.float32)
+        if tensor.std() > BLANK_STD:  # a black frame
+            crops.append(tensor)
         if limit is not None and len(crops) >= limit:
             break
     if not crops:
