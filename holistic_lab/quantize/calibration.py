@@ -56,13 +56,19 @@ def default_calibration_frames(every: int = 10, limit_per_clip: int | None = Non
 
     sources = [video_frames(path, every=every, limit=limit_per_clip) for path in fixture_videos().values()]
     sources.append(load_rgb(path) for path, _ in hagrid_frames())
+    return interleave(sources)
+
+
+def interleave(sources: Iterable[Iterator]) -> Iterator:
+    """One item from each source in turn until all are spent (any first n items mix every source)."""
+    sources = list(sources)
     while sources:
         for source in list(sources):
-            frame = next(source, None)
-            if frame is None:
+            item = next(source, None)
+            if item is None:
                 sources.remove(source)
             else:
-                yield frame
+                yield item
 
 
 def calibration_crops(images: Iterable, stages: Iterable[str] = STAGES, limit: int | None = None,
