@@ -74,8 +74,9 @@ def interleave(sources: Iterable[Iterator]) -> Iterator:
 def calibration_crops(images: Iterable, stages: Iterable[str] = STAGES, limit: int | None = None,
                       pipeline=None, progress: bool = True) -> dict[str, np.ndarray]:
     """stage -> (n, H, W, 3) float32: each stage's model inputs while the cascade runs on `images`
-    (RGB arrays or image paths), at most `limit` per stage, blank (constant) crops left out. A stage that got no crop at all (no
-    person found in any image) is a ValueError naming it: there is nothing to calibrate it on."""
+    (RGB arrays or image paths), at most `limit` per stage, blank (constant) crops left out. A stage
+    that got no crop at all (no person found in any image) is a ValueError naming it: there is
+    nothing to calibrate it on."""
     from ..pipeline import HolisticPipeline
 
     stages = tuple(stages)
