@@ -1,8 +1,8 @@
 """PReLU models in int8: float PRELU (the default) vs int8 PRELU vs the shipped float model.
 
-XNNPACK has no int8 PReLU kernel, so a fully int8 face_landmark, hand_recrop or palm_detection
-runs its PRELU ops (and what sits between them) outside the delegate. This measures it: for each
-PReLU stage the shipped model, `quantize_model(..., "int8")` (PRELU float) and the same with
+XNNPACK has no int8 PReLU kernel, so a fully int8 face_landmark or hand_recrop (the cascade's
+PReLU stages; notebook 08 also measures palm_detection_full) runs its PRELU ops outside the
+delegate. This measures it: for each of the two stages the shipped model, `quantize_model(..., "int8")` (PRELU float) and the same with
 `float_ops=()` (PRELU int8) take turns on one real crop, at 1 and 2 threads; median and p90 and
 the ratio to shipped. The tests assert only that PRELU is float in the default model; this is
 where "not slower than full int8" is measured.

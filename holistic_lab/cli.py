@@ -445,7 +445,7 @@ def cmd_quantize(args) -> int:
     variant = read_variant(manifest.parent)
     for stage, entry in variant.manifest["stages"].items():
         line = f"{stage}: {entry['kind']}, {variant.stages[stage].stat().st_size / 1e6:.2f} MB"
-        if "int8" in entry["kind"]:  # in the float and hybrid modes every op computes in float
+        if "int8" in entry["kind"] or "int16x8" in entry["kind"]:  # in float and hybrid modes every op is float
             kept = ", ".join(f"{op} x{n}" for op, n in entry["metrics"].get("float_ops", {}).items())
             line += f", ops kept float: {kept or 'none'}"
         print(line)

@@ -22,6 +22,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 
 from .files import atomic_write, check_output_folder, display_path, output_lock, read_json_object, read_manifest, sha256_file
 from .mediapipe_models import installed_versions, model_path
@@ -81,8 +83,9 @@ def _interpreter(model: bytes):
 
 
 def _signature(interpreter) -> tuple:
-    """(input shapes, output shapes) of a loaded model, outputs in the order the pipeline reads them."""
-    return tuple(tuple(tuple(int(n) for n in d["shape"]) for d in details)
+    """(inputs, outputs) of a loaded model as (shape, dtype name) pairs, outputs in the order the
+    pipeline reads them: a quantized model with int8 inputs or outputs does not fit a float32 slot."""
+    return tuple(tuple((tuple(int(n) for n in d["shape"]), np.dtype(d["dtype"]).name) for d in details)
                  for details in (interpreter.get_input_details(), interpreter.get_output_details()))
 
 

@@ -97,7 +97,8 @@ def test_calibration_crops_are_exactly_what_the_cascade_gave_each_stage(frames, 
 @pytest.mark.parametrize("stage", STAGES)
 def test_calibration_crops_have_the_models_input_shape_and_range_and_are_photographs(crops, stage):
     batch = crops[stage]
-    (input_shape,), _ = shipped_signature(stage)
+    ((input_shape, input_type),), _ = shipped_signature(stage)
+    assert input_type == "float32"
     assert batch.dtype == np.float32 and batch.shape[1:] == input_shape[1:]
     low = -1.0 if stage in ("pose_detection", "face_detection") else 0.0  # the two detectors take [-1, 1]
     assert batch.min() >= low and batch.max() <= 1.0 and batch.max() - batch.min() > 0.5
@@ -345,3 +346,28 @@ def test_quantize_variant_refuses_an_occupied_out_and_its_own_source(tmp_path):
     not_variant.mkdir()
     with pytest.raises(ValueError, match="no manifest"):
         quantize_variant(tmp_path / "v", "float16", stages="hand_recrop", source=not_variant, progress=False)
+
+
+def test_a_dynamic_range_source_stage_is_refused_not_opened_as_garbage(converted, tmp_path):
+    """A dynamic-range file keeps int8 kernels with a scale and no DEQUANTIZE: read as numbers they
+    would be weights of -127..127. Refused by name, like an int8 one."""
+    source = write_variant(tmp_path / "dynamic_source",
+                           {"hand_recrop": converted("hand_recrop", "hand_recrop", "dynamic")},
+                           "dynamic_source", {"command": "test"}, kinds="dynamic").parent
+    with pytest.raises(ValueError, match=r"hand_recrop: cannot open .*dynamic_source/hand_recrop.tflite as a float "
+                                         r"model .*INT8-quantized weights"):
+        quantize_variant(tmp_path / "again", "int8", stages=["hand_recrop"], source=source,
+                         calibration={"hand_recrop": np.zeros((1, 256, 256, 3), np.float32)}, progress=False)
+    assert not (tmp_path / "again").exists() or not any((tmp_path / "again").iterdir())
+
+
+def test_float_op_names_that_are_not_tflite_ops_are_refused(tmp_path):
+    """`--float-ops PRLEU` (a typo) would quantize PRELU after all: refused before any work."""
+    with pytest.raises(ValueError, match=r"'PRLEU' are not TFLite op names"):
+        quantize_variant(tmp_path / "v", "int8", stages=["hand_recrop"], float_op_names=("PRLEU",), progress=False)
+    assert not (tmp_path / "v").exists()
+
+
+def test_a_calibration_folder_with_an_uncalibrated_mode_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"calibration folder applies to the calibrated modes .* not float16"):
+        quantize_variant(tmp_path / "v", "float16", stages=["hand_recrop"], calibration=tmp_path, progress=False)

@@ -95,3 +95,25 @@ def test_crops_of_the_wrong_size_are_refused(crops):
 
     with pytest.raises(ValueError, match=r"hand_landmark.*\(n, 224, 224, 3\)"):
         qat_stage(STAGE, crops[0][:, :100], epochs=1, progress=False)
+
+
+def test_a_prelu_stage_gets_a_fake_quant_copy_with_its_alphas(fixtures):
+    """face_landmark has 23 PReLU layers: the copy builds them and carries their learned slopes."""
+    import itertools
+
+    from holistic_lab.quantize.calibration import calibration_crops, default_calibration_frames
+    from holistic_lab.quantize.qat import FakeQuant, fake_quant_model, float_model, stripped_model
+
+    reference = float_model("face_landmark")
+    crops = calibration_crops(itertools.islice(default_calibration_frames(), 12), ["face_landmark"],
+                              limit=2, progress=False)["face_landmark"]
+    quantized = fake_quant_model(reference, crops)
+    import keras
+
+    prelu = [layer for layer in quantized.layers if isinstance(getattr(layer, "layer", layer), keras.layers.PReLU)]
+    assert len(prelu) == 23 and all(layer.built for layer in prelu)
+    assert any(isinstance(layer, FakeQuant) for layer in prelu)  # its output is an 8-bit activation too
+    outputs = quantized(crops)
+    assert [tuple(o.shape) for o in outputs] == [tuple(o.shape) for o in reference(crops)]
+    plain = stripped_model(quantized, "face_landmark")
+    assert all(np.array_equal(a, b) for a, b in zip(plain.get_weights(), reference.get_weights()))

@@ -131,6 +131,12 @@ def _buffer_array(graph: TFLiteGraph, index: int, tensor, data) -> np.ndarray:
     if type_name not in _NUMPY_TYPES:
         raise ValueError(f"{graph.name}: constant tensor {graph.tensor_names[index]!r} has type {type_name}, "
                          f"expected one of {sorted(_NUMPY_TYPES)}")
+    quantization = getattr(tensor, "quantization", None)
+    if type_name in ("INT8", "UINT8", "INT16") and quantization is not None and quantization.scale is not None \
+            and len(quantization.scale):  # int8 weights with a scale: their float values are not these numbers
+        raise ValueError(f"{graph.name}: constant tensor {graph.tensor_names[index]!r} holds {type_name}-quantized "
+                         "weights (an int8 or dynamic-range model); only float models (float32 or float16 weights) "
+                         "can be opened")
     values = np.frombuffer(bytes(data), dtype=np.dtype(_NUMPY_TYPES[type_name]).newbyteorder("<"))
     if tensor.sparsity is not None:
         return values  # flat stored values; DENSIFY gives them their shape

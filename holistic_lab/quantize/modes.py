@@ -87,15 +87,40 @@ def converter_for(model: keras.Model, mode: str, calibration: np.ndarray | None 
     return converter
 
 
-def quiet_convert(converter) -> bytes:
+def quiet_convert(converter, what: str = "the model") -> bytes:
+    """The conversion, quiet; the converter's own refusal (an op with no kernel in the mode) as a ValueError."""
     from ..convert.verification import quiet_convert as convert
 
-    return convert(converter)
+    try:
+        return convert(converter)
+    except Exception as exc:  # tf.lite's ConverterError (or the calibrator's RuntimeError), not a ValueError
+        if type(exc).__name__ not in ("ConverterError", "RuntimeError"):
+            raise
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ValueError(f"the TFLite converter refused {what}: {first}") from None
 
 
-def model_ops(model: keras.Model) -> set[str]:
-    """TFLite op names a float32 export of `model` contains."""
-    return set(op_dtypes(quiet_convert(converter_for(model, "float32"))))
+def check_op_names(names) -> tuple[str, ...]:
+    """`names` as TFLite builtin op names (PRELU, ADD, ...); an unknown name is refused (a typo would
+    silently quantize everything)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    known = {name for name in vars(schema.BuiltinOperator) if not name.startswith("_")}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"float ops: {', '.join(map(repr, unknown))} are not TFLite op names (such as PRELU, ADD, "
+                         "CONV_2D)")
+    return tuple(names)
+
+
+def model_has_op(model: keras.Model, op: str) -> bool:
+    """Whether a TFLite export of `model` has `op` (PRELU read from the Keras layers, any other op
+    from a float32 export)."""
+    import keras
+
+    if op == "PRELU":
+        return any(isinstance(layer, keras.layers.PReLU) for layer in model.layers)
+    return op in op_dtypes(quiet_convert(converter_for(model, "float32"), model.name))
 
 
 def quantize_model(model: keras.Model, mode: str, calibration: np.ndarray | None = None,
@@ -107,11 +132,11 @@ def quantize_model(model: keras.Model, mode: str, calibration: np.ndarray | None
     if mode != "int8":
         if float_nodes or float_ops:
             raise ValueError(f"float_ops and float_nodes apply to int8 only, not to mode {mode}")
-        return quiet_convert(converter_for(model, mode, calibration))
-    wanted = tuple(FLOAT_BY_DEFAULT if float_ops is None else float_ops)
-    denied = tuple(op for op in wanted if op in model_ops(model)) if float_ops is None else wanted
+        return quiet_convert(converter_for(model, mode, calibration), f"{model.name} in mode {mode}")
+    wanted = tuple(FLOAT_BY_DEFAULT if float_ops is None else check_op_names(float_ops))
+    denied = tuple(op for op in wanted if model_has_op(model, op)) if float_ops is None else wanted
     if not denied and not float_nodes:
-        return quiet_convert(converter_for(model, mode, calibration))
+        return quiet_convert(converter_for(model, mode, calibration), f"{model.name} in mode int8")
     from .selective import selective_model
 
     return selective_model(converter_for(model, mode, calibration, restrict_to_int8=False),

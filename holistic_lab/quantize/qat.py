@@ -139,7 +139,7 @@ class FakeQuant(keras.layers.Layer):
         self.layer, self.range = layer, (float(low), float(high))
 
     def build(self, input_shape):
-        if isinstance(self.layer, WEIGHTED) and not self.layer.built:
+        if not self.layer.built:  # PReLU too: clone_model leaves a layer with compute_output_shape unbuilt
             self.layer.build(input_shape)
         self.low = self.add_weight(shape=(), initializer=keras.initializers.Constant(self.range[0]),
                                    trainable=False, name="low")

@@ -23,7 +23,7 @@ from ..progress import progress_bar
 from ..settings import quick_or
 from ..variants import STAGES, carried_stages, check_variant_output, read_variant, write_variant
 from .calibration import MIN_CROPS, calibration_crops, default_calibration_frames, folder_images
-from .modes import CALIBRATED, check_mode, float_ops, quantize_model
+from .modes import CALIBRATED, FLOAT_BY_DEFAULT, check_mode, check_op_names, float_ops, quantize_model
 from .selective import layer_errors, output_layers, sensitive_layers
 
 QUICK_CROPS = 16      # per stage in quick mode (CI): the checks are the same, the ranges rougher
@@ -85,10 +85,14 @@ def quantize_variant(out, mode: str, stages="all", source=None, calibration=None
         raise ValueError(f"selective and float ops apply to mode int8 only, not {mode}")
     if selective_layers < 0:
         raise ValueError(f"selective_layers must be >= 0, got {selective_layers}")
+    if isinstance(calibration, (str, Path)) and mode not in CALIBRATED:
+        raise ValueError(f"a calibration folder applies to the calibrated modes ({', '.join(CALIBRATED)}), not {mode}")
     check_variant_output(out, overwrite)
     if source is not None and Path(source).resolve() == Path(out).resolve():  # its stage files would be replaced
         raise ValueError(f"--out {display_path(out)} is also --from, the variant this starts from; "
                          "write the quantized variant to a new folder")
+    if float_op_names:
+        check_op_names(float_op_names)  # a typo would quantize everything: refused before the slow part
     carried, kinds, metrics = carried_stages(source) if source is not None else ({}, {}, {})
     if isinstance(calibration, (str, Path)):
         folder_images(calibration)  # an empty or missing folder is refused before the slow part
@@ -112,7 +116,9 @@ def quantize_variant(out, mode: str, stages="all", source=None, calibration=None
                              "start from a float variant (or the shipped models)") from None
         float_layers: tuple[str, ...] = ()
         if selective:
-            worst = sensitive_layers(layer_errors(model, crops[stage]), selective_layers) if selective_layers else ()
+            kept_ops = FLOAT_BY_DEFAULT if float_op_names is None else float_op_names  # already float: no pick
+            table = [row for row in layer_errors(model, crops[stage]) if row.op not in kept_ops] if selective_layers else []
+            worst = sensitive_layers(table, selective_layers)
             float_layers = tuple(dict.fromkeys(output_layers(model) + worst))
         models[stage] = quantize_model(model, mode, crops.get(stage), float_ops=float_op_names, float_nodes=float_layers)
         earlier_kind = kinds.get(stage) if stage in carried else None
