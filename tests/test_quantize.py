@@ -371,3 +371,15 @@ def test_float_op_names_that_are_not_tflite_ops_are_refused(tmp_path):
 def test_a_calibration_folder_with_an_uncalibrated_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"calibration folder applies to the calibrated modes .* not float16"):
         quantize_variant(tmp_path / "v", "float16", stages=["hand_recrop"], calibration=tmp_path, progress=False)
+
+
+def test_palm_detection_crops_are_whole_images_letterboxed_into_0_1_and_skip_black_frames(frames):
+    from holistic_lab.quantize.calibration import palm_detection_crops
+
+    black = np.zeros_like(frames[0])
+    crops = palm_detection_crops([black, frames[0], frames[1]])
+    assert crops.shape == (2, 192, 192, 3) and crops.dtype == np.float32
+    assert crops.min() >= 0.0 and crops.max() <= 1.0 and crops.std() > 0.05
+    assert palm_detection_crops(frames, limit=1).shape[0] == 1
+    with pytest.raises(ValueError, match="palm detection calibration"):
+        palm_detection_crops([black])

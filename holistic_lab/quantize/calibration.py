@@ -135,5 +135,5 @@ def palm_detection_crops(images: Iterable, limit: int | None = None) -> np.ndarr
         if limit is not None and len(crops) >= limit:
             break
     if not crops:
-        raise ValueError("palm detection calibration: no images given")
+        raise ValueError("palm detection calibration: no image with content given (none, or only black frames)")
     return np.stack(crops)
