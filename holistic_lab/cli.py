@@ -434,12 +434,16 @@ def op_names(text: str) -> tuple[str, ...]:
 
 def cmd_quantize(args) -> int:
     """Quantize stage models (dynamic, float16, int8, 16x8; selective int8) into a variant folder (chapter 08)."""
-    from .quantize.variant import quantize_variant
+    from .quantize.variant import SELECTIVE_LAYERS, quantize_variant
     from .variants import read_variant
+
+    if args.selective_layers is not None and not args.selective:
+        raise ValueError("--selective-layers applies with --selective only")
 
     manifest = quantize_variant(args.out, args.mode, stages=args.stage, source=getattr(args, "from"),
                                 calibration=args.calibration, selective=args.selective, float_op_names=args.float_ops,
-                                selective_layers=args.selective_layers, crop_count=args.calibration_count,
+                                selective_layers=SELECTIVE_LAYERS if args.selective_layers is None else args.selective_layers,
+                                crop_count=args.calibration_count,
                                 overwrite=args.overwrite, command=shlex.join(["holistic-lab", *args.argv]),
                                 progress=not args.no_progress)
     variant = read_variant(manifest.parent)
@@ -461,8 +465,8 @@ def add_quantize_parser(sub) -> None:
     p.add_argument("--selective", action="store_true",
                    help="int8: keep the output heads, and the layers with the largest quantization error "
                    "(QuantizationDebugger), in float")
-    p.add_argument("--selective-layers", type=non_negative_int, default=3,
-                   help="how many of the worst layers --selective keeps float beside the heads")
+    p.add_argument("--selective-layers", type=non_negative_int, default=None,
+                   help="how many of the worst layers --selective keeps float beside the heads (default 3)")
     p.add_argument("--float-ops", type=op_names, default=None,
                    help="int8: TFLite ops kept float (default PRELU, which XNNPACK cannot run in int8; 'none' for none)")
     p.add_argument("--calibration", help="folder of photographs of people to calibrate int8 on "

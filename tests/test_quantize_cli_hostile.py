@@ -87,6 +87,8 @@ REFUSALS = {
     "unknown stage": (None, ["--mode", "int8", "--stage", "hand_recrop,palm", "--out", "v"], "unknown stage 'palm'"),
     "selective not int8": (None, ["--mode", "float16", "--selective", "--out", "v"],
                            "selective and float ops apply to mode int8 only, not float16"),
+    "selective layers alone": (None, ["--mode", "int8", "--selective-layers", "2", "--out", "v"],
+                               "--selective-layers applies with --selective only"),
     "float ops not int8": (None, ["--mode", "dynamic", "--float-ops", "PRELU", "--out", "v"],
                            "apply to mode int8 only, not dynamic"),
     "calibration missing": (None, ["--mode", "int8", "--calibration", "nowhere", "--out", "v"],
