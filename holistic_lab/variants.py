@@ -73,11 +73,12 @@ def _check_stage(stage: str, where: str) -> None:
         raise ValueError(f"{where}: unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
 
 
-def _interpreter(model: bytes):
+def load_interpreter(model: bytes, num_threads: int = 1):
+    """`model` (flatbuffer bytes) in tf.lite.Interpreter, tensors allocated, start-up noise filtered."""
     tf = import_tensorflow()
     with warnings.catch_warnings(), filtered_native_stderr():
         warnings.simplefilter("ignore")  # tf.lite.Interpreter warns it moves to ai_edge_litert in TF 2.20
-        interpreter = tf.lite.Interpreter(model_content=model)
+        interpreter = tf.lite.Interpreter(model_content=model, num_threads=num_threads)
         interpreter.allocate_tensors()
     return interpreter
 
@@ -91,7 +92,7 @@ def _signature(interpreter) -> tuple:
 
 @functools.cache
 def shipped_signature(stage: str) -> tuple:
-    return _signature(_interpreter(model_path(STAGES[stage][1]).read_bytes()))
+    return _signature(load_interpreter(model_path(STAGES[stage][1]).read_bytes()))
 
 
 def stage_model(stage: str, model: bytes, where: str) -> bytes:
@@ -103,7 +104,7 @@ def stage_model(stage: str, model: bytes, where: str) -> bytes:
         raise ValueError(f"{where}: not a TFLite model (no {TFLITE_IDENTIFIER.decode()} identifier at bytes 4..8)")
     try:
         model = outputs_in_signature_order(model)
-        signature = _signature(_interpreter(model))
+        signature = _signature(load_interpreter(model))
     except (ValueError, RuntimeError) as exc:
         raise ValueError(f"{where}: the TFLite interpreter cannot load it ({exc})") from exc
     shipped = shipped_signature(stage)

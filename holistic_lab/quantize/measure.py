@@ -21,15 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..mediapipe_models import model_path
-from ..native_logs import filtered_native_stderr, import_tensorflow
-from ..variants import STAGES
+from ..variants import STAGES, load_interpreter
 
 STAGE_MODULES = {"hand_landmark": "hands", "face_landmark": "face_mesh", "pose_landmark": "pose"}
 
@@ -39,12 +37,8 @@ def _model_bytes(model) -> bytes:
 
 
 def interpreter(model, num_threads: int = 1):
-    tf = import_tensorflow()
-    with warnings.catch_warnings(), filtered_native_stderr():
-        warnings.simplefilter("ignore")
-        loaded = tf.lite.Interpreter(model_content=_model_bytes(model), num_threads=num_threads)
-        loaded.allocate_tensors()
-    return loaded
+    """`model` (bytes or a .tflite path) loaded in the TFLite interpreter."""
+    return load_interpreter(_model_bytes(model), num_threads)
 
 
 def run_model(loaded, crop: np.ndarray) -> list[np.ndarray]:
