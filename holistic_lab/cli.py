@@ -480,6 +480,50 @@ def add_quantize_parser(sub) -> None:
     p.set_defaults(func=cmd_quantize)
 
 
+def cmd_prune(args) -> int:
+    """Prune channels of one stage model, recover it by distillation, write a variant folder (chapter 07)."""
+    from .prune.variant import check_prune_arguments, prune_variant
+    from .variants import read_variant
+
+    check_prune_arguments(args.stage, args.sparsity, args.criterion, args.round_to, args.steps, args.recover_epochs,
+                          args.allocation)
+    manifest = prune_variant(args.out, args.stage, args.sparsity, criterion=args.criterion, round_to=args.round_to,
+                             allocation=args.allocation, steps=args.steps, recover_epochs=args.recover_epochs,
+                             source=getattr(args, "from"), crop_count=args.crops, overwrite=args.overwrite,
+                             command=shlex.join(["holistic-lab", *args.argv]), progress=not args.no_progress)
+    variant = read_variant(manifest.parent)
+    metrics = variant.manifest["stages"][args.stage]["metrics"]
+    print(f"{args.stage}: {metrics['params_before']:,} -> {metrics['params']:,} parameters, "
+          f"{metrics['macs_before'] / 1e6:.0f} -> {metrics['macs'] / 1e6:.0f} M MACs, "
+          f"{variant.stages[args.stage].stat().st_size / 1e6:.2f} MB, "
+          f"{metrics['slot_sparsity']:.0%} of the prunable channels removed")
+    print(f"variant {display_path(manifest.parent)}")
+    return 0
+
+
+def add_prune_parser(sub) -> None:
+    p = sub.add_parser("prune", help=cmd_prune.__doc__)
+    p.add_argument("--stage", required=True, help="the stage to prune (pose_detection, pose_landmark, face_detection, "
+                   "face_landmark, hand_recrop, hand_landmark)")
+    p.add_argument("--sparsity", type=float, required=True, help="fraction of each channel group removed, in [0, 1)")
+    p.add_argument("--criterion", default="l1", help="channel importance: l1, l2 (weight magnitude) or taylor "
+                   "(gradients on real crops); default l1")
+    p.add_argument("--round-to", type=int, default=16, help="keep a multiple of this many channels per group, "
+                   "XNNPACK's tile (default 16; 1: no rounding)")
+    p.add_argument("--allocation", default="uniform", help="uniform (every group by --sparsity, default) or global "
+                   "(the least important channels of the whole model)")
+    p.add_argument("--steps", type=int, default=1, help="prune in this many equal steps, recovering after each (default 1)")
+    p.add_argument("--recover-epochs", type=int, default=0, help="epochs of distillation from the unpruned model "
+                   "after each step (default 0: no recovery)")
+    p.add_argument("--crops", type=positive_int, default=None,
+                   help="real crops of the stage for Taylor scores and recovery (default 256; 24 in quick mode)")
+    p.add_argument("--from", help="a variant folder to start from (its stage model and its other stages)")
+    p.add_argument("--out", required=True, help="the variant folder to write")
+    p.add_argument("--overwrite", action="store_true", help="write into --out even if it holds files that are not a variant")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_prune)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="holistic-lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -542,6 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_finetune_parser(sub)
     add_gestures_parser(sub)
     add_quantize_parser(sub)
+    add_prune_parser(sub)
     return parser
 
 

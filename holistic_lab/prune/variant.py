@@ -1,0 +1,135 @@
+"""Prune one stage of the cascade, recover it by distillation, and write it as a model variant.
+
+    result = prune_stage(model, 0.3, criterion="l1", steps=3, recover_epochs=2, crops=crops)
+    prune_variant("variants/pose_pruned30", "pose_landmark", 0.3, recover_epochs=2)
+    HolisticPipeline.from_variant("variants/pose_pruned30")
+
+A schedule of `steps` prunes towards the target in equal steps (0.1, 0.2, 0.3 of each group's
+original slots), each step scoring the current model, pruning it and, with `recover_epochs`,
+distilling it from the unpruned model on real crops of the stage (the cascade's own inputs,
+`quantize.stage_calibration`) before the next. The stage starts from the model the source
+variant runs (the shipped one by default) and leaves as a float32 .tflite.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..files import display_path
+from ..progress import progress_bar
+from ..settings import quick_or
+from ..variants import STAGES, carried_stages, check_variant_output, read_variant, write_variant
+from .importance import CRITERIA, importance
+from .plan import ALLOCATIONS, PrunePlan, check_round_to, check_sparsity, plan_pruning
+
+DEFAULT_CROPS, QUICK_CROPS = 256, 24   # real crops per stage for Taylor scores and recovery
+
+
+@dataclass
+class PruneResult:
+    model: object                                        # the pruned (and recovered) keras.Model
+    plans: list[PrunePlan]                               # one per step
+    history: list[dict] = field(default_factory=list)    # per step: sparsity, params, recovery losses
+
+    @property
+    def plan(self) -> PrunePlan:
+        return self.plans[-1]
+
+
+def check_prune_arguments(stage: str, sparsity, criterion: str, round_to, steps, recover_epochs,
+                          allocation: str = "uniform") -> None:
+    """Every argument of a prune job checked by name, before any model is opened."""
+    if stage not in STAGES:
+        raise ValueError(f"stage: unknown {stage!r}; expected one of {', '.join(STAGES)}")
+    check_sparsity(sparsity)
+    check_round_to(round_to)
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion: unknown {criterion!r}; expected one of {', '.join(CRITERIA)}")
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"allocation: unknown {allocation!r}; expected one of {', '.join(ALLOCATIONS)}")
+    for name, value, low in (("steps", steps, 1), ("recover_epochs", recover_epochs, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+
+
+def prune_stage(model, sparsity: float, criterion: str = "l1", round_to: int = 16, allocation: str = "uniform",
+                steps: int = 1, recover_epochs: int = 0, crops: np.ndarray | None = None,
+                protect_outputs: bool = True, progress: bool = True, **distill_options) -> PruneResult:
+    """`model` (a Keras stage model) pruned to `sparsity` in `steps`, recovered after each step by
+    `recover_epochs` of distillation from `model` on `crops`; the unpruned model is not changed."""
+    from .groups import channel_graph
+    from .rebuild import prune_model
+
+    check_sparsity(sparsity)
+    if (criterion == "taylor" or recover_epochs) and crops is None:
+        raise ValueError("crops (real inputs of the stage) are needed for Taylor scores and for recovery")
+    original = {group.name: group.size for group in channel_graph(model, protect_outputs).prunable}
+    current, plans, history = model, [], []
+    for step in range(1, steps + 1):
+        graph = channel_graph(current, protect_outputs)
+        scores = importance(graph, criterion, crops, progress=progress)
+        plan = plan_pruning(graph, scores, sparsity * step / steps, round_to, allocation, original_sizes=original)
+        current = prune_model(graph, plan.keep, name=model.name)
+        record = {"step": step, "target_sparsity": sparsity * step / steps,
+                  "slot_sparsity": 1 - plan.slots_kept / sum(original.values()), "params": int(current.count_params())}
+        if recover_epochs:
+            from .recover import distill
+
+            run = distill(current, model, crops, recover_epochs, progress=progress, **distill_options)
+            current = run.model
+            record["recovery"] = run.history
+        plans.append(plan)
+        history.append(record)
+    return PruneResult(current, plans, history)
+
+
+def prune_variant(out, stage: str, sparsity: float, criterion: str = "l1", round_to: int = 16,
+                  allocation: str = "uniform", steps: int = 1, recover_epochs: int = 0, source=None,
+                  crop_count: int | None = None, overwrite: bool = False, command: str | None = None,
+                  progress: bool = True) -> Path:
+    """Write a variant at `out` whose `stage` is pruned (`prune_stage`); the other stages and a gesture
+    head come from `source` (a gesture head is dropped when the hand stage it sits on is pruned).
+    Returns the manifest's path. Everything is checked before the slow part."""
+    check_prune_arguments(stage, sparsity, criterion, round_to, steps, recover_epochs, allocation)
+    check_variant_output(out, overwrite)
+    if source is not None and Path(source).resolve() == Path(out).resolve():
+        raise ValueError(f"--out {display_path(out)} is also --from, the variant this starts from; "
+                         "write the pruned variant to a new folder")
+    carried, kinds, metrics = carried_stages(source, replaced=stage)
+    from ..convert import tflite_to_keras
+    from ..quantize.modes import quantize_model
+    from ..quantize.variant import source_model_file, stage_calibration
+    from .cost import model_macs
+
+    source_file = source_model_file(stage, source)
+    try:
+        model = tflite_to_keras(source_file)
+    except ValueError as exc:
+        raise ValueError(f"{stage}: cannot open {display_path(source_file)} as a float model to prune ({exc}); "
+                         "start from a float variant (or the shipped models)") from None
+    crops = None
+    if criterion == "taylor" or recover_epochs:
+        count = crop_count or quick_or(DEFAULT_CROPS, QUICK_CROPS)
+        crops = stage_calibration([stage], source, count=count, progress=progress)[stage]
+    result = prune_stage(model, sparsity, criterion, round_to, allocation, steps, recover_epochs, crops,
+                         progress=progress)
+    for _ in progress_bar([stage], f"convert {stage}", progress):
+        tflite = quantize_model(result.model, "float32")
+    carried[stage] = tflite
+    earlier = read_variant(source).manifest["stages"].get(stage, {}).get("kind") if source is not None else None
+    kind = f"pruned-{sparsity:g}"
+    kinds[stage] = kind if earlier in (None, "float32") else f"{earlier}+{kind}"
+    metrics[stage] = {"bytes": len(tflite), "params_before": int(model.count_params()),
+                      "params": int(result.model.count_params()), "macs_before": model_macs(model),
+                      "macs": model_macs(result.model), "slot_sparsity": result.plan.achieved_sparsity,
+                      "crops": 0 if crops is None else int(len(crops)), "from": display_path(source_file),
+                      "steps": [{key: value for key, value in record.items() if key != "recovery"}
+                                for record in result.history]}
+    config = {"stage": stage, "sparsity": sparsity, "criterion": criterion, "round_to": round_to,
+              "allocation": allocation, "steps": steps, "recover_epochs": recover_epochs}
+    gesture = read_variant(source).gesture if source is not None and stage != "hand_landmark" else None
+    return write_variant(out, carried, Path(out).name or "pruned", {"command": command or "prune_variant",
+                                                                     "config": config},
+                         source=source, kinds=kinds, metrics=metrics, overwrite=overwrite, gesture=gesture)
