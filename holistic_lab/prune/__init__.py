@@ -7,7 +7,7 @@
     prune_variant("variants/pose_pruned30", "pose_landmark", 0.3, recover_epochs=2)
 
 One idea per file, in the order the data flows: `groups` (which channels are tied, from the
-model's config), `importance` (L1/L2 magnitude, first-order Taylor), `plan` (sparsity -> kept
+model's config), `scoring` (importance: L1/L2 magnitude, first-order Taylor), `plan` (sparsity -> kept
 slots, rounded widths), `rebuild` (the smaller model with sliced weights), `cost` (MACs, and
 per-layer latency measured in the TFLite interpreter), `recover` (distillation from the
 unpruned model on real crops), `variant` (schedule + variant folder, `holistic-lab prune`).
@@ -15,7 +15,7 @@ unpruned model on real crops), `variant` (schedule + variant folder, `holistic-l
 Importing this package does not load TensorFlow; the names load on first use.
 """
 _LAZY = {"ChannelGraph": "groups", "ChannelGroup": "groups", "channel_graph": "groups",
-         "CRITERIA": "importance", "importance": "importance", "magnitude": "importance", "taylor": "importance",
+         "CRITERIA": "scoring", "importance": "scoring", "magnitude": "scoring", "taylor": "scoring",
          "PrunePlan": "plan", "plan_pruning": "plan", "rounded_width": "plan",
          "kept_channels": "rebuild", "prune_model": "rebuild",
          "PruneResult": "variant", "prune_stage": "variant", "prune_variant": "variant"}

@@ -21,7 +21,7 @@ from ..files import display_path
 from ..progress import progress_bar
 from ..settings import quick_or
 from ..variants import STAGES, carried_stages, check_variant_output, read_variant, write_variant
-from .importance import CRITERIA, importance
+from .scoring import CRITERIA, importance
 from .plan import ALLOCATIONS, PrunePlan, check_round_to, check_sparsity, plan_pruning
 
 DEFAULT_CROPS, QUICK_CROPS = 256, 24   # real crops per stage for Taylor scores and recovery
