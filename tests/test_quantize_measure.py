@@ -26,6 +26,14 @@ def test_latency_times_every_model_the_same_number_of_times(crops):
         latency({"a": model_path("hand_recrop")}, crops[0], rounds=0)
 
 
+def test_latency_takes_one_input_per_model(crops):
+    models = {"a": model_path("hand_recrop"), "b": model_path("hand_recrop")}
+    table = latency(models, {"a": crops[0], "b": crops[1]}, rounds=1, block=2)
+    assert set(table) == {"a", "b"} and all(row.n == 2 for row in table.values())
+    with pytest.raises(ValueError, match="crop: inputs for"):
+        latency(models, {"a": crops[0]}, rounds=1, block=1)
+
+
 def test_output_error_and_stage_rows_of_a_model_against_itself(crops):
     shipped = model_path("hand_recrop")
     assert output_error(shipped, shipped.read_bytes(), crops) == [0.0]  # one output: the two points

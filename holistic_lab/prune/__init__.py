@@ -18,6 +18,8 @@ _LAZY = {"ChannelGraph": "groups", "ChannelGroup": "groups", "channel_graph": "g
          "CRITERIA": "scoring", "importance": "scoring", "magnitude": "scoring", "taylor": "scoring",
          "PrunePlan": "plan", "plan_pruning": "plan", "rounded_width": "plan",
          "kept_channels": "rebuild", "prune_model": "rebuild",
+         "LayerLatency": "cost", "layer_latency": "cost", "layer_macs": "cost", "model_latency": "cost",
+         "model_macs": "cost", "one_layer_tflite": "cost", "width_sweep": "cost",
          "PruneResult": "variant", "prune_stage": "variant", "prune_variant": "variant"}
 
 

@@ -68,15 +68,19 @@ class Latency:
     n: int
 
 
-def latency(models: dict, crop: np.ndarray, num_threads: int = 1, rounds: int = 10, block: int = 10) -> dict[str, Latency]:
-    """name -> Latency of each model on `crop`, the models taking turns (see the module docstring)."""
+def latency(models: dict, crop, num_threads: int = 1, rounds: int = 10, block: int = 10) -> dict[str, Latency]:
+    """name -> Latency of each model on `crop` (one input for all, or a dict name -> input for models
+    whose inputs differ), the models taking turns (see the module docstring)."""
     if rounds < 1 or block < 1:
         raise ValueError(f"rounds and block must be >= 1, got {rounds}, {block}")
+    crops = crop if isinstance(crop, dict) else dict.fromkeys(models, crop)
+    if set(crops) != set(models):
+        raise ValueError(f"crop: inputs for {sorted(crops)}, expected one per model: {sorted(models)}")
     loaded = {name: interpreter(model, num_threads) for name, model in models.items()}
     times: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(rounds):
         for name, model in loaded.items():
-            run_model(model, crop)  # wakes this model's pool; not timed
+            run_model(model, crops[name])  # wakes this model's pool; not timed
             for _ in range(block):
                 start = time.perf_counter()
                 model.invoke()
