@@ -27,6 +27,9 @@ def __getattr__(name):
     if name in _LAZY:
         import importlib
 
+        from ..native_logs import import_tensorflow
+
+        import_tensorflow()  # first, so TensorFlow's native start-up lines are filtered (see native_logs)
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
