@@ -14,8 +14,11 @@ unpruned model on real crops), `variant` (schedule + variant folder, `holistic-l
 
 Importing this package does not load TensorFlow; the names load on first use.
 """
+# Bound now, not lazily: importing submodule `importance` (variant.py does) would bind the module
+# over the function of the same name. importance.py loads no TensorFlow.
+from .importance import CRITERIA, importance, magnitude, taylor
+
 _LAZY = {"ChannelGraph": "groups", "ChannelGroup": "groups", "channel_graph": "groups",
-         "CRITERIA": "importance", "importance": "importance", "magnitude": "importance", "taylor": "importance",
          "PrunePlan": "plan", "plan_pruning": "plan", "rounded_width": "plan",
          "kept_channels": "rebuild", "prune_model": "rebuild",
          "PruneResult": "variant", "prune_stage": "variant", "prune_variant": "variant"}
@@ -29,4 +32,4 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = list(_LAZY)
+__all__ = ["CRITERIA", "importance", "magnitude", "taylor", *_LAZY]
