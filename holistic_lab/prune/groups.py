@@ -88,8 +88,11 @@ def channel_graph(model: keras.Model, protect_outputs: bool = True) -> ChannelGr
     """`model`'s channel groups (module docstring); outputs unprunable unless `protect_outputs` is False."""
     if not isinstance(model, keras.Model) or not hasattr(model, "get_config"):
         raise ValueError(f"model: expected a functional keras.Model, got {type(model).__name__}")
+    if isinstance(model, keras.Sequential):
+        raise ValueError(f"model {model.name!r}: a Sequential model; prune its functional twin, "
+                         "keras.Model(model.inputs, model.outputs)")
     config = model.get_config()
-    if "layers" not in config:
+    if "layers" not in config or "input_layers" not in config:
         raise ValueError(f"model {model.name!r}: not a functional model (its config lists no layers)")
     order = [layer["name"] for layer in config["layers"]]
     parents = {layer["name"]: _ordered_parents(layer.get("inbound_nodes", [])) for layer in config["layers"]}
