@@ -24,6 +24,9 @@ def kept_channels(graph: ChannelGraph, keep: dict[str, np.ndarray]) -> dict[str,
     removed: dict[str, set[int]] = {name: set() for name in graph.order}
     for group_name, slots in keep.items():
         group = graph.group(group_name)
+        if np.asarray(slots).size and np.asarray(slots).dtype.kind not in "iu":   # a mask or floats, not indices
+            raise ValueError(f"group {group_name}: kept slots must be whole-number slot indices, "
+                             f"got {np.asarray(slots).dtype} values")
         slots = np.asarray(slots, dtype=int)
         if not group.prunable and len(slots) != group.size:
             raise ValueError(f"group {group_name}: not prunable ({group.reason})")
