@@ -90,7 +90,7 @@ def taylor(graph: ChannelGraph, crops: np.ndarray, seed: int = 0, progress: bool
         raise ValueError(f"crops: expected at least 2 model inputs of shape (N, {', '.join(map(str, expected))}), "
                          f"got {crops.shape}")
     producers = sorted({layer for group in graph.prunable for layer in group.producers}, key=graph.order.index)
-    variables = {layer: model.get_layer(layer).trainable_weights for layer in producers}
+    variables = {layer: model.get_layer(layer).weights for layer in producers}   # frozen layers' too
     flat = [v for layer in producers for v in variables[layer]]
     outputs = [np.asarray(y) for y in _as_list(model(crops, training=False))]
     scales = [float(np.std(y)) * np.sqrt(y[0].size) + 1e-12 for y in outputs]
@@ -98,10 +98,11 @@ def taylor(graph: ChannelGraph, crops: np.ndarray, seed: int = 0, progress: bool
 
     @tf.function(reduce_retracing=True)
     def gradients(crop, projections):
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([v.value for v in flat])
             ys = _as_list(model(crop, training=False))
             loss = tf.add_n([tf.reduce_sum(y * r) / s for y, r, s in zip(ys, projections, scales)])
-        return tape.gradient(loss, flat)
+        return tape.gradient(loss, [v.value for v in flat], unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
     totals = {group.name: np.zeros(group.size) for group in graph.prunable}
     for crop in progress_bar(crops, "Taylor scores", enabled=progress):
