@@ -4,7 +4,7 @@
 
 Each layer's kept output channels follow from the slots kept in every group that touches it;
 its config is rewritten for the new width (Conv2D filters, Dense units, the channel PAD's
-tail, a flattening reshape's size), the model is rebuilt with `keras.Model.from_config`, and
+tail, a flattening reshape's size), the model is rebuilt from that config, and
 each weight is the original's sliced on its input and output channel axes. Groups not named in
 `keep` keep every slot. The pruned model has the original's inputs, outputs, names and output
 shapes (checked).
@@ -44,13 +44,18 @@ def prune_model(graph: ChannelGraph, keep: dict[str, np.ndarray], name: str | No
     """The model of `graph` with only the slots in `keep` (group name -> kept slot indices)."""
     kept = kept_channels(graph, keep)
     model = graph.model
-    config = copy.deepcopy(model.get_config())
+    serialized = copy.deepcopy(keras.saving.serialize_keras_object(model))
+    for key in ("build_config", "compile_config"):
+        serialized.pop(key, None)
+    config = serialized["config"]
     if name:
         config["name"] = name
     for layer_config in config["layers"]:
         layer_config.pop("build_config", None)    # built again on its new input when the model is rebuilt
         _resize(graph, layer_config, kept)
-    pruned = model.__class__.from_config(config) if type(model) is keras.Model else keras.Model.from_config(config)
+    # The config is the live model's own, so a Lambda's function is code already running here; safe
+    # mode (it guards loading files) would only refuse to rebuild a model with a Lambda anywhere.
+    pruned = keras.saving.deserialize_keras_object(serialized, safe_mode=False)
     for layer_name in graph.order:
         weights = model.get_layer(layer_name).get_weights()
         if weights:
