@@ -3,11 +3,14 @@
     scores = magnitude(graph, p=1)            # group name -> one score per slot
     scores = taylor(graph, crops)             # the same, from gradients on real crops
 
-Magnitude (L1 or L2) sums, over the group's producers, the norm of the weights that make the
-slot's channels (kernel slice and bias) and, over its consumers, the norm of the weights that
-read them. Batch norm is folded into every shipped convolution, so layers' weight scales differ
-by orders of magnitude: each layer's norms are divided by their mean over the group's slots
-before they are added, so every layer has one vote. (The common recipe, ranking channels by
+Magnitude (L1 or L2) multiplies how strongly a slot is made (the norms of the producers' weights
+that make its channels: kernel slice and bias) by how strongly it is read (the norms of the
+consumers' weights that read them), as a channel's effect is its size times the weights reading
+it: a channel whose producing weights are zero is zero whatever reads it, and scores zero (a sum
+would rank it above live channels with small weights). Batch norm is folded into every shipped
+convolution, so layers' weight scales differ by orders of magnitude: each layer's norms are
+divided by their mean over the group's slots and averaged with the other layers on its side, so
+every layer has one vote. (The common recipe, ranking channels by
 their BatchNorm gamma, does not apply: no gamma survives the folding.)
 
 Taylor estimates how much the outputs move when a slot is removed: zeroing the slot's channels
@@ -33,13 +36,15 @@ CRITERIA = ("l1", "l2", "taylor")
 
 
 def magnitude(graph: ChannelGraph, p: int = 1) -> dict[str, np.ndarray]:
-    """group -> per-slot score: the L`p` norms of producing and consuming weights, per layer normalised."""
+    """group -> per-slot score: the L`p` norms of producing times consuming weights, per layer normalised."""
     if p not in (1, 2):
         raise ValueError(f"p must be 1 (L1) or 2 (L2), got {p!r}")
     scores = {}
     for group in graph.prunable:
-        votes = [_layer_norms(graph, group, layer, p, reads) for layer, reads in _weighted_layers(graph, group)]
-        scores[group.name] = _normalised_sum(votes, group.size)
+        pairs = _weighted_layers(graph, group)
+        made = [_layer_norms(graph, group, layer, p, None) for layer, reads in pairs if reads is None]
+        read = [_layer_norms(graph, group, layer, p, reads) for layer, reads in pairs if reads is not None]
+        scores[group.name] = _normalised_mean(made, group.size) * _normalised_mean(read, group.size)
     return scores
 
 
@@ -71,12 +76,15 @@ def _layer_norms(graph: ChannelGraph, group: ChannelGroup, layer: str, p: int, r
     return per_channel[rows].sum(axis=1) ** (1.0 / p)
 
 
-def _normalised_sum(votes: list[np.ndarray], size: int) -> np.ndarray:
+def _normalised_mean(votes: list[np.ndarray], size: int) -> np.ndarray:
+    """The votes, each divided by its mean, averaged; all ones when there is none (e.g. no consumer)."""
+    if not votes:
+        return np.ones(size)
     total = np.zeros(size)
     for vote in votes:
         mean = float(np.mean(vote))
         total += vote / mean if mean > 0 else vote
-    return total
+    return total / len(votes)
 
 
 def taylor(graph: ChannelGraph, crops: np.ndarray, seed: int = 0, progress: bool = False) -> dict[str, np.ndarray]:
