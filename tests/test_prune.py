@@ -69,10 +69,12 @@ def rows(group, layer) -> list[list[int]]:
 def blaze_block() -> keras.Model:
     """Residual + BlazeBlock shortcut: max-pool, channel pad 8 -> 16, add to the strided branch."""
     inputs = keras.Input((8, 8, 3))
-    stem = keras.layers.PReLU(shared_axes=[1, 2], name="stem_act")(keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs))
+    stem = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    stem = keras.layers.PReLU(shared_axes=[1, 2], name="stem_act")(stem)
     branch = keras.layers.Conv2D(8, 1, name="pw1")(keras.layers.DepthwiseConv2D(3, padding="same", name="dw1")(stem))
     block = keras.layers.ReLU(name="relu1")(keras.layers.Add(name="add1")([stem, branch]))
-    branch = keras.layers.Conv2D(16, 1, name="pw2")(keras.layers.DepthwiseConv2D(3, 2, padding="same", name="dw2")(block))
+    branch = keras.layers.DepthwiseConv2D(3, 2, padding="same", name="dw2")(block)
+    branch = keras.layers.Conv2D(16, 1, name="pw2")(branch)
     shortcut = ZeroPad(((0, 0), (0, 0), (0, 8)), name="pad")(keras.layers.MaxPooling2D(2, name="pool")(block))
     block = keras.layers.ReLU(name="relu2")(keras.layers.Add(name="add2")([shortcut, branch]))
     return keras.Model(inputs, keras.layers.Conv2D(4, 1, name="head")(block))
@@ -131,6 +133,24 @@ def spatial_slice() -> keras.Model:
     return keras.Model(inputs, keras.layers.Conv2D(3, 1, name="head")(x))
 
 
+def squeeze_excite() -> keras.Model:
+    """A channel gate: pooled, squeezed, excited back to 8 channels, multiplied in (the gate's Dense
+    joins the group of the channels it scales)."""
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.ReLU(name="relu")(keras.layers.Conv2D(8, 1, name="c")(inputs))
+    gate = keras.layers.Dense(4, activation="relu", name="squeeze")(keras.layers.GlobalAveragePooling2D(name="gap")(x))
+    gate = keras.layers.Dense(8, activation="sigmoid", name="excite")(gate)
+    gate = keras.layers.Reshape((1, 1, 8), name="gate")(gate)
+    x = keras.layers.Multiply(name="scale")([x, gate])
+    return keras.Model(inputs, keras.layers.Conv2D(3, 1, name="head")(x))
+
+
+def pointwise_dense() -> keras.Model:
+    """Dense layers on a 4-D tensor: 1x1 convolutions by another name."""
+    inputs = keras.Input((4, 4, 3))
+    return keras.Model(inputs, keras.layers.Dense(3, name="head")(keras.layers.Dense(8, name="c")(inputs)))
+
+
 def through(layer) -> keras.Model:
     inputs = keras.Input((6, 6, 3))
     x = layer(keras.layers.Conv2D(8, 1, name="c")(inputs))
@@ -140,7 +160,8 @@ def through(layer) -> keras.Model:
 UNSUPPORTED = {
     "softmax layer": (lambda: keras.layers.Softmax(name="mix"), "Softmax"),
     "softmax activation": (lambda: keras.layers.Activation("softmax", name="mix"), "softmax"),
-    "channel slice": (lambda: StridedSlice([0, 0, 2], [0, 0, 6], [1, 1, 1], begin_mask=0b011, end_mask=0b011, name="mix"),
+    "channel slice": (lambda: StridedSlice([0, 0, 2], [0, 0, 6], [1, 1, 1], begin_mask=0b011, end_mask=0b011,
+                                           name="mix"),
                       "slice of the channel axis"),
     "lambda": (lambda: keras.layers.Lambda(lambda t: t * 2.0, name="mix"), "Lambda"),
 }
@@ -148,7 +169,7 @@ UNSUPPORTED = {
 PRUNABLE_GRAPHS = {"blaze_block": blaze_block, "pad_both_sides": pad_both_sides, "concatenation": concatenation,
                    "depthwise": depthwise, "depth_to_space": depth_to_space, "reshape_dense": flatten_dense,
                    "flatten_dense": lambda: flatten_dense("Flatten"), "pass_through": pass_through,
-                   "spatial_slice": spatial_slice}
+                   "spatial_slice": spatial_slice, "squeeze_excite": squeeze_excite, "pointwise_dense": pointwise_dense}
 
 
 def test_residual_and_channel_pad_prefix_joins_upstream_tail_is_its_own_group():
@@ -199,6 +220,12 @@ def test_flatten_to_dense_in_nhwc_order(kind):
     group = channel_graph(flatten_dense(kind)).group("c")
     assert group.size == 4 and group.consumers == ("head",)
     assert rows(group, "flat") == [[c + 4 * position for position in range(6)] for c in range(4)]
+
+
+def test_a_channel_gate_ties_the_gate_to_the_channels_it_scales():
+    group = channel_graph(squeeze_excite()).group("c")
+    assert group.producers == ("c", "excite") and group.consumers == ("squeeze", "head")
+    assert rows(group, "gate") == rows(group, "scale") == [[c] for c in range(8)]
 
 
 def test_pooling_and_spatial_padding_pass_channels_through():
@@ -297,6 +324,23 @@ def test_zero_importance_slots_of_a_real_stage_prune_exactly(real_crops, model_n
         assert a.shape == b.shape and relative_error(a, b) < TFLITE_TOLERANCE, f"TFLite output {index}"
 
 
+def test_slots_the_shipped_hand_model_never_reads_prune_for_free(real_crops):
+    """hand_landmark_full: 2164 of its 9384 prunable slots (about 40% of each of the last four
+    expansion layers) have no weight reading them (or none making them), so their L1 score is
+    exactly zero and removing them (30% of the parameters) changes nothing."""
+    model = tflite_to_keras(model_path("hand_landmark_full"))
+    graph = channel_graph(model)
+    scores = magnitude(graph)
+    keep = {name: np.flatnonzero(values > 0) for name, values in scores.items()}
+    dead = sum(len(values) - len(keep[name]) for name, values in scores.items())
+    assert dead > 0.2 * sum(len(values) for values in scores.values())     # 2164 of 9384
+    pruned = prune_model(graph, keep)
+    assert pruned.count_params() < 0.75 * model.count_params()
+    for index, (a, b) in enumerate(zip(outputs(pruned, real_crops["hand_landmark"]),
+                                       outputs(model, real_crops["hand_landmark"]))):
+        assert relative_error(a, b) < RELATIVE_TOLERANCE, f"output {index}"
+
+
 # --- plans -----------------------------------------------------------------------------------
 
 def two_groups(size_a: int = 64, size_b: int = 32) -> keras.Model:
@@ -385,7 +429,8 @@ def test_bad_plan_arguments_refused_by_name():
 
 def test_check_prune_arguments():
     check_prune_arguments("face_landmark", 0.3, "l1", 16, 3, 0)
-    for arguments, named in [(("faces", 0.3, "l1", 16, 1, 0), "stage"), (("face_landmark", 1.0, "l1", 16, 1, 0), "sparsity"),
+    for arguments, named in [(("faces", 0.3, "l1", 16, 1, 0), "stage"),
+                             (("face_landmark", 1.0, "l1", 16, 1, 0), "sparsity"),
                              (("face_landmark", 0.3, "gamma", 16, 1, 0), "criterion"),
                              (("face_landmark", 0.3, "l1", 0, 1, 0), "round_to"),
                              (("face_landmark", 0.3, "l1", 16, 0, 0), "steps"),
@@ -395,6 +440,22 @@ def test_check_prune_arguments():
             check_prune_arguments(*arguments)
     with pytest.raises(ValueError, match="allocation"):
         check_prune_arguments("face_landmark", 0.3, "l1", 16, 1, 0, allocation="greedy")
+
+
+def test_prune_stage_in_steps_reaches_the_one_step_widths():
+    from holistic_lab.prune import prune_stage
+
+    model = two_groups(64, 32)
+    stepped = prune_stage(model, 0.5, round_to=1, steps=2, progress=False)
+    once = prune_stage(model, 0.5, round_to=1, progress=False)
+    assert [round(record["target_sparsity"], 2) for record in stepped.history] == [0.25, 0.5]
+    assert [round(record["slot_sparsity"], 2) for record in stepped.history] == [0.25, 0.5]
+    assert {name: len(slots) for name, slots in stepped.plan.keep.items()} == {"a": 32, "b": 16}
+    assert stepped.model.count_params() == once.model.count_params() < model.count_params()
+    assert model.get_layer("a").get_weights()[0].shape[-1] == 64       # the unpruned model is not changed
+    for criterion, recover_epochs in (("taylor", 0), ("l1", 1)):
+        with pytest.raises(ValueError, match="crops"):
+            prune_stage(model, 0.3, criterion=criterion, recover_epochs=recover_epochs, progress=False)
 
 
 # --- Taylor ----------------------------------------------------------------------------------
