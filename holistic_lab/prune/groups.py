@@ -229,6 +229,8 @@ def _not_understood(graph: ChannelGraph, name: str, shapes: dict, calls: int) ->
                 "StridedSlice") or kind in ELEMENTWISE or kind == "Activation":
         if len(parents) != 1:
             return f"{kind} with {len(parents)} inputs"
+    if getattr(layer, "data_format", "channels_last") == "channels_first":   # the channels are not the last axis
+        return f"{kind} with data_format channels_first"
     if kind == "Conv2D" and getattr(layer, "groups", 1) != 1:
         return f"grouped convolution (groups={layer.groups})"
     if kind in ELEMENTWISE and in_shapes[0][-1] != shape[-1]:
