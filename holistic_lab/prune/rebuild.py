@@ -76,6 +76,8 @@ def _resize(graph: ChannelGraph, layer_config: dict, kept: dict[str, np.ndarray]
     """Rewrite one layer's config for its kept channels."""
     name, settings = layer_config["name"], layer_config["config"]
     kind, width = graph.kinds[name], len(kept[name])
+    if width == graph.widths[name]:
+        return      # left alone: its config is right as it is, even where its channels are not the last axis
     if kind == "Conv2D":
         settings["filters"] = width
     elif kind == "Dense":
@@ -97,9 +99,10 @@ def _resize(graph: ChannelGraph, layer_config: dict, kept: dict[str, np.ndarray]
 def _sliced(graph: ChannelGraph, name: str, weights: list[np.ndarray], kept: dict[str, np.ndarray]) -> list[np.ndarray]:
     """One layer's weights on its kept input and output channels."""
     kind = graph.kinds[name]
-    out = kept[name]
     parents = graph.parents[name]
-    into = kept[parents[0]] if parents else None
+    # whole axes stay whole: a layer the pruner left alone keeps its weights as they are, whatever its axes
+    out = _changed(graph, name, kept)
+    into = _changed(graph, parents[0], kept) if parents else slice(None)
     if kind == "Conv2D":
         return [weights[0][:, :, into][..., out], *(bias[out] for bias in weights[1:])]
     if kind == "Dense":
@@ -110,6 +113,11 @@ def _sliced(graph: ChannelGraph, name: str, weights: list[np.ndarray], kept: dic
         return [alpha[..., out] if alpha.shape[-1] == graph.widths[name] else alpha for alpha in weights]
     if kind == "BatchNormalization":
         return [vector[out] for vector in weights]
-    if len(out) != graph.widths[name] or (into is not None and len(into) != graph.widths[parents[0]]):
+    if not (isinstance(out, slice) and isinstance(into, slice)):
         raise ValueError(f"layer {name} ({kind}) has weights the pruner does not know how to slice")
     return weights
+
+
+def _changed(graph: ChannelGraph, name: str, kept: dict[str, np.ndarray]):
+    """The kept channel indices of `name`'s output, or a whole slice when it keeps all of them."""
+    return slice(None) if len(kept[name]) == graph.widths[name] else kept[name]
