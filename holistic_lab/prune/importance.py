@@ -92,6 +92,9 @@ def taylor(graph: ChannelGraph, crops: np.ndarray, seed: int = 0, progress: bool
     import tensorflow as tf
 
     model = graph.model
+    if isinstance(model.input_shape, list):
+        raise ValueError(f"model {model.name!r} has {len(model.input_shape)} inputs; Taylor scores take crops "
+                         "for a model with one input")
     crops = np.asarray(crops, np.float32)
     expected = tuple(model.input_shape[1:])
     if crops.ndim != 4 or crops.shape[1:] != expected or len(crops) < 2:
