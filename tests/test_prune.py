@@ -521,6 +521,40 @@ def test_a_shared_layer_is_left_whole_and_the_rest_prunes_exactly():
         prune_model(graph, {"shared": [0, 1]})
 
 
+def test_channels_first_layers_are_left_whole():
+    inputs = keras.Input((3, 6, 10))     # the last axis is W here, not channels
+    hidden = keras.layers.Conv2D(8, 1, data_format="channels_first", name="h")(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 1, data_format="channels_first", name="o")(hidden))
+    graph = channel_graph(model, protect_outputs=False)
+    assert not graph.prunable and "channels_first" in graph.group("h").reason
+    pruned = prune_model(graph, plan_pruning(graph, magnitude(graph), 0.5).keep)
+    assert all(np.array_equal(a, b) for a, b in itertools.zip_longest(pruned.get_weights(), model.get_weights()))
+
+
+def test_a_nested_model_is_left_whole_and_the_rest_prunes_exactly():
+    inner_inputs = keras.Input((6, 6, 8))
+    inner = keras.Model(inner_inputs, keras.layers.Conv2D(8, 1, name="inner_conv")(inner_inputs), name="inner")
+    inputs = keras.Input((6, 6, 3))
+    wide = keras.layers.Conv2D(16, 1, name="wide")(inner(keras.layers.Conv2D(8, 1, name="a")(inputs)))
+    graph = channel_graph(keras.Model(inputs, keras.layers.Conv2D(2, 1, name="head")(wide)))
+    assert [group.name for group in graph.prunable] == ["wide"] and "Functional" in graph.group("inner").reason
+    keep = {"wide": np.arange(0, 16, 2)}
+    x = np.random.default_rng(7).normal(size=(2, 6, 6, 3)).astype(np.float32)
+    expected = outputs(zeroed_copy(graph, keep), x)[0]
+    assert relative_error(outputs(prune_model(graph, keep), x)[0], expected) < RELATIVE_TOLERANCE
+
+
+def test_taylor_refuses_a_model_with_two_inputs():
+    first, second = keras.Input((6, 6, 3)), keras.Input((6, 6, 3))
+    joined = keras.layers.Add(name="join")([keras.layers.Conv2D(8, 1, name="a")(first),
+                                            keras.layers.Conv2D(8, 1, name="b")(second)])
+    wide = keras.layers.Conv2D(16, 1, name="wide")(joined)
+    graph = channel_graph(keras.Model([first, second], keras.layers.Conv2D(2, 1, name="head")(wide)))
+    assert [group.name for group in graph.prunable] == ["a", "wide"]     # a and b: one group, through the add
+    with pytest.raises(ValueError, match="2 inputs"):
+        taylor(graph, np.zeros((2, 6, 6, 3), np.float32))
+
+
 class Subclassed(keras.Model):
     def __init__(self):
         super().__init__()
