@@ -237,8 +237,9 @@ def _not_understood(graph: ChannelGraph, name: str, shapes: dict, calls: int) ->
         return f"{kind} changes the channel count"
     if kind == "BatchNormalization" and layer.axis not in (-1, len(shape) - 1, [len(shape) - 1]):
         return f"batch normalisation over axis {layer.axis}, not the channels"
-    if kind == "Activation" and getattr(layer.activation, "__name__", "") in CHANNEL_MIXING_ACTIVATIONS:
-        return f"activation {layer.activation.__name__} mixes channels"
+    activation = getattr(getattr(layer, "activation", None), "__name__", "")   # Activation, or fused in Conv2D/Dense
+    if activation in CHANNEL_MIXING_ACTIVATIONS:
+        return f"activation {activation} mixes channels"
     if kind in MERGING and any(in_shape[-1] != shape[-1] for in_shape in in_shapes):
         return f"{kind} broadcasts over channels"
     if kind == "Concatenate" and not _concatenates_channels(layer, shape) and \
