@@ -160,6 +160,7 @@ def through(layer) -> keras.Model:
 UNSUPPORTED = {
     "softmax layer": (lambda: keras.layers.Softmax(name="mix"), "Softmax"),
     "softmax activation": (lambda: keras.layers.Activation("softmax", name="mix"), "softmax"),
+    "softmax in a convolution": (lambda: keras.layers.Conv2D(8, 1, activation="softmax", name="mix"), "softmax"),
     "channel slice": (lambda: StridedSlice([0, 0, 2], [0, 0, 6], [1, 1, 1], begin_mask=0b011, end_mask=0b011,
                                            name="mix"),
                       "slice of the channel axis"),
