@@ -88,8 +88,11 @@ def channel_graph(model: keras.Model, protect_outputs: bool = True) -> ChannelGr
     """`model`'s channel groups (module docstring); outputs unprunable unless `protect_outputs` is False."""
     if not isinstance(model, keras.Model) or not hasattr(model, "get_config"):
         raise ValueError(f"model: expected a functional keras.Model, got {type(model).__name__}")
+    if isinstance(model, keras.Sequential):
+        raise ValueError(f"model {model.name!r}: a Sequential model; prune its functional twin, "
+                         "keras.Model(model.inputs, model.outputs)")
     config = model.get_config()
-    if "layers" not in config:
+    if "layers" not in config or "input_layers" not in config:
         raise ValueError(f"model {model.name!r}: not a functional model (its config lists no layers)")
     order = [layer["name"] for layer in config["layers"]]
     parents = {layer["name"]: _ordered_parents(layer.get("inbound_nodes", [])) for layer in config["layers"]}
@@ -226,14 +229,17 @@ def _not_understood(graph: ChannelGraph, name: str, shapes: dict, calls: int) ->
                 "StridedSlice") or kind in ELEMENTWISE or kind == "Activation":
         if len(parents) != 1:
             return f"{kind} with {len(parents)} inputs"
+    if getattr(layer, "data_format", "channels_last") == "channels_first":   # the channels are not the last axis
+        return f"{kind} with data_format channels_first"
     if kind == "Conv2D" and getattr(layer, "groups", 1) != 1:
         return f"grouped convolution (groups={layer.groups})"
     if kind in ELEMENTWISE and in_shapes[0][-1] != shape[-1]:
         return f"{kind} changes the channel count"
     if kind == "BatchNormalization" and layer.axis not in (-1, len(shape) - 1, [len(shape) - 1]):
         return f"batch normalisation over axis {layer.axis}, not the channels"
-    if kind == "Activation" and getattr(layer.activation, "__name__", "") in CHANNEL_MIXING_ACTIVATIONS:
-        return f"activation {layer.activation.__name__} mixes channels"
+    activation = getattr(getattr(layer, "activation", None), "__name__", "")   # Activation, or fused in Conv2D/Dense
+    if activation in CHANNEL_MIXING_ACTIVATIONS:
+        return f"activation {activation} mixes channels"
     if kind in MERGING and any(in_shape[-1] != shape[-1] for in_shape in in_shapes):
         return f"{kind} broadcasts over channels"
     if kind == "Concatenate" and not _concatenates_channels(layer, shape) and \

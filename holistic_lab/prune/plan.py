@@ -13,6 +13,7 @@ different scales) and prunes the lowest `sparsity` of all slots, so unimportant 
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 from typing import TYPE_CHECKING
@@ -53,7 +54,7 @@ class PrunePlan:
 
 
 def check_sparsity(sparsity) -> float:
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
+    if isinstance(sparsity, (bool, np.bool_)) or not isinstance(sparsity, numbers.Real) or not 0 <= sparsity < 1:
         raise ValueError(f"sparsity must be a number in [0, 1) (the fraction of channels removed), got {sparsity!r}")
     return float(sparsity)
 
@@ -85,6 +86,8 @@ def plan_pruning(graph: ChannelGraph, scores: dict[str, np.ndarray], sparsity: f
     for group in groups:
         if np.shape(scores[group.name]) != (group.size,):
             raise ValueError(f"scores[{group.name!r}]: expected {group.size} scores, got shape {np.shape(scores[group.name])}")
+        if not np.all(np.isfinite(np.asarray(scores[group.name], dtype=float))):
+            raise ValueError(f"scores[{group.name!r}]: expected finite scores, got {scores[group.name]}")
     original = {group.name: (original_sizes or {}).get(group.name, group.size) for group in groups}
     targets = _targets(groups, scores, sparsity, allocation, original)
     keep = {}
@@ -97,7 +100,7 @@ def plan_pruning(graph: ChannelGraph, scores: dict[str, np.ndarray], sparsity: f
 
 def _targets(groups, scores, sparsity: float, allocation: str, original: dict[str, int]) -> dict[str, float]:
     """group -> how many slots it should keep, before rounding."""
-    if allocation == "uniform":
+    if allocation == "uniform" or not groups:
         return {group.name: original[group.name] * (1 - sparsity) for group in groups}
     relative = {group.name: np.asarray(scores[group.name], float) / max(float(np.mean(scores[group.name])), 1e-30)
                 for group in groups}
@@ -105,5 +108,11 @@ def _targets(groups, scores, sparsity: float, allocation: str, original: dict[st
     total = sum(original.values())
     removed_already = total - len(everything)
     to_remove = max(0, int(round(total * sparsity)) - removed_already)
-    threshold = np.sort(everything)[to_remove - 1] if to_remove else -np.inf
-    return {name: float(np.sum(values > threshold)) for name, values in relative.items()}
+    # by rank, not by a score threshold: tied scores (equal slots) must not all go at once
+    removed = np.zeros(len(everything), bool)
+    removed[np.argsort(everything, kind="stable")[:to_remove]] = True
+    kept, start = {}, 0
+    for name, values in relative.items():
+        kept[name] = float(len(values) - removed[start:start + len(values)].sum())
+        start += len(values)
+    return kept

@@ -4,7 +4,7 @@
 
 Each layer's kept output channels follow from the slots kept in every group that touches it;
 its config is rewritten for the new width (Conv2D filters, Dense units, the channel PAD's
-tail, a flattening reshape's size), the model is rebuilt with `keras.Model.from_config`, and
+tail, a flattening reshape's size), the model is rebuilt from that config, and
 each weight is the original's sliced on its input and output channel axes. Groups not named in
 `keep` keep every slot. The pruned model has the original's inputs, outputs, names and output
 shapes (checked).
@@ -24,6 +24,9 @@ def kept_channels(graph: ChannelGraph, keep: dict[str, np.ndarray]) -> dict[str,
     removed: dict[str, set[int]] = {name: set() for name in graph.order}
     for group_name, slots in keep.items():
         group = graph.group(group_name)
+        if np.asarray(slots).size and np.asarray(slots).dtype.kind not in "iu":   # a mask or floats, not indices
+            raise ValueError(f"group {group_name}: kept slots must be whole-number slot indices, "
+                             f"got {np.asarray(slots).dtype} values")
         slots = np.asarray(slots, dtype=int)
         if not group.prunable and len(slots) != group.size:
             raise ValueError(f"group {group_name}: not prunable ({group.reason})")
@@ -41,13 +44,18 @@ def prune_model(graph: ChannelGraph, keep: dict[str, np.ndarray], name: str | No
     """The model of `graph` with only the slots in `keep` (group name -> kept slot indices)."""
     kept = kept_channels(graph, keep)
     model = graph.model
-    config = copy.deepcopy(model.get_config())
+    serialized = copy.deepcopy(keras.saving.serialize_keras_object(model))
+    for key in ("build_config", "compile_config"):
+        serialized.pop(key, None)
+    config = serialized["config"]
     if name:
         config["name"] = name
     for layer_config in config["layers"]:
         layer_config.pop("build_config", None)    # built again on its new input when the model is rebuilt
         _resize(graph, layer_config, kept)
-    pruned = model.__class__.from_config(config) if type(model) is keras.Model else keras.Model.from_config(config)
+    # The config is the live model's own, so a Lambda's function is code already running here; safe
+    # mode (it guards loading files) would only refuse to rebuild a model with a Lambda anywhere.
+    pruned = keras.saving.deserialize_keras_object(serialized, safe_mode=False)
     for layer_name in graph.order:
         weights = model.get_layer(layer_name).get_weights()
         if weights:
@@ -68,6 +76,8 @@ def _resize(graph: ChannelGraph, layer_config: dict, kept: dict[str, np.ndarray]
     """Rewrite one layer's config for its kept channels."""
     name, settings = layer_config["name"], layer_config["config"]
     kind, width = graph.kinds[name], len(kept[name])
+    if width == graph.widths[name]:
+        return      # left alone: its config is right as it is, even where its channels are not the last axis
     if kind == "Conv2D":
         settings["filters"] = width
     elif kind == "Dense":
@@ -89,9 +99,10 @@ def _resize(graph: ChannelGraph, layer_config: dict, kept: dict[str, np.ndarray]
 def _sliced(graph: ChannelGraph, name: str, weights: list[np.ndarray], kept: dict[str, np.ndarray]) -> list[np.ndarray]:
     """One layer's weights on its kept input and output channels."""
     kind = graph.kinds[name]
-    out = kept[name]
     parents = graph.parents[name]
-    into = kept[parents[0]] if parents else None
+    # whole axes stay whole: a layer the pruner left alone keeps its weights as they are, whatever its axes
+    out = _changed(graph, name, kept)
+    into = _changed(graph, parents[0], kept) if parents else slice(None)
     if kind == "Conv2D":
         return [weights[0][:, :, into][..., out], *(bias[out] for bias in weights[1:])]
     if kind == "Dense":
@@ -102,6 +113,11 @@ def _sliced(graph: ChannelGraph, name: str, weights: list[np.ndarray], kept: dic
         return [alpha[..., out] if alpha.shape[-1] == graph.widths[name] else alpha for alpha in weights]
     if kind == "BatchNormalization":
         return [vector[out] for vector in weights]
-    if len(out) != graph.widths[name] or (into is not None and len(into) != graph.widths[parents[0]]):
+    if not (isinstance(out, slice) and isinstance(into, slice)):
         raise ValueError(f"layer {name} ({kind}) has weights the pruner does not know how to slice")
     return weights
+
+
+def _changed(graph: ChannelGraph, name: str, kept: dict[str, np.ndarray]):
+    """The kept channel indices of `name`'s output, or a whole slice when it keeps all of them."""
+    return slice(None) if len(kept[name]) == graph.widths[name] else kept[name]

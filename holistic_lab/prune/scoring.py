@@ -3,11 +3,14 @@
     scores = magnitude(graph, p=1)            # group name -> one score per slot
     scores = taylor(graph, crops)             # the same, from gradients on real crops
 
-Magnitude (L1 or L2) sums, over the group's producers, the norm of the weights that make the
-slot's channels (kernel slice and bias) and, over its consumers, the norm of the weights that
-read them. Batch norm is folded into every shipped convolution, so layers' weight scales differ
-by orders of magnitude: each layer's norms are divided by their mean over the group's slots
-before they are added, so every layer has one vote. (The common recipe, ranking channels by
+Magnitude (L1 or L2) multiplies how strongly a slot is made (the norms of the producers' weights
+that make its channels: kernel slice and bias) by how strongly it is read (the norms of the
+consumers' weights that read them), as a channel's effect is its size times the weights reading
+it: a channel whose producing weights are zero is zero whatever reads it, and scores zero (a sum
+would rank it above live channels with small weights). Batch norm is folded into every shipped
+convolution, so layers' weight scales differ by orders of magnitude: each layer's norms are
+divided by their mean over the group's slots and averaged with the other layers on its side, so
+every layer has one vote. (The common recipe, ranking channels by
 their BatchNorm gamma, does not apply: no gamma survives the folding.)
 
 Taylor estimates how much the outputs move when a slot is removed: zeroing the slot's channels
@@ -33,13 +36,15 @@ CRITERIA = ("l1", "l2", "taylor")
 
 
 def magnitude(graph: ChannelGraph, p: int = 1) -> dict[str, np.ndarray]:
-    """group -> per-slot score: the L`p` norms of producing and consuming weights, per layer normalised."""
+    """group -> per-slot score: the L`p` norms of producing times consuming weights, per layer normalised."""
     if p not in (1, 2):
         raise ValueError(f"p must be 1 (L1) or 2 (L2), got {p!r}")
     scores = {}
     for group in graph.prunable:
-        votes = [_layer_norms(graph, group, layer, p, reads) for layer, reads in _weighted_layers(graph, group)]
-        scores[group.name] = _normalised_sum(votes, group.size)
+        pairs = _weighted_layers(graph, group)
+        made = [_layer_norms(graph, group, layer, p, None) for layer, reads in pairs if reads is None]
+        read = [_layer_norms(graph, group, layer, p, reads) for layer, reads in pairs if reads is not None]
+        scores[group.name] = _normalised_mean(made, group.size) * _normalised_mean(read, group.size)
     return scores
 
 
@@ -71,12 +76,15 @@ def _layer_norms(graph: ChannelGraph, group: ChannelGroup, layer: str, p: int, r
     return per_channel[rows].sum(axis=1) ** (1.0 / p)
 
 
-def _normalised_sum(votes: list[np.ndarray], size: int) -> np.ndarray:
+def _normalised_mean(votes: list[np.ndarray], size: int) -> np.ndarray:
+    """The votes, each divided by its mean, averaged; all ones when there is none (e.g. no consumer)."""
+    if not votes:
+        return np.ones(size)
     total = np.zeros(size)
     for vote in votes:
         mean = float(np.mean(vote))
         total += vote / mean if mean > 0 else vote
-    return total
+    return total / len(votes)
 
 
 def taylor(graph: ChannelGraph, crops: np.ndarray, seed: int = 0, progress: bool = False) -> dict[str, np.ndarray]:
@@ -84,13 +92,16 @@ def taylor(graph: ChannelGraph, crops: np.ndarray, seed: int = 0, progress: bool
     import tensorflow as tf
 
     model = graph.model
+    if isinstance(model.input_shape, list):
+        raise ValueError(f"model {model.name!r} has {len(model.input_shape)} inputs; Taylor scores take crops "
+                         "for a model with one input")
     crops = np.asarray(crops, np.float32)
     expected = tuple(model.input_shape[1:])
     if crops.ndim != 4 or crops.shape[1:] != expected or len(crops) < 2:
         raise ValueError(f"crops: expected at least 2 model inputs of shape (N, {', '.join(map(str, expected))}), "
                          f"got {crops.shape}")
     producers = sorted({layer for group in graph.prunable for layer in group.producers}, key=graph.order.index)
-    variables = {layer: model.get_layer(layer).trainable_weights for layer in producers}
+    variables = {layer: model.get_layer(layer).weights for layer in producers}   # frozen layers' too
     flat = [v for layer in producers for v in variables[layer]]
     outputs = [np.asarray(y) for y in _as_list(model(crops, training=False))]
     scales = [float(np.std(y)) * np.sqrt(y[0].size) + 1e-12 for y in outputs]
@@ -98,10 +109,11 @@ def taylor(graph: ChannelGraph, crops: np.ndarray, seed: int = 0, progress: bool
 
     @tf.function(reduce_retracing=True)
     def gradients(crop, projections):
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([v.value for v in flat])
             ys = _as_list(model(crop, training=False))
             loss = tf.add_n([tf.reduce_sum(y * r) / s for y, r, s in zip(ys, projections, scales)])
-        return tape.gradient(loss, flat)
+        return tape.gradient(loss, [v.value for v in flat], unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
     totals = {group.name: np.zeros(group.size) for group in graph.prunable}
     for crop in progress_bar(crops, "Taylor scores", enabled=progress):
