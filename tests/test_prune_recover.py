@@ -125,11 +125,13 @@ def test_real_hand_landmark_model_recovers_on_real_crops():
     from holistic_lab.convert import tflite_to_keras
     from holistic_lab.mediapipe_models import model_path
     from holistic_lab.prune import recovery_crops
+    from holistic_lab.prune.recover import landmark_model_of
 
     images = recovery_crops("hand_landmark", 8, every=15, progress=False)
     assert images.shape[1:] == (224, 224, 3) and len(images) >= 4
     teacher = tflite_to_keras(model_path("hand_landmark_full"))
     student = tflite_to_keras(model_path("hand_landmark_full"))
+    assert landmark_model_of(teacher) == "hand_landmark_full"   # distill picks its loss without being told
     convolution = student.get_layer("conv2d_6")
     kernel, *rest = convolution.get_weights()
     convolution.set_weights([kernel * 0.5, *rest])
@@ -138,3 +140,4 @@ def test_real_hand_landmark_model_recovers_on_real_crops():
     after = terms(run.model, teacher, images, "hand_landmark")
     assert set(before) == {"Identity", "Identity_1", "Identity_2", "Identity_3", "total"}
     assert after["total"] < before["total"], (before, after)
+    assert {"Identity", "Identity_1", "Identity_2", "Identity_3", "val_loss"} <= set(run.history)
