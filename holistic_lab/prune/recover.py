@@ -30,7 +30,6 @@ score logits included.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import keras
@@ -39,7 +38,6 @@ from keras import ops
 
 from ..convert import OUTPUT_MEANINGS
 from ..train.loop import EARLY_STOPPING_PATIENCE, EpochExtras, FineTuner, split_indices
-from ..train.losses import named_outputs
 from ..train.modules import MODULES, TrainModule
 from ..variants import STAGES
 
@@ -240,9 +238,9 @@ def check_distillation(student: keras.Model, teacher: keras.Model, crops, epochs
     if list(student.output_names) != list(teacher.output_names):
         raise ValueError(f"student: outputs {list(student.output_names)} differ from the teacher's "
                          f"{list(teacher.output_names)}; a pruned model keeps the unpruned model's outputs")
-    expected = tuple(teacher.inputs[0].shape[1:])
-    if tuple(student.inputs[0].shape[1:]) != expected:
-        raise ValueError(f"student: input shape {tuple(student.inputs[0].shape[1:])} differs from the teacher's {expected}")
+    expected, given = tuple(teacher.inputs[0].shape[1:]), tuple(student.inputs[0].shape[1:])
+    if given != expected:
+        raise ValueError(f"student: input shape {given} differs from the teacher's {expected}")
     crops = np.asarray(crops)
     if crops.ndim != 4 or crops.shape[1:] != expected or len(crops) == 0:
         raise ValueError(f"crops: expected shape (n, {', '.join(map(str, expected))}) with n >= 2, got {crops.shape}")
@@ -273,13 +271,16 @@ def distill(student: keras.Model, teacher: keras.Model, crops: np.ndarray, epoch
             learning_rate: float = 1e-5, validation_split: float = 0.2, feature_layers=(), kept: dict | None = None,
             progress: bool = True, seed: int = 0, stage_or_module: str | None = None) -> DistillRun:
     """Train `student` (in place) towards the frozen `teacher` on `crops` (the stage's real inputs,
-    `recovery_crops`): Adam at `learning_rate` (1e-5: on hand_landmark_full with one convolution
-    halved, two steps at 1e-4 or 3e-5 raised the loss, 0.75 -> 2.0 and 0.79, while 1e-5 lowered it to
-    0.59, as chapter 05 found for pose; Adam moves every weight by about the step at first), a seeded `validation_split` held out (not augmented), EarlyStopping on
-    the validation loss (the total) with the best epoch's weights restored. `stage_or_module` None: the teacher's
-    landmark model if its input size and outputs are one's (`landmark_model_of`), else every output
-    by mean squared error. `kept`: layer -> the teacher's channel indices the student kept (a layer
-    not named keeps them all)."""
+    `recovery_crops`) and return it with its history.
+
+    Adam at `learning_rate`: 1e-5 by default, because Adam first moves every weight by about the
+    step (on hand_landmark_full with one convolution halved, two steps at 1e-4 or 3e-5 raised the
+    loss, 0.75 -> 2.0 and 0.79, while 1e-5 lowered it to 0.59; chapter 05 found the same for pose).
+    A seeded `validation_split` is held out, not augmented (neighbouring video frames may fall on
+    both sides: its loss guides early stopping, it is no accuracy figure); EarlyStopping on it
+    restores the best epoch's weights. `stage_or_module` None: the teacher's landmark model if its
+    input size and outputs are one's (`landmark_model_of`), else every output by mean squared error.
+    `kept`: layer -> the teacher's channel indices the student kept (a layer not named: all)."""
     feature_layers = list(feature_layers)
     crops = check_distillation(student, teacher, crops, epochs, batch_size, learning_rate, validation_split,
                                feature_layers, kept)
