@@ -20,6 +20,7 @@ _LAZY = {"ChannelGraph": "groups", "ChannelGroup": "groups", "channel_graph": "g
          "kept_channels": "rebuild", "prune_model": "rebuild",
          "LayerLatency": "cost", "layer_latency": "cost", "layer_macs": "cost", "model_latency": "cost",
          "model_macs": "cost", "one_layer_tflite": "cost", "width_sweep": "cost",
+         "DistillRun": "recover", "distill": "recover", "distillation_loss": "recover", "recovery_crops": "recover",
          "PruneResult": "variant", "prune_stage": "variant", "prune_variant": "variant"}
 
 
