@@ -141,3 +141,18 @@ def test_real_hand_landmark_model_recovers_on_real_crops():
     assert set(before) == {"Identity", "Identity_1", "Identity_2", "Identity_3", "total"}
     assert after["total"] < before["total"], (before, after)
     assert {"Identity", "Identity_1", "Identity_2", "Identity_3", "val_loss"} <= set(run.history)
+
+
+def test_the_teacher_can_be_pruned_and_distilled_again_after_a_run():
+    """distill freezes the teacher for its run only: a model pruned from it afterwards still trains."""
+    from holistic_lab.prune import channel_graph, prune_model
+
+    teacher = tiny_model()
+    images = crops(12)
+    distill(perturbed(teacher), teacher, images, epochs=1, batch_size=4, progress=False)
+    assert all(layer.trainable for layer in teacher.layers)
+    graph = channel_graph(teacher)
+    smaller = prune_model(graph, {group.name: list(range(group.size - 1)) for group in graph.prunable})
+    assert smaller.trainable_weights
+    run = distill(smaller, teacher, images, epochs=1, batch_size=4, progress=False)
+    assert len(run.history["loss"]) == 1

@@ -287,6 +287,21 @@ def distill(student: keras.Model, teacher: keras.Model, crops: np.ndarray, epoch
     if stage_or_module is None:
         stage_or_module = landmark_model_of(teacher)
     keras.utils.set_random_seed(seed)
+    if not student.trainable_weights:
+        raise ValueError(f"student {student.name!r}: no trainable weights (every layer is frozen); nothing to recover")
+    # the teacher is frozen for the run only: pruned again afterwards, a frozen source gives a frozen model
+    flags = (teacher.trainable, [layer.trainable for layer in teacher.layers])
+    try:
+        return _fit(student, teacher, crops, epochs, batch_size, learning_rate, validation_split, feature_layers,
+                    kept, progress, seed, stage_or_module)
+    finally:
+        teacher.trainable = flags[0]
+        for layer, flag in zip(teacher.layers, flags[1]):
+            layer.trainable = flag
+
+
+def _fit(student, teacher, crops, epochs, batch_size, learning_rate, validation_split, feature_layers, kept,
+         progress, seed, stage_or_module) -> DistillRun:
     train_indices, val_indices = split_indices(len(crops), validation_split, seed)
     value_range = (min(0.0, float(crops.min())), max(1.0, float(crops.max())))
     trainer = Distiller(student, teacher, stage_or_module, feature_layers, kept, value_range, seed)
