@@ -8,7 +8,9 @@ A schedule of `steps` prunes towards the target in equal steps (0.1, 0.2, 0.3 of
 original slots), each step scoring the current model, pruning it and, with `recover_epochs`,
 distilling it from the unpruned model on real crops of the stage (the cascade's own inputs,
 `quantize.stage_calibration`) before the next. The stage starts from the model the source
-variant runs (the shipped one by default) and leaves as a float32 .tflite.
+variant runs (the shipped one by default) and leaves as a .tflite that stores its weights as the
+source did: float16 for the shipped stages but hand_recrop (a pruned model written in float32 would
+be larger than the float16 one it came from), float32 for a float32 source.
 """
 from __future__ import annotations
 
@@ -99,7 +101,7 @@ def prune_variant(out, stage: str, sparsity: float, criterion: str = "l1", round
                          "write the pruned variant to a new folder")
     carried, kinds, metrics = carried_stages(source, replaced=stage)
     from ..convert import tflite_to_keras
-    from ..quantize.modes import quantize_model
+    from ..quantize.modes import op_dtypes, quantize_model
     from ..quantize.variant import source_model_file, stage_calibration
     from .cost import model_macs
 
@@ -109,6 +111,7 @@ def prune_variant(out, stage: str, sparsity: float, criterion: str = "l1", round
     except ValueError as exc:
         raise ValueError(f"{stage}: cannot open {display_path(source_file)} as a float model to prune ({exc}); "
                          "start from a float variant (or the shipped models)") from None
+    weights = "float16" if op_dtypes(source_file.read_bytes()).get("DEQUANTIZE", {}).get("FLOAT16") else "float32"
     crops = None
     if criterion == "taylor" or recover_epochs:
         count = crop_count or quick_or(DEFAULT_CROPS, QUICK_CROPS)
@@ -116,12 +119,12 @@ def prune_variant(out, stage: str, sparsity: float, criterion: str = "l1", round
     result = prune_stage(model, sparsity, criterion, round_to, allocation, steps, recover_epochs, crops,
                          progress=progress)
     for _ in progress_bar([stage], f"convert {stage}", progress):
-        tflite = quantize_model(result.model, "float32")
+        tflite = quantize_model(result.model, weights)
     carried[stage] = tflite
     earlier = read_variant(source).manifest["stages"].get(stage, {}).get("kind") if source is not None else None
     kind = f"pruned-{sparsity:g}"
     kinds[stage] = kind if earlier in (None, "float32") else f"{earlier}+{kind}"
-    metrics[stage] = {"bytes": len(tflite), "params_before": int(model.count_params()),
+    metrics[stage] = {"bytes": len(tflite), "weights": weights, "params_before": int(model.count_params()),
                       "params": int(result.model.count_params()), "macs_before": model_macs(model),
                       "macs": model_macs(result.model), "slot_sparsity": result.plan.achieved_sparsity,
                       "crops": 0 if crops is None else int(len(crops)), "from": display_path(source_file),
