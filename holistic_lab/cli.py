@@ -487,6 +487,8 @@ def cmd_prune(args) -> int:
 
     check_prune_arguments(args.stage, args.sparsity, args.criterion, args.round_to, args.steps, args.recover_epochs,
                           args.allocation)
+    if args.crops is not None and args.criterion != "taylor" and not args.recover_epochs:
+        raise ValueError("--crops applies with --criterion taylor or --recover-epochs 1 or more only")
     manifest = prune_variant(args.out, args.stage, args.sparsity, criterion=args.criterion, round_to=args.round_to,
                              allocation=args.allocation, steps=args.steps, recover_epochs=args.recover_epochs,
                              source=getattr(args, "from"), crop_count=args.crops, overwrite=args.overwrite,
@@ -505,7 +507,8 @@ def add_prune_parser(sub) -> None:
     p = sub.add_parser("prune", help=cmd_prune.__doc__)
     p.add_argument("--stage", required=True, help="the stage to prune (pose_detection, pose_landmark, face_detection, "
                    "face_landmark, hand_recrop, hand_landmark)")
-    p.add_argument("--sparsity", type=float, required=True, help="fraction of each channel group removed, in [0, 1)")
+    p.add_argument("--sparsity", type=float, required=True, help="fraction of each channel group removed, in [0, 1); "
+                   "widths are rounded to --round-to, so a small group may lose less or nothing")
     p.add_argument("--criterion", default="l1", help="channel importance: l1, l2 (weight magnitude) or taylor "
                    "(gradients on real crops); default l1")
     p.add_argument("--round-to", type=int, default=16, help="keep a multiple of this many channels per group, "
@@ -517,7 +520,8 @@ def add_prune_parser(sub) -> None:
                    "after each step (default 0: no recovery)")
     p.add_argument("--crops", type=positive_int, default=None,
                    help="real crops of the stage for Taylor scores and recovery (default 256; 24 in quick mode)")
-    p.add_argument("--from", help="a variant folder to start from (its stage model and its other stages)")
+    p.add_argument("--from", help="a variant folder to start from (its stage model and its other stages; its gesture "
+                   "head is dropped when --stage is hand_landmark, the model the head sits on)")
     p.add_argument("--out", required=True, help="the variant folder to write")
     p.add_argument("--overwrite", action="store_true", help="write into --out even if it holds files that are not a variant")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
