@@ -499,6 +499,11 @@ def cmd_prune(args) -> int:
           f"{metrics['macs_before'] / 1e6:.0f} -> {metrics['macs'] / 1e6:.0f} M MACs, "
           f"{variant.stages[args.stage].stat().st_size / 1e6:.2f} MB, "
           f"{metrics['slot_sparsity']:.0%} of the prunable channels removed")
+    for step in metrics["steps"]:
+        losses = step.get("recovery", {}).get("val_loss")
+        if losses:  # the distillation loss is about 1 when the student is as far off as the teacher's own spread
+            print(f"step {step['step']}: recovery's validation loss {losses[0]:.3f} after epoch 1, "
+                  f"{min(losses):.3f} at best of {len(losses)}")
     print(f"variant {display_path(manifest.parent)}")
     return 0
 

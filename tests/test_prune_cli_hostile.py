@@ -173,11 +173,18 @@ def face_variant(tmp_path_factory) -> tuple[Path, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def recovered_variant(fixtures, tmp_path_factory) -> Path:
-    """hand_recrop pruned by 30%, then one epoch of distillation on 8 real crops."""
+def recovered_run(fixtures, tmp_path_factory) -> tuple[Path, list[str]]:
+    """hand_recrop pruned by 30%, then two epochs of distillation on 8 real crops."""
     out = tmp_path_factory.mktemp("recrop") / "recrop30"
-    assert main([*HAND_RECROP_30, "--recover-epochs", "1", "--crops", "8", "--out", str(out)]) == 0
-    return out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main([*HAND_RECROP_30, "--recover-epochs", "2", "--crops", "8", "--out", str(out)]) == 0
+    return out, printed.getvalue().splitlines()
+
+
+@pytest.fixture(scope="module")
+def recovered_variant(recovered_run) -> Path:
+    return recovered_run[0]
 
 
 def test_a_pruned_variant_says_what_was_done_and_is_smaller_than_the_shipped_stage(face_variant):
@@ -211,14 +218,21 @@ def test_a_pruned_face_model_finds_the_parts_the_shipped_cascade_finds_on_a_real
     assert shipped.present["face"] and pruned.present == shipped.present
 
 
-def test_recovery_on_real_crops_is_recorded_and_the_variant_runs(recovered_variant):
+def test_recovery_on_real_crops_is_recorded_and_the_variant_runs(recovered_run):
+    """The manifest keeps the recovery's loss per epoch and the command prints it: how else would
+    a user see whether the distillation did anything."""
     from holistic_lab.datasets import sample_image
     from holistic_lab.pipeline import HolisticPipeline
 
+    recovered_variant, lines = recovered_run
     variant = read_variant(recovered_variant)
     entry = variant.manifest["stages"]["hand_recrop"]
     assert entry["kind"] == "pruned-0.3" and entry["metrics"]["weights"] == "float32"  # hand_recrop ships float32
-    assert entry["metrics"]["crops"] == 8 and variant.manifest["made_by"]["config"]["recover_epochs"] == 1
+    assert entry["metrics"]["crops"] == 8 and variant.manifest["made_by"]["config"]["recover_epochs"] == 2
+    (step,) = entry["metrics"]["steps"]
+    losses = step["recovery"]["val_loss"]
+    assert len(losses) == len(step["recovery"]["loss"]) == 2 and all(0 < loss < 10 for loss in losses)
+    assert lines[1] == f"step 1: recovery's validation loss {losses[0]:.3f} after epoch 1, {min(losses):.3f} at best of 2"
     assert entry["metrics"]["params"] < entry["metrics"]["params_before"] == 27_012
     assert variant.stages["hand_recrop"].stat().st_size < shipped_size("hand_recrop")
     pipeline = HolisticPipeline.from_variant(recovered_variant, static_image_mode=True)

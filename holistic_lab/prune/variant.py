@@ -87,6 +87,15 @@ def prune_stage(model, sparsity: float, criterion: str = "l1", round_to: int = 1
     return PruneResult(current, plans, history)
 
 
+def manifest_step(record: dict) -> dict:
+    """A schedule step as a manifest keeps it: of its recovery, the total loss per epoch, train and validation."""
+    step = {key: value for key, value in record.items() if key != "recovery"}
+    if "recovery" in record:
+        step["recovery"] = {name: [float(value) for value in record["recovery"][name]]
+                            for name in ("loss", "val_loss") if name in record["recovery"]}
+    return step
+
+
 def prune_variant(out, stage: str, sparsity: float, criterion: str = "l1", round_to: int = 16,
                   allocation: str = "uniform", steps: int = 1, recover_epochs: int = 0, source=None,
                   crop_count: int | None = None, overwrite: bool = False, command: str | None = None,
@@ -128,8 +137,7 @@ def prune_variant(out, stage: str, sparsity: float, criterion: str = "l1", round
                       "params": int(result.model.count_params()), "macs_before": model_macs(model),
                       "macs": model_macs(result.model), "slot_sparsity": result.plan.achieved_sparsity,
                       "crops": 0 if crops is None else int(len(crops)), "from": display_path(source_file),
-                      "steps": [{key: value for key, value in record.items() if key != "recovery"}
-                                for record in result.history]}
+                      "steps": [manifest_step(record) for record in result.history]}
     config = {"stage": stage, "sparsity": sparsity, "criterion": criterion, "round_to": round_to,
               "allocation": allocation, "steps": steps, "recover_epochs": recover_epochs}
     gesture = read_variant(source).gesture if source is not None and stage != "hand_landmark" else None
