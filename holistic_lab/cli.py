@@ -489,10 +489,12 @@ def cmd_prune(args) -> int:
                           args.allocation)
     if args.crops is not None and args.criterion != "taylor" and not args.recover_epochs:
         raise ValueError("--crops applies with --criterion taylor or --recover-epochs 1 or more only")
-    manifest = prune_variant(args.out, args.stage, args.sparsity, criterion=args.criterion, round_to=args.round_to,
-                             allocation=args.allocation, steps=args.steps, recover_epochs=args.recover_epochs,
-                             source=getattr(args, "from"), crop_count=args.crops, overwrite=args.overwrite,
-                             command=shlex.join(["holistic-lab", *args.argv]), progress=not args.no_progress)
+    with output_lock(args.out, "--out"):  # a second run on the same variant is refused now, not after pruning
+        manifest = prune_variant(args.out, args.stage, args.sparsity, criterion=args.criterion,
+                                 round_to=args.round_to, allocation=args.allocation, steps=args.steps,
+                                 recover_epochs=args.recover_epochs, source=getattr(args, "from"),
+                                 crop_count=args.crops, overwrite=args.overwrite,
+                                 command=shlex.join(["holistic-lab", *args.argv]), progress=not args.no_progress)
     variant = read_variant(manifest.parent)
     metrics = variant.manifest["stages"][args.stage]["metrics"]
     print(f"{args.stage}: {metrics['params_before']:,} -> {metrics['params']:,} parameters, "

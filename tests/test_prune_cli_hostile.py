@@ -21,6 +21,7 @@ pytest.importorskip("tensorflow")
 
 import holistic_lab  # noqa: E402
 from holistic_lab.cli import main  # noqa: E402
+from holistic_lab.files import output_lock  # noqa: E402
 from holistic_lab.mediapipe_models import model_path  # noqa: E402
 from holistic_lab.variants import STAGES, read_variant, sha256, write_variant  # noqa: E402
 
@@ -157,6 +158,15 @@ def test_an_int8_source_stage_is_refused_by_name_before_anything_is_written(fixt
     assert f"hand_recrop: cannot open {tmp_path / 'int8' / 'hand_recrop.tflite'} as a float model to prune" in err
     assert "INT8-quantized weights" in err and err.endswith("start from a float variant (or the shipped models)")
     assert not (tmp_path / "v").exists()
+
+
+def test_a_second_run_on_the_same_out_is_refused_at_once(tmp_path, capsys):
+    """Two runs side by side both pruned, and the last to finish replaced the other's variant."""
+    out = tmp_path / "v"
+    with output_lock(out):   # the other run
+        assert main([*HAND_RECROP_30, "--out", str(out)]) == 2
+    assert "is being written by another run" in one_line_error(capsys)
+    assert not out.exists()
 
 
 # --- runs that work ---------------------------------------------------------------------------------
