@@ -489,11 +489,14 @@ def cmd_prune(args) -> int:
                           args.allocation)
     if args.crops is not None and args.criterion != "taylor" and not args.recover_epochs:
         raise ValueError("--crops applies with --criterion taylor or --recover-epochs 1 or more only")
+    if args.learning_rate is not None and not args.recover_epochs:
+        raise ValueError("--learning-rate applies with --recover-epochs 1 or more only")
     with output_lock(args.out, "--out"):  # a second run on the same variant is refused now, not after pruning
         manifest = prune_variant(args.out, args.stage, args.sparsity, criterion=args.criterion,
                                  round_to=args.round_to, allocation=args.allocation, steps=args.steps,
                                  recover_epochs=args.recover_epochs, source=getattr(args, "from"),
                                  crop_count=args.crops, overwrite=args.overwrite,
+                                 **({} if args.learning_rate is None else {"learning_rate": args.learning_rate}),
                                  command=shlex.join(["holistic-lab", *args.argv]), progress=not args.no_progress)
     variant = read_variant(manifest.parent)
     metrics = variant.manifest["stages"][args.stage]["metrics"]
@@ -527,6 +530,8 @@ def add_prune_parser(sub) -> None:
                    "after each step (default 0: no recovery)")
     p.add_argument("--crops", type=positive_int, default=None,
                    help="real crops of the stage for Taylor scores and recovery (default 256; 24 in quick mode)")
+    p.add_argument("--learning-rate", type=unit_fraction,
+                   default=None, help="Adam's step for recovery (default 1e-4)")
     p.add_argument("--from", help="a variant folder to start from (its stage model and its other stages; its gesture "
                    "head is dropped when --stage is hand_landmark, the model the head sits on)")
     p.add_argument("--out", required=True, help="the variant folder to write")

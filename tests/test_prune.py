@@ -452,6 +452,7 @@ def test_prune_stage_in_steps_reaches_the_one_step_widths():
     assert [round(record["target_sparsity"], 2) for record in stepped.history] == [0.25, 0.5]
     assert [round(record["slot_sparsity"], 2) for record in stepped.history] == [0.25, 0.5]
     assert {name: len(slots) for name, slots in stepped.plan.keep.items()} == {"a": 32, "b": 16}
+    assert stepped.plan.achieved_sparsity == pytest.approx(0.5)   # counted from the unpruned sizes, not step 2's
     assert stepped.model.count_params() == once.model.count_params() < model.count_params()
     assert model.get_layer("a").get_weights()[0].shape[-1] == 64       # the unpruned model is not changed
     for criterion, recover_epochs in (("taylor", 0), ("l1", 1)):
@@ -601,3 +602,14 @@ def test_pruning_leaves_the_original_model_alone():
     graph = channel_graph(model)
     prune_model(graph, plan_pruning(graph, magnitude(graph), 0.5, round_to=1).keep)
     assert all(np.array_equal(a, b) for a, b in itertools.zip_longest(before, model.get_weights()))
+
+
+def test_an_activation_not_known_to_be_elementwise_is_not_guessed():
+    """glu halves the channels: its channels, and those it reads, stay unpruned with the reason."""
+    image = keras.Input((8, 8, 4))
+    made = keras.layers.Conv2D(8, 1, name="made")(image)
+    gated = keras.layers.Activation("glu", name="gated")(made)
+    out = keras.layers.Conv2D(2, 1, name="out")(gated)
+    graph = channel_graph(keras.Model(image, out))
+    assert not graph.prunable
+    assert "glu" in graph.group("made").reason

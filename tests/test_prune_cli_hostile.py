@@ -82,8 +82,11 @@ REFUSALS = {  # on top of HAND_RECROP_30 --out v (argparse keeps an option's las
     "unknown allocation": (None, ["--allocation", "greedy"], "allocation: unknown 'greedy'; expected one of uniform"),
     "round-to zero": (None, ["--round-to", "0"], r"round_to must be a whole number >= 1 \(1: no rounding\), got 0"),
     "round-to negative": (None, ["--round-to", "-16"], "round_to must be a whole number >= 1.*got -16"),
-    "no steps": (None, ["--steps", "0"], "steps must be a whole number >= 1, got 0"),
-    "negative recovery": (None, ["--recover-epochs", "-1"], "recover_epochs must be a whole number >= 0, got -1"),
+    "no steps": (None, ["--steps", "0"], "steps must be a whole number from 1 to 20, got 0"),
+    "runaway steps": (None, ["--steps", "100000"], "steps must be a whole number from 1 to 20, got 100000"),
+    "negative recovery": (None, ["--recover-epochs", "-1"], "recover_epochs must be a whole number from 0 up, got -1"),
+    "learning rate with no recovery": (None, ["--learning-rate", "0.001"], "--learning-rate applies with "
+                                       "--recover-epochs 1 or more only"),
     "crops with nothing to use them": (None, ["--crops", "8"], "--crops applies with --criterion taylor or "
                                        "--recover-epochs 1 or more only"),
     "out is a file": (_mine, ["--out", "mine/notes.txt"], "variant folder mine/notes.txt is a file"),

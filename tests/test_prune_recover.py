@@ -136,10 +136,12 @@ def test_real_hand_landmark_model_recovers_on_real_crops():
     kernel, *rest = convolution.get_weights()
     convolution.set_weights([kernel * 0.5, *rest])
     before = terms(student, teacher, images, "hand_landmark")
-    run = distill(student, teacher, images, epochs=1, batch_size=4, progress=False)
+    run = distill(student, teacher, images, epochs=2, batch_size=4, progress=False)
     after = terms(run.model, teacher, images, "hand_landmark")
     assert set(before) == {"Identity", "Identity_1", "Identity_2", "Identity_3", "total"}
-    assert after["total"] < before["total"], (before, after)
+    # training moves towards the teacher; the validation guard never hands back a worse model
+    assert run.history["loss"][-1] < run.history["loss"][0], run.history
+    assert after["total"] <= before["total"], (before, after)
     assert {"Identity", "Identity_1", "Identity_2", "Identity_3", "val_loss"} <= set(run.history)
 
 
@@ -156,3 +158,15 @@ def test_the_teacher_can_be_pruned_and_distilled_again_after_a_run():
     assert smaller.trainable_weights
     run = distill(smaller, teacher, images, epochs=1, batch_size=4, progress=False)
     assert len(run.history["loss"]) == 1
+
+
+def test_recovery_never_ends_worse_than_it_started():
+    """A step so large that every epoch is worse than the start leaves the starting weights."""
+    teacher = tiny_model()
+    student = perturbed(teacher)
+    images = crops(12)
+    start = [w.copy() for w in student.get_weights()]
+    run = distill(student, teacher, images, epochs=2, batch_size=4, learning_rate=0.9, progress=False)
+    assert run.history["val_loss_before"][0] <= min(run.history["val_loss"])
+    assert run.best_epoch == 0
+    assert all(np.array_equal(a, b) for a, b in zip(start, run.model.get_weights()))

@@ -35,8 +35,11 @@ ELEMENTWISE = {"PReLU", "ReLU", "LeakyReLU", "ELU", "BatchNormalization", "Dropo
                "UpSampling2D", "ResizeBilinear"}
 # every input and the output share channels one to one
 MERGING = {"Add", "Subtract", "Multiply", "Maximum", "Minimum", "Average"}
-# activations that mix channels (so not element-wise over them)
-CHANNEL_MIXING_ACTIVATIONS = {"softmax", "log_softmax"}
+# activations known to act on each value alone; any other (softmax, glu, sparsemax, ...) may mix or
+# change channels, so its layer is not understood rather than guessed element-wise
+ELEMENTWISE_ACTIVATIONS = {"linear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "swish",
+                           "hard_silu", "hard_swish", "mish", "sigmoid", "hard_sigmoid", "log_sigmoid", "tanh",
+                           "hard_tanh", "softplus", "softsign", "exponential"}
 
 
 @dataclass(frozen=True)
@@ -238,8 +241,8 @@ def _not_understood(graph: ChannelGraph, name: str, shapes: dict, calls: int) ->
     if kind == "BatchNormalization" and layer.axis not in (-1, len(shape) - 1, [len(shape) - 1]):
         return f"batch normalisation over axis {layer.axis}, not the channels"
     activation = getattr(getattr(layer, "activation", None), "__name__", "")   # Activation, or fused in Conv2D/Dense
-    if activation in CHANNEL_MIXING_ACTIVATIONS:
-        return f"activation {activation} mixes channels"
+    if hasattr(layer, "activation") and activation not in ELEMENTWISE_ACTIVATIONS:
+        return f"activation {activation or type(layer.activation).__name__} is not known to act on each channel alone"
     if kind in MERGING and any(in_shape[-1] != shape[-1] for in_shape in in_shapes):
         return f"{kind} broadcasts over channels"
     if kind == "Concatenate" and not _concatenates_channels(layer, shape) and \

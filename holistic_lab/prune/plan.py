@@ -4,8 +4,9 @@ XNNPACK packs a convolution's output channels in tiles (on x86, 16 or 32 for 1x1
 8 or 16 for depthwise), so a width that is not a multiple of the tile computes the padded tile
 anyway: pruning 48 channels to 40 removes MACs and buys no time. Each group keeps a multiple of
 `round_to` slots (default 16; `round_to=1` turns rounding off): the nearest multiple to
-`size * (1 - sparsity)`, at least one tile, never more than the group has. A group's tensors
-then all change width by a multiple of the tile.
+`size * (1 - sparsity)`, at least one tile, never more than the group has. Most tensors belong to
+one group, so their widths become multiples of the tile; a group smaller than a tile (or not a
+multiple of it, such as 24) keeps all its slots or one tile, so small models prune less.
 
 allocation "uniform" prunes every group by the same fraction; "global" ranks every slot of the
 model by its score divided by its group's mean score (scores of different groups are on
@@ -29,7 +30,7 @@ ALLOCATIONS = ("uniform", "global")
 @dataclass
 class PrunePlan:
     keep: dict[str, np.ndarray]                 # group -> kept slot indices, ascending
-    sizes: dict[str, int]                       # group -> slots before pruning
+    sizes: dict[str, int]                       # group -> slots before any pruning (`original_sizes`)
     sparsity: float
     round_to: int
     allocation: str
@@ -95,7 +96,7 @@ def plan_pruning(graph: ChannelGraph, scores: dict[str, np.ndarray], sparsity: f
         width = min(group.size, rounded_width(original[group.name], targets[group.name], round_to))
         order = np.argsort(-np.asarray(scores[group.name], dtype=float), kind="stable")
         keep[group.name] = np.sort(order[:width])
-    return PrunePlan(keep, {group.name: group.size for group in groups}, sparsity, round_to, allocation, dict(scores))
+    return PrunePlan(keep, original, sparsity, round_to, allocation, dict(scores))
 
 
 def _targets(groups, scores, sparsity: float, allocation: str, original: dict[str, int]) -> dict[str, float]:

@@ -30,6 +30,7 @@ score logits included.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import keras
@@ -55,7 +56,8 @@ class DistillRun:
     """What a distillation produced and what it cost."""
     model: keras.Model                 # the student, holding the weights of its best epoch
     history: dict[str, list[float]]    # per epoch: loss (the total), each term (train and val_), learning_rate, seconds
-    best_epoch: int                    # 1-based epoch whose weights `model` holds (lowest val_loss)
+    best_epoch: int                    # 1-based epoch whose weights `model` holds (lowest val_loss); 0: none
+                                       # beat the starting weights' val_loss_before, which it keeps
 
     @property
     def seconds_per_epoch(self) -> list[float]:
@@ -278,7 +280,7 @@ def distill(student: keras.Model, teacher: keras.Model, crops: np.ndarray, epoch
     loss, 0.75 -> 2.0 and 0.79, while 1e-5 lowered it to 0.59; chapter 05 found the same for pose).
     A seeded `validation_split` is held out, not augmented (neighbouring video frames may fall on
     both sides: its loss guides early stopping, it is no accuracy figure); EarlyStopping on it
-    restores the best epoch's weights. `stage_or_module` None: the teacher's landmark model if its
+    restores the best epoch's weights, and if no epoch beats the starting weights on it, those stay. `stage_or_module` None: the teacher's landmark model if its
     input size and outputs are one's (`landmark_model_of`), else every output by mean squared error.
     `kept`: layer -> the teacher's channel indices the student kept (a layer not named: all)."""
     feature_layers = list(feature_layers)
@@ -320,9 +322,21 @@ def _fit(student, teacher, crops, epochs, batch_size, learning_rate, validation_
         from tqdm.keras import TqdmCallback
 
         callbacks.append(TqdmCallback(verbose=0, desc="distil"))
-    history = trainer.fit(train, validation_data=validation, epochs=int(epochs), callbacks=callbacks, verbose=0,
-                          shuffle=False)   # the dataset reshuffles itself each epoch
+    start = [weight.copy() for weight in student.get_weights()]
+    before = float(trainer.evaluate(validation, verbose=0, return_dict=True)["loss"])
+    logger = logging.getLogger("tensorflow")   # each new student retraces fit's step; TF warns of it every time
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        history = trainer.fit(train, validation_data=validation, epochs=int(epochs), callbacks=callbacks, verbose=0,
+                              shuffle=False)   # the dataset reshuffles itself each epoch
+    finally:
+        logger.setLevel(level)
     whole = {name: [float(value) for value in values] for name, values in history.history.items()}
+    whole["val_loss_before"] = [before]
+    if min(whole["val_loss"]) >= before:   # no epoch beat the start (a step too large): keep the start
+        student.set_weights(start)
+        return DistillRun(student, whole, 0)
     return DistillRun(student, whole, stopping.best_epoch + 1)
 
 

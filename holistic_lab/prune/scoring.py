@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .groups import ChannelGraph, ChannelGroup
 
 CRITERIA = ("l1", "l2", "taylor")
+MIN_SPREAD = 1e-3   # an output's spread over the crops is floored here (as recover floors the teacher's variance)
 
 
 def magnitude(graph: ChannelGraph, p: int = 1) -> dict[str, np.ndarray]:
@@ -103,8 +104,8 @@ def taylor(graph: ChannelGraph, crops: np.ndarray, seed: int = 0, progress: bool
     producers = sorted({layer for group in graph.prunable for layer in group.producers}, key=graph.order.index)
     variables = {layer: model.get_layer(layer).weights for layer in producers}   # frozen layers' too
     flat = [v for layer in producers for v in variables[layer]]
-    outputs = [np.asarray(y) for y in _as_list(model(crops, training=False))]
-    scales = [float(np.std(y)) * np.sqrt(y[0].size) + 1e-12 for y in outputs]
+    outputs = _as_list(model.predict(crops, batch_size=16, verbose=0))   # in batches: 256 pose crops at once take GBs
+    scales = [max(float(np.std(y)), MIN_SPREAD) * np.sqrt(y[0].size) for y in outputs]   # a constant output: no blow-up
     rng = np.random.default_rng(seed)
 
     @tf.function(reduce_retracing=True)
