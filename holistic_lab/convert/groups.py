@@ -47,9 +47,9 @@ class LayerGroup:
 def layer_groups(model: keras.Model) -> list[LayerGroup]:
     """The backbone (feeds every output) then one head per set of outputs fed; input layers left out."""
     config = model.get_config()
-    parents = {layer["name"]: _inbound_layer_names(layer.get("inbound_nodes", [])) for layer in config["layers"]}
-    input_names = {entry[0] for entry in _layer_entries(config["input_layers"])}
-    output_names = [entry[0] for entry in _layer_entries(config["output_layers"])]
+    parents = {layer["name"]: set(inbound_layer_names(layer.get("inbound_nodes", []))) for layer in config["layers"]}
+    input_names = {entry[0] for entry in layer_entries(config["input_layers"])}
+    output_names = [entry[0] for entry in layer_entries(config["output_layers"])]
     fed: dict[str, set[str]] = {name: set() for name in parents}
     for output in output_names:
         stack, seen = [output], set()
@@ -71,21 +71,18 @@ def layer_groups(model: keras.Model) -> list[LayerGroup]:
     return sorted(groups, key=lambda group: (not group.is_backbone, -len(group.outputs), output_names.index(group.outputs[0])))
 
 
-def _layer_entries(value) -> list:
+def layer_entries(value) -> list:
     """A config's input/output layers as a list of [name, node, tensor] (one entry is stored bare)."""
     return [value] if value and isinstance(value[0], str) else list(value)
 
 
-def _inbound_layer_names(node) -> set[str]:
-    """Names of the layers whose tensors appear anywhere in a serialised inbound node."""
-    names = set()
+def inbound_layer_names(node) -> list[str]:
+    """Names of the layers whose tensors a serialised inbound node reads, in argument order
+    (a layer read twice, e.g. an ADD of a tensor with itself, appears twice)."""
     if isinstance(node, dict):
         if node.get("class_name") == "__keras_tensor__":
-            names.add(node["config"]["keras_history"][0])
-        else:
-            for value in node.values():
-                names |= _inbound_layer_names(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            names |= _inbound_layer_names(value)
-    return names
+            return [node["config"]["keras_history"][0]]
+        return [name for value in node.values() for name in inbound_layer_names(value)]
+    if isinstance(node, (list, tuple)):
+        return [name for value in node for name in inbound_layer_names(value)]
+    return []

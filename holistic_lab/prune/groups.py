@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from ..convert.groups import _layer_entries
+from ..convert.groups import inbound_layer_names, layer_entries
 
 # layers that weigh channels: they make (output) or read (input) channels with their own weights
 WEIGHTED = ("Conv2D", "Dense", "DepthwiseConv2D")
@@ -98,7 +98,7 @@ def channel_graph(model: keras.Model, protect_outputs: bool = True) -> ChannelGr
     if "layers" not in config or "input_layers" not in config:
         raise ValueError(f"model {model.name!r}: not a functional model (its config lists no layers)")
     order = [layer["name"] for layer in config["layers"]]
-    parents = {layer["name"]: _ordered_parents(layer.get("inbound_nodes", [])) for layer in config["layers"]}
+    parents = {layer["name"]: inbound_layer_names(layer.get("inbound_nodes", [])) for layer in config["layers"]}
     calls = {layer["name"]: len(layer.get("inbound_nodes", [])) for layer in config["layers"]}
     kinds = {name: type(model.get_layer(name)).__name__ for name in order}
     shapes = {name: _output_shape(model.get_layer(name)) for name in order}
@@ -107,10 +107,10 @@ def channel_graph(model: keras.Model, protect_outputs: bool = True) -> ChannelGr
     nodes = _Nodes(widths)
     for name in order:
         _tie(graph, nodes, name, shapes, calls[name])
-    for entry in _layer_entries(config["input_layers"]):
+    for entry in layer_entries(config["input_layers"]):
         nodes.fix(entry[0], "a model input")
     if protect_outputs:
-        for entry in _layer_entries(config["output_layers"]):
+        for entry in layer_entries(config["output_layers"]):
             nodes.fix(entry[0], "a model output (protected; protect_outputs=False prunes it)")
     graph.groups = _groups(graph, nodes)
     return graph
@@ -121,17 +121,6 @@ def _output_shape(layer) -> tuple:
         return tuple(layer.output.shape)
     except (AttributeError, ValueError):   # a layer called more than once has no single output
         return ()
-
-
-def _ordered_parents(node) -> list[str]:
-    """Names of the layers whose tensors a serialised inbound node reads, in argument order."""
-    if isinstance(node, dict):
-        if node.get("class_name") == "__keras_tensor__":
-            return [node["config"]["keras_history"][0]]
-        return [name for value in node.values() for name in _ordered_parents(value)]
-    if isinstance(node, (list, tuple)):
-        return [name for value in node for name in _ordered_parents(value)]
-    return []
 
 
 class _Nodes:
