@@ -214,7 +214,7 @@ def test_a_pruned_variant_says_what_was_done_and_is_smaller_than_the_shipped_sta
     assert made_by["command"] == f"holistic-lab prune --stage face_landmark --sparsity 0.3 --out {out} --no-progress"
     assert made_by["source"] is None
     assert made_by["config"] == {"stage": "face_landmark", "sparsity": 0.3, "criterion": "l1", "round_to": 16,
-                                 "allocation": "uniform", "steps": 1, "recover_epochs": 0}
+                                 "allocation": "uniform", "steps": 1, "recover_epochs": 0, "learning_rate": None}
     assert lines[0].startswith(f"face_landmark: 604,685 -> {metrics['params']:,} parameters, ")
     assert "% of the prunable channels removed" in lines[0] and lines[-1] == f"variant {out}"
 
