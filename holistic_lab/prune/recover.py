@@ -323,11 +323,11 @@ def _fit(student, teacher, crops, epochs, batch_size, learning_rate, validation_
 
         callbacks.append(TqdmCallback(verbose=0, desc="distil"))
     start = [weight.copy() for weight in student.get_weights()]
-    before = float(trainer.evaluate(validation, verbose=0, return_dict=True)["loss"])
     logger = logging.getLogger("tensorflow")   # each new student retraces fit's step; TF warns of it every time
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
+        before = float(trainer.evaluate(validation, verbose=0, return_dict=True)["loss"])
         history = trainer.fit(train, validation_data=validation, epochs=int(epochs), callbacks=callbacks, verbose=0,
                               shuffle=False)   # the dataset reshuffles itself each epoch
     finally:
