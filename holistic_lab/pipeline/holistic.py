@@ -11,6 +11,12 @@ mediapipe/modules/holistic_landmark/holistic_landmark_cpu.pbtxt and its sub-grap
 4. each hand: ROI from the pose's wrist, pinky and index -> hand re-crop model -> 21 hand
    landmarks; the pose side decides left/right (no handedness classifier).
 
+Parts at once: with `workers=2` (or 3), once the pose is known the face and the two hands
+are processed in a small thread pool, as MediaPipe's graph scheduler runs them on its
+executor threads. TFLite's `invoke` releases the GIL, so the branches' models really run
+on separate cores. Each thread gets its own interpreters (the right hand a second copy of
+the hand models); results are identical to one after another.
+
 Several people: like MediaPipe, the pipeline follows one person, the pose detection
 with the highest score after weighted NMS (the most prominent person); in video mode it
 keeps tracking that person until the pose presence score drops, then detects again.
@@ -18,6 +24,8 @@ keeps tracking that person until the pose presence score drops, then detects aga
 from __future__ import annotations
 
 import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Iterable, Iterator
 
@@ -27,6 +35,7 @@ from ..images import check_rgb, iter_video_frames
 from ..result import HolisticResult
 from .gesture import GestureStage
 from .roi import Rect, transform_rect
+from .runners import TFLiteRunner
 from .smoothing import POSE_AUXILIARY_FILTER, POSE_LANDMARKS_FILTER, LandmarkSmoother
 from .stages import (FaceDetection, FaceLandmark, HandLandmark, HandRecrop, PoseDetection, PoseLandmark,
                      face_rect_from_landmarks, face_rect_from_pose, hand_rect_from_pose_landmarks,
@@ -50,6 +59,45 @@ FRAME_INTERVAL_S = 0.033333  # mp.solutions feeds frames 33333 us apart (30 fps)
 
 
 STAGE_THREADS_KEYS = (*(argument.removesuffix("_model") for argument in STAGE_MODELS), "gesture")
+
+
+PARTS = ("face", *HANDS)
+MAX_WORKERS = len(PARTS)
+
+
+def check_workers(workers) -> int:
+    """`workers` checked: a whole number of threads for the face and hand branches, 1..3."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise ValueError(f"workers must be a whole number from 1 (parts one after another) to {MAX_WORKERS} "
+                         f"(face and both hands at once), got {workers!r}")
+    return workers
+
+
+def part_rank(key: str) -> int:
+    """Where a timing/ROI key belongs in the sequential order pose, face, left hand, right hand,
+    then the gestures (classified after both hands)."""
+    if key.endswith("_gesture"):
+        return len(PARTS) + 1
+    for rank, part in enumerate(("pose", *PARTS)):
+        if key.startswith(part):
+            return rank
+    return len(PARTS) + 2
+
+
+def in_part_order(record: dict) -> dict:
+    """`record` with its keys in the order the sequential cascade writes them (a stable sort by
+    part: within one branch a thread writes in a fixed order; only branches interleave)."""
+    return dict(sorted(record.items(), key=lambda item: part_rank(item[0])))
+
+
+def own_copy(stage):
+    """The same stage over a second interpreter of the same .tflite (an interpreter must not be
+    used by two threads at once), or None when its model is not a .tflite file (a Keras model or
+    a callable: the caller then runs both hands in one thread)."""
+    runner = stage.runner
+    if not isinstance(runner, TFLiteRunner):
+        return None
+    return type(stage)(TFLiteRunner(runner.path, runner.num_threads))
 
 
 def threads_per_stage(num_threads: int | dict[str, int]) -> dict[str, int]:
@@ -89,10 +137,16 @@ class HolisticPipeline:
     landmark model with a gesture head, so without a hand_landmark_model it runs as the hand
     stage, one pass per hand giving landmarks and gesture; beside another hand model it is a
     second pass on the same crop.
+    workers: 1 runs face, left hand and right hand one after another; 2 or 3 run them at once
+    in that many threads (results identical; `last_timings` then holds each model's time, the
+    pre/post-processing summed over threads, and the wall `total`; `last_parts_ms` is the wall
+    time of the face-and-hands section). With TFLite models the right hand gets its own copy of
+    the hand models' interpreters; with Keras models or callables both hands share one thread.
+    Use `close()` or `with HolisticPipeline(...) as pipeline:` to stop the threads early.
     """
 
     def __init__(self, static_image_mode: bool = True, num_threads: int | dict[str, int] = 1,
-                 smooth_landmarks: bool = True,
+                 smooth_landmarks: bool = True, workers: int = 1,
                  min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
                  pose_detection_model=None, pose_landmark_model=None, face_detection_model=None,
                  face_landmark_model=None, hand_recrop_model=None, hand_landmark_model=None, gesture_model=None):
@@ -102,6 +156,7 @@ class HolisticPipeline:
                 raise ValueError(f"{name} must be in 0..1, got {value}")
         self.static_image_mode = static_image_mode
         self.smooth_landmarks = smooth_landmarks
+        self.workers = check_workers(workers)
         threads = threads_per_stage(num_threads)
         self.pose_detection = PoseDetection(pose_detection_model, threads["pose_detection"],
                                             min_score=min_detection_confidence)
@@ -116,7 +171,17 @@ class HolisticPipeline:
         if self._gesture_is_hand_stage:
             hand_landmark_model = self.gesture.runner
         self.hand_landmark = HandLandmark(hand_landmark_model, threads["hand_landmark"])
+        self._hand_stages = {"left_hand": (self.hand_recrop, self.hand_landmark)}
+        self._hand_stages["right_hand"] = self._hand_stages["left_hand"]
+        self._pool, self._closed = None, False
+        if self.workers > 1:
+            copies = (own_copy(self.hand_recrop), own_copy(self.hand_landmark))
+            if None not in copies:
+                self._hand_stages["right_hand"] = copies
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="holistic-part")
+            self._closer = weakref.finalize(self, self._pool.shutdown, wait=False)
         self.last_timings: dict[str, float] = {}
+        self.last_parts_ms = 0.0
         self.last_rois: dict[str, Rect] = {}
         self.last_roi_sources: dict[str, str] = {}
         self.last_crops: dict = {}
@@ -135,6 +200,19 @@ class HolisticPipeline:
             raise ValueError(f"from_variant: {', '.join(clashes)} come from the variant {folder}; do not pass them too")
         return cls(**kwargs, **variant_models)
 
+    def close(self) -> None:
+        """Stop the face/hand worker threads (workers > 1); the pipeline cannot process after this."""
+        self._closed = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._closer.detach()
+
+    def __enter__(self) -> "HolisticPipeline":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def reset(self) -> None:
         """Forget the previous frame (start of a new video)."""
         self._frame_index = 0
@@ -146,32 +224,69 @@ class HolisticPipeline:
     def process(self, rgb: np.ndarray) -> HolisticResult:
         """Run the cascade on one uint8 RGB image; parts not found are absent (NaN)."""
         check_rgb(rgb)
+        if self._closed:
+            raise RuntimeError("this HolisticPipeline was closed; make a new one")
         start = time.perf_counter()
         height, width = rgb.shape[:2]
         self._image_size = (width, height)
         self.last_timings, self.last_rois, self.last_roi_sources, self.last_crops = {}, {}, {}, {}
         self.last_outputs = {}
         result = HolisticResult.empty(width, height)
+        self.last_parts_ms = 0.0
         pose = self._pose(rgb)
+        branch_pre_post_ms = 0.0
         if pose is not None:
             result.set_part("pose", pose.xyz)
             result.visibility[:33] = pose.visibility
-            face = self._tracked_part(rgb, "face", self._face_recrop_rect(rgb, pose))
-            if face is not None:
-                result.set_part("face", face)
-            for side in HANDS:
-                hand = self._tracked_part(rgb, side, self._hand_recrop_rect(rgb, pose, side))
-                if hand is not None:
-                    result.set_part(side, hand)
+            parts, branch_pre_post_ms = self._parts(rgb, pose)
+            for part, landmarks in parts.items():
+                if landmarks is not None:
+                    result.set_part(part, landmarks)
         if self.gesture is not None:
             result.gestures = {side: self._gesture(side) if result.present[side] else None for side in HANDS}
         if not self.static_image_mode:
             self._frame_index += 1
         total_ms = (time.perf_counter() - start) * 1e3
-        self.last_timings["pre_post_processing"] = total_ms - sum(self.last_timings.values())
+        self.last_timings = in_part_order(self.last_timings)
+        self.last_rois, self.last_roi_sources = in_part_order(self.last_rois), in_part_order(self.last_roi_sources)
+        self.last_crops, self.last_outputs = in_part_order(self.last_crops), in_part_order(self.last_outputs)
+        outside_parts_ms = total_ms - self.last_parts_ms
+        models_outside_parts_ms = sum(ms for key, ms in self.last_timings.items() if part_rank(key) in (0, 4))
+        self.last_timings["pre_post_processing"] = outside_parts_ms - models_outside_parts_ms + branch_pre_post_ms
         self.last_timings["total"] = total_ms
         result.extras.update(rois=dict(self.last_rois), roi_sources=dict(self.last_roi_sources))
         return result
+
+    def _parts(self, rgb, pose) -> tuple[dict[str, np.ndarray | None], float]:
+        """Face, left and right hand landmarks once the pose is known (one after another or in
+        the thread pool), and the pre/post-processing milliseconds of those branches summed."""
+        start = time.perf_counter()
+        if self._pool is None:
+            branches = {part: self._part(rgb, pose, part) for part in PARTS}
+        else:
+            if self._hand_stages["right_hand"] is self._hand_stages["left_hand"]:  # one set of hand models: one thread
+                jobs = {"face": (self._part, rgb, pose, "face"), "hands": (self._hands_in_turn, rgb, pose)}
+            else:
+                jobs = {part: (self._part, rgb, pose, part) for part in (*HANDS, "face")}  # the longer branches first
+            futures = {name: self._pool.submit(*job) for name, job in jobs.items()}
+            wait(futures.values())  # every branch has finished before anything is raised or returned
+            done = {name: future.result() for name, future in futures.items()}
+            branches = {"face": done["face"], **(done["hands"] if "hands" in done else
+                                                  {side: done[side] for side in HANDS})}
+        self.last_parts_ms = (time.perf_counter() - start) * 1e3
+        pre_post_ms = sum(wall_ms for _, wall_ms in branches.values()) - sum(
+            ms for key, ms in self.last_timings.items() if part_rank(key) in (1, 2, 3))
+        return {part: landmarks for part, (landmarks, _) in branches.items()}, pre_post_ms
+
+    def _hands_in_turn(self, rgb, pose) -> dict[str, tuple]:
+        return {side: self._part(rgb, pose, side) for side in HANDS}
+
+    def _part(self, rgb, pose, part: str) -> tuple[np.ndarray | None, float]:
+        """One branch: (landmarks of the face or one hand or None, its wall milliseconds)."""
+        start = time.perf_counter()
+        recrop_rect = self._face_recrop_rect(rgb, pose) if part == "face" else self._hand_recrop_rect(rgb, pose, part)
+        landmarks = self._tracked_part(rgb, part, recrop_rect)
+        return landmarks, (time.perf_counter() - start) * 1e3
 
     def _infer(self, stage, key: str, model_input, decode, *args):
         """Decode one stage's model output, recording its crop, raw outputs and model time under `key`."""
@@ -244,8 +359,9 @@ class HolisticPipeline:
         if rect is None or not rect.usable:
             return None
         self.last_rois[f"{side}_from_pose"] = rect
-        return self._infer(self.hand_recrop, f"{side}_recrop", self.hand_recrop.crop(rgb, rect),
-                           self.hand_recrop.recrop_rect, self._image_size)
+        hand_recrop = self._hand_stages[side][0]
+        return self._infer(hand_recrop, f"{side}_recrop", hand_recrop.crop(rgb, rect), hand_recrop.recrop_rect,
+                           self._image_size)
 
     def _tracked_part(self, rgb, part: str, recrop_rect: Rect | None) -> np.ndarray | None:
         """Landmarks of the face or one hand in this frame's ROI: the re-crop ROI, or in
@@ -261,7 +377,7 @@ class HolisticPipeline:
                 if keep_tracking(tracking_rect, previous, recrop_rect, size, FACE_TRACKING if is_face else HAND_TRACKING):
                     rect, source = tracking_rect, "tracking"
             self.last_rois[part], self.last_roi_sources[part] = rect, source
-            stage = self.face_landmark if part == "face" else self.hand_landmark
+            stage = self.face_landmark if part == "face" else self._hand_stages[part][1]
             key = "face_landmark" if part == "face" else f"{part}_landmark"
             landmarks = self._infer(stage, key, stage.crop(rgb, rect), stage.landmarks)
         if not self.static_image_mode:
