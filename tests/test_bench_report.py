@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from holistic_lab.bench import (ReportBuilder, compare_reports, median_ratio, read_report, render_html, summarize,
-                                write_html, write_report)
+from holistic_lab.bench import (ReportBuilder, compare_reports, is_report_file, is_report_page, median_ratio, read_report,
+                                render_html, summarize, write_html, write_report)
 from holistic_lab.bench.machine import cpu_model_and_flags, machine_info
 from holistic_lab.bench.plots import pareto_front
 from holistic_lab.bench.schema import SCHEMA_VERSION, Ratio, Report, timing
@@ -113,6 +113,7 @@ def test_report_round_trips_through_json(tmp_path):
     samples = data["latency"][1]["end_to_end"]["samples_ms"]
     assert len(samples) == 200 and all(round(value, 2) == value for value in samples)
     assert data["variants"][1]["total_bytes"] == 5_000_000
+    assert is_report_file(path) and not is_report_file(_written(tmp_path, {"format": "other"}, "other.json"))
 
 
 def test_importing_the_package_loads_no_tensorflow_mediapipe_or_matplotlib():
@@ -210,6 +211,7 @@ def test_html_is_offline_and_escapes_hostile_names(tmp_path):
     assert "banner" not in page.split("</style>")[1]
     path = write_html(report, tmp_path / "report.html")
     assert path.read_text() == page
+    assert is_report_page(path) and not is_report_page(_written(tmp_path, "<html>mine</html>", "mine.html"))
 
 
 def test_interrupted_report_renders_with_its_banner(tmp_path):

@@ -28,11 +28,11 @@ _EXPORTS = {
     "SCHEMA_VERSION": "schema", "Report": "schema", "Ratio": "schema", "Machine": "schema", "Settings": "schema",
     "Variant": "schema", "LatencyRow": "schema", "MemoryRow": "schema", "MacsRow": "schema", "AccuracyRow": "schema",
     "PeakRow": "schema", "Status": "schema", "Timing": "schema", "timing": "schema", "read_report": "schema",
-    "write_report": "schema", "parse_report": "schema",
+    "write_report": "schema", "parse_report": "schema", "is_report_file": "schema",
     "ReportBuilder": "builder",
     "pareto_front": "plots", "speed_accuracy_figure": "plots", "stage_bar_figure": "plots", "size_bar_figure": "plots",
     "accuracy_choices": "plots",
-    "render_html": "html", "write_html": "html",
+    "render_html": "html", "write_html": "html", "is_report_page": "html",
     "Comparison": "compare", "Regression": "compare", "compare_reports": "compare",
 }
 __all__ = list(_EXPORTS)

@@ -16,6 +16,7 @@ from ..files import atomic_write
 from .plots import accuracy_choices, size_bar_figure, speed_accuracy_figure, stage_bar_figure
 from .schema import Report
 
+GENERATOR = '<meta name="generator" content="holistic-lab bench">'
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ccc; }
@@ -111,8 +112,18 @@ def render_html(report: Report) -> str:
     """The report as one self-contained HTML page."""
     title = f"holistic-lab benchmark, {report.settings.date}"
     body = "\n".join(_sections(report))
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_text(title)}</title>'
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR}<title>{_text(title)}</title>'
             f"<style>{STYLE}</style></head><body><h1>{_text(title)}</h1>\n{body}\n</body></html>\n")
+
+
+def is_report_page(path) -> bool:
+    """Whether `path` is a report.html this project wrote (the `is_ours` test for
+    `files.check_output_file`)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            return GENERATOR in file.read(4096)
+    except OSError:
+        return False
 
 
 def write_html(report: Report, path):

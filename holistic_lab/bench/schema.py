@@ -26,6 +26,7 @@ variant named `mediapipe` (its path "mediapipe"; its latency rows have no stages
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -39,7 +40,9 @@ SCHEMA_VERSION = 1
 END_TO_END = "end_to_end"
 MEDIAPIPE = "mediapipe"
 MAX_REPORT_BYTES = 64 << 20
+NUMBER_LIST = re.compile(r"\[(?:\s*-?[0-9][0-9.eE+-]*,?)+\s*\]")
 SAMPLE_DECIMALS = 2  # 0.01 ms: far below the timer's noise, and short in the JSON
+SUMMARY_DECIMALS = 3
 # accuracy metrics per part, and whether a higher value is better
 METRICS = {"body": {"pck": True, "oks": True}, "face": {"nme": False}, "hand": {"pck": True, "epe": False},
            "gesture": {"accuracy": True}}
@@ -51,6 +54,9 @@ class _Model(BaseModel):
 
 
 class Timing(_Model):
+    """One sample of timings. The runner gives a stage that did not run on an image (no hand
+    found) 0 ms there, as `pipeline.profile` does, so every stage has one timing per image and
+    repeat, in the same order as the end-to-end sample."""
     median_ms: float = Field(ge=0)
     p90_ms: float = Field(ge=0)
     min_ms: float = Field(ge=0)
@@ -69,8 +75,8 @@ class Timing(_Model):
 def timing(samples_ms, name: str = "samples_ms") -> Timing:
     """A `Timing` from raw timings in ms (summarised before rounding; stored rounded to 0.01 ms)."""
     summary = summarize(samples_ms, name)
-    return Timing(median_ms=summary.median_ms, p90_ms=summary.p90_ms, min_ms=summary.min_ms, max_ms=summary.max_ms,
-                  n=summary.n, samples_ms=[round(float(value), SAMPLE_DECIMALS) for value in samples_ms])
+    return Timing(median_ms=round(summary.median_ms, SUMMARY_DECIMALS), p90_ms=round(summary.p90_ms, SUMMARY_DECIMALS),
+                  min_ms=round(summary.min_ms, SUMMARY_DECIMALS), max_ms=round(summary.max_ms, SUMMARY_DECIMALS), n=summary.n, samples_ms=[round(float(value), SAMPLE_DECIMALS) for value in samples_ms])
 
 
 class Ratio(_Model):
@@ -137,7 +143,7 @@ class LatencyRow(_Model):
     stages: dict[str, Timing] = {}
     end_to_end: Timing
     ratio_to_mediapipe: Ratio | None = None
-    frames_per_s: float | None = Field(default=None, gt=0)
+    frames_per_s: float | None = Field(default=None, gt=0)  # video mode: frames / wall-clock seconds of the clips
 
 
 class MemoryRow(_Model):
@@ -241,12 +247,23 @@ def read_report(path) -> Report:
     return parse_report(read_json_object(path, "a holistic-lab benchmark report", MAX_REPORT_BYTES), display_path(path))
 
 
+def is_report_file(path) -> bool:
+    """Whether `path` is a report.json this project wrote (any schema version): the `is_ours` test
+    for `files.check_output_file`, so a new run may replace an old report but not another file."""
+    try:
+        return read_json_object(path, "a holistic-lab benchmark report", MAX_REPORT_BYTES).get("format") == FORMAT
+    except ValueError:
+        return False
+
+
 def report_json(report: Report) -> str:
     """The report as JSON text (validated again first: a report built with `model_construct` or
     edited in place is checked before it can replace a good file)."""
     data = report.model_dump(mode="json")
     parse_report(data, "report to write")
-    return json.dumps(data, indent=1, allow_nan=False) + "\n"
+    text = json.dumps(data, indent=1, allow_nan=False)
+    # lists of numbers (the raw timings) on one line each: readable, and half the size
+    return NUMBER_LIST.sub(lambda match: "[" + "".join(match.group(0)[1:-1].split()) + "]", text) + "\n"
 
 
 def write_report(report: Report, path) -> Path:
