@@ -540,6 +540,108 @@ def add_prune_parser(sub) -> None:
     p.set_defaults(func=cmd_prune)
 
 
+def thread_counts(text: str) -> tuple[int, ...]:
+    """`1,2` or `1 2` -> (1, 2), each a valid thread count."""
+    counts = tuple(thread_count(part) for part in text.replace(",", " ").split())
+    if not counts:
+        raise argparse.ArgumentTypeError(f"expected thread counts such as 1 or 1,2, got {text!r}")
+    return counts
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def bench_images(folder) -> list[Path]:
+    """The image files of `--images` (a folder, not searched below), sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"--images {display_path(folder)} is not a folder of images")
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ValueError(f"--images {display_path(folder)} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+    return paths
+
+
+def bench_clip(text: str | None):
+    """--video: a clip path, `none`, or by default the videos pack's whole-body clip when it is here."""
+    from .datasets import fixture_videos
+
+    if text is not None:
+        return None if text.strip().lower() == "none" else Path(text)
+    try:
+        return fixture_videos()["gesture_face_hands.mp4"]
+    except (ValueError, OSError, KeyError):  # no videos pack on this machine: image mode only
+        print("no --video given and the videos pack is not here: video mode skipped")
+        return None
+
+
+def cmd_bench(args) -> int:
+    """MediaPipe and each variant side by side: speed, size, memory, MACs, accuracy -> report.json + report.html (chapter 09)."""
+    from .bench.run import accuracy_set_names, parse_variants, run_bench
+    from .settings import quick_or
+
+    variants = parse_variants(args.variants.split(","))
+    images = None if args.images is None else bench_images(args.images)
+    clip = bench_clip(args.video)
+    if clip is not None and not Path(clip).is_file():
+        raise ValueError(f"--video {display_path(clip)} is not a file")
+    if args.compare is not None:
+        from .bench.schema import read_report
+
+        read_report(args.compare)  # a bad old report is refused before the long run, not after
+    sets = accuracy_set_names(args.accuracy)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {display_path(args.out)} is a file; expected a folder for report.json and report.html")
+    with output_lock(Path(args.out) / "report.json", "--out"):
+        try:
+            report = run_bench(variants, args.out, images=images, clip=clip, threads=args.threads, workers=args.workers,
+                               repeats=args.repeats or quick_or(10, 3), warmup=args.warmup,
+                               video_frames=args.video_frames or quick_or(150, 30), accuracy_sets=sets,
+                               memory=not args.no_memory, overwrite=args.overwrite,
+                               command=shlex.join(["holistic-lab", *args.argv]), progress=not args.no_progress)
+        except KeyboardInterrupt:
+            print(f"interrupted: what was measured is kept in {display_path(Path(args.out) / 'report.json')}",
+                  file=sys.stderr)
+            return 130
+    for row in report.latency:
+        ratio = row.ratio_to_mediapipe
+        versus = "" if ratio is None else f", {ratio.value:.2f}x MediaPipe's time [{ratio.low:.2f}, {ratio.high:.2f}]"
+        fps = "" if row.frames_per_s is None else f", {row.frames_per_s:.1f} frames/s"
+        print(f"{row.variant} ({row.mode}, {row.threads} thread{'s' * (row.threads > 1)}): median "
+              f"{row.end_to_end.median_ms:.1f} ms, p90 {row.end_to_end.p90_ms:.1f} ms{versus}{fps}")
+    print(f"report {display_path(Path(args.out) / 'report.json')} and {display_path(Path(args.out) / 'report.html')}")
+    if args.compare is not None:
+        from .bench.compare import compare_reports
+
+        comparison = compare_reports(args.compare, report)
+        print("\n".join(comparison.lines()))
+        return 1 if comparison.regressions else 0
+    return 0
+
+
+def add_bench_parser(sub) -> None:
+    p = sub.add_parser("bench", help=cmd_bench.__doc__)
+    p.add_argument("--variants", default="shipped", help="shipped and/or variant folders, comma-separated "
+                   "(MediaPipe itself is always measured); default shipped")
+    p.add_argument("--images", help="a folder of images to time on (default: the sample portraits and two "
+                   "fixture images where both hands are found)")
+    p.add_argument("--video", help="a clip for video mode (default: the videos pack's whole-body clip; 'none': skip)")
+    p.add_argument("--video-frames", type=positive_int, default=None, help="frames of the clip (default 150; 30 quick)")
+    p.add_argument("--threads", type=thread_counts, default=(1,), help="TFLite threads per stage, e.g. 1 or 1,2 (default 1)")
+    p.add_argument("--workers", type=positive_int, default=2,
+                   help="threads for the face and hand branches (1-3, default 2: both cores, as MediaPipe)")
+    p.add_argument("--repeats", type=positive_int, default=None, help="timed rounds over the images (default 10; 3 quick)")
+    p.add_argument("--warmup", type=non_negative_int, default=1, help="untimed rounds first (default 1)")
+    p.add_argument("--accuracy", default=None, help="fixture sets to score on, comma-separated, or 'none' "
+                   "(default: every set of the fixture pack when it is here)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
+    p.add_argument("--compare", help="an earlier report.json: flag regressions beyond noise (exit 1 if any)")
+    p.add_argument("--out", required=True, help="folder for report.json and report.html")
+    p.add_argument("--overwrite", action="store_true", help="replace files in --out that are not reports")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="holistic-lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -603,6 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_gestures_parser(sub)
     add_quantize_parser(sub)
     add_prune_parser(sub)
+    add_bench_parser(sub)
     return parser
 
 

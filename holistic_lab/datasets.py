@@ -29,7 +29,7 @@ def sample_names() -> tuple[str, ...]:
     return tuple(SAMPLE_FILES)
 
 
-def _sample_file(name: str) -> Path:
+def sample_path(name: str) -> Path:
     if name not in SAMPLE_FILES:
         raise ValueError(f"unknown sample {name!r}; expected one of {sample_names()}")
     path = SAMPLES_DIR / SAMPLE_FILES[name]
@@ -40,12 +40,12 @@ def _sample_file(name: str) -> Path:
 
 def sample_image(name: str) -> np.ndarray:
     """One sample portrait as uint8 RGB."""
-    return load_rgb(_sample_file(name))
+    return load_rgb(sample_path(name))
 
 
 def sample_labels(name: str) -> HolisticResult:
     """The teacher's (MediaPipe Holistic's) labels for one sample portrait."""
-    file_name = _sample_file(name).name
+    file_name = sample_path(name).name
     names, results = load_results(SAMPLES_DIR / SAMPLE_LABELS)
     by_file = {Path(n).name: r for n, r in zip(names, results)}
     if file_name not in by_file:
