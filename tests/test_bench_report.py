@@ -266,3 +266,34 @@ def test_missing_variants_are_listed_and_other_machines_warned(tmp_path):
     assert result.only_in_old == ["pruned"] and result.only_in_new == ["int8s"]
     assert any("different machines (cpu_model" in warning for warning in result.warnings)
     assert result.lines()[-1].endswith("compared measurements")
+
+
+# ---- the explorer (ipywidgets callbacks, no browser)
+
+def test_report_explorer_redraws_when_a_widget_changes(tmp_path):
+    from holistic_lab.bench import ReportExplorer
+
+    report = make_report(tmp_path, names=("mediapipe", "int8", "pruned"))
+    explorer = ReportExplorer(report)
+    view = explorer.widget()
+    assert [name for name, _, _ in explorer.points] == ["mediapipe", "int8", "pruned"]
+    first_png, first_table = bytes(explorer._widgets["image"].value), explorer._widgets["table"].value
+    assert first_png.startswith(b"\x89PNG") and "pruned" in first_table
+    explorer._widgets["variants"].value = ("mediapipe", "int8")  # as a click in the notebook does
+    assert [name for name, _, _ in explorer.points] == ["mediapipe", "int8"]
+    assert bytes(explorer._widgets["image"].value) != first_png and "pruned" not in explorer._widgets["table"].value
+    assert view.children  # a widget tree to display
+    with pytest.raises(ValueError, match="unknown variants"):
+        explorer.select_variants(["nope"])
+    with pytest.raises(ValueError, match="no latency at 8 threads"):
+        explorer.select_threads(8)
+    with pytest.raises(ValueError, match="no accuracy"):
+        explorer.select_metric("face", "nme", "300w")
+
+
+def test_report_explorer_needs_accuracy_rows(tmp_path):
+    from holistic_lab.bench import ReportExplorer
+
+    report = make_report(tmp_path).model_copy(update={"accuracy": []})
+    with pytest.raises(ValueError, match="no accuracy rows"):
+        ReportExplorer(report)

@@ -115,3 +115,15 @@ def test_a_closed_pipeline_refuses_work():
     with pytest.raises(RuntimeError, match="was closed"):
         pipeline.process(latency_images()[0])
     pipeline.close()  # closing twice is harmless
+
+
+def test_hot_spots_rank_the_cascades_python_time_per_image():
+    from holistic_lab.pipeline.profile import hot_spots
+
+    rows = hot_spots(latency_images()[:1], repeats=2, top=8, workers=1)
+    assert len(rows) == 8
+    own = [row["own ms per image"] for row in rows]
+    assert own == sorted(own, reverse=True) and own[0] > 0
+    assert any("Invoke" in row["function"] for row in rows)  # the models' own time is there, by name
+    with pytest.raises(ValueError, match="repeats and top must be >= 1"):
+        hot_spots(latency_images()[:1], repeats=0)

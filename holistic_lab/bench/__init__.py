@@ -12,8 +12,10 @@ versions), `stats` (median/p90 of a timing sample; ratio of medians with a boots
 independent or paired), `schema` (report.json: versioned pydantic models, atomic `write_report`,
 `read_report` that names a wrong field), `builder` (a report saved after every measured piece),
 `plots` (speed-accuracy with its Pareto front, per-stage stacked bar, size bar), `html` (one
-self-contained offline page), `compare` (regressions beyond noise between two reports), and `run`
-(the measuring runner that fills a report).
+self-contained offline page), `compare` (regressions beyond noise between two reports), `explore`
+(the ipywidgets explorer of a report), and the measuring side: `macs` (MACs read from a .tflite),
+`peak` (the machine's GEMM peak through XNNPACK) and `run` (the runner that fills a report:
+`run_bench`, what `holistic-lab bench` calls).
 
 Importing this package loads neither TensorFlow, MediaPipe nor matplotlib; the names below are
 imported on first use.
@@ -34,6 +36,9 @@ _EXPORTS = {
     "accuracy_choices": "plots",
     "render_html": "html", "write_html": "html", "is_report_page": "html",
     "Comparison": "compare", "Regression": "compare", "compare_reports": "compare",
+    "ReportExplorer": "explore",
+    "tflite_macs": "macs", "total_macs": "macs", "Peak": "peak", "gemm_peak": "peak",
+    "run_bench": "run", "parse_variants": "run", "image_paths": "run",
 }
 __all__ = list(_EXPORTS)
 

@@ -124,3 +124,30 @@ def latency_table(profiles: list[LatencyProfile]) -> str:
     lines += [f"| {p.threads_label} | {p.ours_ms:.1f} | {p.ours_p90_ms:.1f} | {p.ours_cpu_ms:.1f} | {p.mediapipe_ms:.1f} "
               f"| {p.mediapipe_p90_ms:.1f} | {p.mediapipe_cpu_ms:.1f} | {p.ratio:.2f}x |" for p in profiles]
     return "\n".join(lines)
+
+
+def hot_spots(images: list[np.ndarray], repeats: int = 10, top: int = 12, **pipeline_kwargs) -> list[dict]:
+    """Where the cascade's own Python time goes: cProfile over `repeats` rounds of `images` (after a
+    warm-up round), the `top` functions by their own time (callees excluded), in ms per image.
+    Model invokes show up as `invoke` (the interpreter's C++ time, GIL released); everything else
+    is pre/post-processing. Profiling slows Python calls down, so read shares, not absolute times."""
+    import cProfile
+    import pstats
+
+    if repeats < 1 or top < 1:
+        raise ValueError(f"repeats and top must be >= 1, got {repeats}, {top}")
+    with HolisticPipeline(**pipeline_kwargs) as pipeline:
+        for rgb in images:
+            pipeline.process(rgb)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(repeats):
+            for rgb in images:
+                pipeline.process(rgb)
+        profiler.disable()
+    calls = repeats * len(images)
+    stats = pstats.Stats(profiler).stats
+    rows = [{"function": f"{os.path.basename(file)}:{line} {name}" if line else name, "calls per image": count / calls,
+             "own ms per image": own * 1e3 / calls, "with callees ms per image": cumulative * 1e3 / calls}
+            for (file, line, name), (_, count, own, cumulative, _) in stats.items()]
+    return sorted(rows, key=lambda row: -row["own ms per image"])[:top]
