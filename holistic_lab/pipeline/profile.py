@@ -42,13 +42,17 @@ class LatencyProfile:
     mediapipe_p90_ms: float
     ours_cpu_ms: float       # process CPU time per image, all threads (spin-waiting workers
     mediapipe_cpu_ms: float  # included): above the wall time when more than one core was busy
+    workers: int = 1         # HolisticPipeline(workers=...): face and hands one after another (1) or at once
 
     @property
     def threads_label(self) -> str:
-        """"1 thread", "2 threads", or "pose_landmark=2, others 1" for a per-stage setting."""
+        """"1 thread", "2 threads", or "pose_landmark=2, others 1" for a per-stage setting; with
+        ", face and hands at once (2 workers)" when the branches ran in a thread pool."""
         if isinstance(self.num_threads, dict):
-            return ", ".join(f"{stage}={n}" for stage, n in self.num_threads.items()) + ", others 1"
-        return f"{self.num_threads} thread{'s' if self.num_threads > 1 else ''}"
+            label = ", ".join(f"{stage}={n}" for stage, n in self.num_threads.items()) + ", others 1"
+        else:
+            label = f"{self.num_threads} thread{'s' if self.num_threads > 1 else ''}"
+        return label + (f", face and hands at once ({self.workers} workers)" if self.workers > 1 else "")
 
     @property
     def ratio(self) -> float:
@@ -107,7 +111,7 @@ def profile_latency(images: list[np.ndarray], num_threads: int | dict[str, int],
                            float(np.percentile(values, 90))) for name, values in per_stage.items()]
     return LatencyProfile(num_threads, stages, float(np.median(ours)), float(np.percentile(ours, 90)),
                           float(np.median(theirs)), float(np.percentile(theirs, 90)),
-                          float(np.median(ours_cpu)), float(np.median(theirs_cpu)))
+                          float(np.median(ours_cpu)), float(np.median(theirs_cpu)), pipeline.workers)
 
 
 def latency_table(profiles: list[LatencyProfile]) -> str:
