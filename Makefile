@@ -38,10 +38,10 @@ lab: setup
 test: setup test-lib test-notebooks
 
 test-lib: setup
-	$(PY) -m pytest tests
+	$(PY) -m pytest --durations=15 tests
 
 test-notebooks: setup
-	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+	$(PY) -m pytest --durations=15 --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
 clean:
 	rm -rf $(VENV) .pytest_cache
