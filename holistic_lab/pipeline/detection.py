@@ -34,24 +34,38 @@ class DetectorSpec:
     score_clip: float = 100.0
 
 
-def decode_detections(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchor_centers: np.ndarray,
-                      spec: DetectorSpec) -> list[Detection]:
-    """Raw SSD outputs -> detections above `spec.min_score`, in tensor-normalised coordinates."""
+@dataclass
+class DetectionArrays:
+    """Detections side by side: boxes (N, 4) and keypoints (N, K, 2) float32, scores (N,) float64."""
+    boxes: np.ndarray
+    keypoints: np.ndarray
+    scores: np.ndarray
+
+    def to_list(self) -> list[Detection]:
+        return [Detection(box, kps, float(score)) for box, kps, score in zip(self.boxes, self.keypoints, self.scores)]
+
+
+def decode_detection_arrays(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchor_centers: np.ndarray,
+                            spec: DetectorSpec) -> DetectionArrays:
+    """Raw SSD outputs -> the detections above `spec.min_score` as arrays, in tensor-normalised coordinates."""
     n = len(anchor_centers)
     raw_boxes = np.asarray(raw_boxes, np.float32).reshape(n, -1)
     logits = np.clip(np.asarray(raw_scores, np.float64).reshape(n), -spec.score_clip, spec.score_clip)
     scores = 1.0 / (1.0 + np.exp(-logits))
     keep = np.flatnonzero(scores >= spec.min_score)
-    if keep.size == 0:
-        return []
     raw, anchors = raw_boxes[keep] / spec.input_size, anchor_centers[keep]
     centers = raw[:, 0:2] + anchors
     half_sizes = raw[:, 2:4] / 2
     boxes = np.concatenate([centers - half_sizes, centers + half_sizes], axis=1)
     keypoints = raw[:, 4:4 + 2 * spec.num_keypoints].reshape(-1, spec.num_keypoints, 2) + anchors[:, None, :]
-    return [Detection(box, kps, float(score))
-            for box, kps, score in zip(boxes, keypoints, scores[keep])
-            if box[2] >= box[0] and box[3] >= box[1]]
+    valid = (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])
+    return DetectionArrays(boxes[valid], keypoints[valid], scores[keep][valid])
+
+
+def decode_detections(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchor_centers: np.ndarray,
+                      spec: DetectorSpec) -> list[Detection]:
+    """Raw SSD outputs -> detections above `spec.min_score`, in tensor-normalised coordinates."""
+    return decode_detection_arrays(raw_boxes, raw_scores, anchor_centers, spec).to_list()
 
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -65,24 +79,38 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
+def weighted_nms_arrays(detections: DetectionArrays, iou_threshold: float) -> list[Detection]:
+    """`weighted_nms` on detections held as arrays (no per-detection objects until the merged ones)."""
+    remaining = np.argsort(-detections.scores, kind="stable")  # best first; ties keep their order
+    merged = []
+    while remaining.size:
+        best = remaining[0]
+        overlapping = box_iou(detections.boxes[best], detections.boxes[remaining]) > iou_threshold
+        overlapping[0] = True  # a zero-area best box has IoU 0 with itself: it still forms its own group
+        group = remaining[overlapping]
+        weights = detections.scores[group].astype(np.float32)[:, None]
+        box = (detections.boxes[group] * weights).sum(0) / weights.sum()
+        keypoints = (detections.keypoints[group] * weights[:, :, None]).sum(0) / weights.sum()
+        merged.append(Detection(box, keypoints, float(detections.scores[best])))
+        remaining = remaining[~overlapping]
+    return merged
+
+
 def weighted_nms(detections: list[Detection], iou_threshold: float) -> list[Detection]:
     """MediaPipe's WEIGHTED non-max suppression: best first; every detection overlapping the
     best by more than `iou_threshold` is merged into it (score-weighted mean of boxes and
     keypoints; the merged detection keeps the best score)."""
-    remaining = sorted(detections, key=lambda d: -d.score)
-    merged = []
-    while remaining:
-        best = remaining[0]
-        boxes = np.stack([d.box for d in remaining])
-        overlapping = box_iou(best.box, boxes) > iou_threshold
-        overlapping[0] = True  # a zero-area best box has IoU 0 with itself: it still forms its own group
-        group = [d for d, o in zip(remaining, overlapping) if o]
-        weights = np.array([d.score for d in group], np.float32)[:, None]
-        box = (np.stack([d.box for d in group]) * weights).sum(0) / weights.sum()
-        keypoints = (np.stack([d.keypoints for d in group]) * weights[:, :, None]).sum(0) / weights.sum()
-        merged.append(Detection(box, keypoints, best.score))
-        remaining = [d for d, o in zip(remaining, overlapping) if not o]
-    return merged
+    if not detections:
+        return []
+    arrays = DetectionArrays(np.stack([d.box for d in detections]), np.stack([d.keypoints for d in detections]),
+                             np.array([d.score for d in detections], np.float64))
+    return weighted_nms_arrays(arrays, iou_threshold)
+
+
+def detections_from_outputs(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchor_centers: np.ndarray,
+                            spec: DetectorSpec) -> list[Detection]:
+    """A detector's raw outputs -> its detections after weighted NMS, best first, tensor-normalised."""
+    return weighted_nms_arrays(decode_detection_arrays(raw_boxes, raw_scores, anchor_centers, spec), spec.nms_iou)
 
 
 def remove_letterbox(detection: Detection, padding: np.ndarray) -> Detection:

@@ -41,7 +41,7 @@ class Rect:
     def usable(self) -> bool:
         """Finite, with a positive size: a swapped-in model with degenerate output can break this."""
         values = (self.x_center, self.y_center, self.width, self.height, self.rotation)
-        return bool(np.isfinite(values).all() and self.width > 0 and self.height > 0)
+        return bool(all(math.isfinite(v) for v in values) and self.width > 0 and self.height > 0)
 
     def to_pixels(self, image_size: tuple[int, int]) -> "PixelRect":
         width, height = image_size
@@ -214,7 +214,10 @@ def crop(rgb: np.ndarray, rect: Rect, tensor_size: tuple[int, int], keep_aspect:
     warped = cv2.warpPerspective(rgb, matrix, (tensor_w, tensor_h), flags=cv2.INTER_LINEAR,
                                  borderMode=cv2.BORDER_CONSTANT if border_zero else cv2.BORDER_REPLICATE)
     low, high = value_range
-    tensor = warped.astype(np.float32) * np.float32((high - low) / 255.0) + np.float32(low)
+    tensor = warped.astype(np.float32)  # scaled in place: one float32 buffer per crop, not three
+    tensor *= np.float32((high - low) / 255.0)
+    if low:
+        tensor += np.float32(low)
     return Crop(tensor[None], padding, rect, roi, (low, high))
 
 
@@ -226,11 +229,15 @@ def project_landmarks(points: np.ndarray, rect: Rect, padding: np.ndarray | None
     """
     out = np.array(points, np.float32, copy=True)
     if padding is not None and np.any(padding):
-        left, top, right, bottom = padding
+        left, top, right, bottom = (float(v) for v in padding)
         out[:, 0] = (out[:, 0] - left) / (1 - left - right)
         out[:, 1] = (out[:, 1] - top) / (1 - top - bottom)
         out[:, 2] = out[:, 2] / (1 - left - right)
-    out[:, :2] = rotate(out[:, :2] - 0.5, rect.rotation) * [rect.width, rect.height] + [rect.x_center, rect.y_center]
+    cos, sin = math.cos(rect.rotation), math.sin(rect.rotation)
+    x, y = out[:, 0] - 0.5, out[:, 1] - 0.5
+    # rotated in float32 as `rotate` does, then scaled and moved in float64
+    out[:, 0] = (cos * x - sin * y).astype(np.float64) * rect.width + rect.x_center
+    out[:, 1] = (sin * x + cos * y).astype(np.float64) * rect.height + rect.y_center
     out[:, 2] = out[:, 2] * rect.width
     return out
 

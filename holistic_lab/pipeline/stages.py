@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .anchors import FACE_DETECTION_ANCHORS, POSE_DETECTION_ANCHORS, ssd_anchor_centers
-from .detection import Detection, DetectorSpec, decode_detections, remove_letterbox, weighted_nms
+from .detection import Detection, DetectorSpec, detections_from_outputs, remove_letterbox
 from .roi import (Crop, Rect, crop, hand_rect_from_landmarks, hand_rect_from_pose, project_landmarks,
                   project_points, rect_from_alignment_points, rect_from_points, transform_rect)
 from .runners import check_outputs, make_runner
@@ -70,7 +70,7 @@ class PoseDetection(Stage):
         """All people found, best first, normalised to the image."""
         n = len(self.anchors)
         boxes, scores = check_outputs(self.infer(model_input), [n * 12, n], self.name)
-        detections = weighted_nms(decode_detections(boxes, scores, self.anchors, self.spec), self.spec.nms_iou)
+        detections = detections_from_outputs(boxes, scores, self.anchors, self.spec)
         return [remove_letterbox(d, model_input.padding) for d in detections]
 
 
@@ -100,23 +100,35 @@ class PoseLandmarks:
 def refine_from_heatmap(xy: np.ndarray, heatmap: np.ndarray, kernel_size: int = 7,
                         min_confidence: float = 0.5) -> np.ndarray:
     """Move each landmark to the sigmoid-weighted mean of its heatmap around it
-    (util/refine_landmarks_from_heatmap_calculator; cell indices, not centres, as MediaPipe)."""
+    (util/refine_landmarks_from_heatmap_calculator; cell indices, not centres, as MediaPipe).
+
+    Landmarks go in groups of one window shape (the heatmap's edge cuts some windows), each
+    group's windows gathered at once: the sums then run over the same cells in the same order
+    as one window at a time, bit for bit (a video track amplifies the slightest difference).
+    """
     out = xy.copy()
-    rows, cols, _ = heatmap.shape
+    rows, cols = heatmap.shape[:2]
     half = (kernel_size - 1) // 2
-    for i, (x, y) in enumerate(xy):
-        if not (np.isfinite(x) and np.isfinite(y)):
-            continue
-        col, row = int(x * cols), int(y * rows)  # truncation toward zero, as C++ int conversion
-        if not (0 <= col < cols and 0 <= row < rows):
-            continue
-        r0, r1 = max(0, row - half), min(rows, row + half + 1)
-        c0, c1 = max(0, col - half), min(cols, col + half + 1)
-        confidence = sigmoid(heatmap[r0:r1, c0:c1, i])
-        total = confidence.sum()
-        if confidence.max() >= min_confidence and total > 0:
-            rr, cc = np.mgrid[r0:r1, c0:c1]
-            out[i] = [(cc * confidence).sum() / cols / total, (rr * confidence).sum() / rows / total]
+    col_f, row_f = xy[:, 0] * cols, xy[:, 1] * rows
+    # C++ int conversion truncates toward zero: the cell lies on the map exactly when -1 < index < size
+    on_map = (col_f > -1) & (col_f < cols) & (row_f > -1) & (row_f < rows)
+    col, row = np.where(on_map, col_f, 0).astype(np.int64), np.where(on_map, row_f, 0).astype(np.int64)
+    row0, col0 = np.maximum(row - half, 0), np.maximum(col - half, 0)
+    heights, widths = np.minimum(row + half + 1, rows) - row0, np.minimum(col + half + 1, cols) - col0
+    shapes = heights * (kernel_size + 1) + widths
+    for shape in np.unique(shapes[on_map]):
+        members = np.flatnonzero(on_map & (shapes == shape))
+        height, width = divmod(int(shape), kernel_size + 1)
+        window_rows = row0[members, None] + np.arange(height)
+        window_cols = col0[members, None] + np.arange(width)
+        with np.errstate(over="ignore"):  # exp overflows to inf for very negative logits: sigmoid 0
+            confidence = sigmoid(heatmap[window_rows[:, :, None], window_cols[:, None, :], members[:, None, None]])
+        total = confidence.sum(axis=(1, 2))
+        refined = (confidence.max(axis=(1, 2)) >= min_confidence) & (total > 0)
+        weights = confidence.astype(np.float64)
+        x = (weights * window_cols[:, None, :]).sum(axis=(1, 2)) / cols / total
+        y = (weights * window_rows[:, :, None]).sum(axis=(1, 2)) / rows / total
+        out[members[refined], 0], out[members[refined], 1] = x[refined], y[refined]
     return out
 
 
@@ -177,7 +189,7 @@ class FaceDetection(Stage):
     def recrop_rect(self, model_input: Crop, image_size) -> Rect | None:
         n = len(self.anchors)
         boxes, scores = check_outputs(self.infer(model_input), [n * 16, n], self.name)
-        detections = weighted_nms(decode_detections(boxes, scores, self.anchors, self.spec), self.spec.nms_iou)
+        detections = detections_from_outputs(boxes, scores, self.anchors, self.spec)
         if not detections:
             return None
         keypoints = project_points(detections[0].keypoints, model_input.roi_px, image_size)
