@@ -90,6 +90,7 @@ def parse_variants(specs) -> dict[str, Path | None]:
     """`shipped` or variant folders -> name -> folder (None: the shipped models), each folder read
     and checked (`read_variant`); names are the folders' names, made unique with their parents."""
     variants: dict[str, Path | None] = {}
+    seen: dict[Path, str] = {}  # resolved folder -> how it was given: `v`, `./v/` or a link to it are one variant
     for spec in specs:
         spec = str(spec).strip()
         if not spec:
@@ -100,6 +101,9 @@ def parse_variants(specs) -> dict[str, Path | None]:
             folder = Path(spec)
             read_variant(folder)  # a missing, malformed or stale variant is refused here, before anything runs
             resolved = folder.resolve()
+            if resolved in seen:
+                raise ValueError(f"--variants: {spec} and {seen[resolved]} are the same folder, given twice")
+            seen[resolved] = spec
             name = resolved.name
             if name in variants or name in (SHIPPED, MEDIAPIPE):
                 name = f"{resolved.parent.name}/{resolved.name}"
