@@ -309,6 +309,8 @@ def run_bench(variants: dict, out, images=None, clip=None, threads=(1,), workers
     threads = tuple(threads)
     if not threads or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in threads):
         raise ValueError(f"threads must be whole numbers >= 1, got {threads!r}")
+    if len(set(threads)) != len(threads):  # each count would be measured twice, its rows doubled in the report
+        raise ValueError(f"threads: each count once, got {threads!r}")
     for name, value, low in (("repeats", repeats, 1), ("warmup", warmup, 0), ("video_frames", video_frames, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
