@@ -28,6 +28,7 @@ the face/hand branches (`HolisticPipeline(workers=...)`); `threads x workers` is
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -320,6 +321,9 @@ def run_bench(variants: dict, out, images=None, clip=None, threads=(1,), workers
     if not paths:
         raise ValueError("images: none to measure on")
     frames = [load_rgb(path) for path in paths]  # a corrupt or missing image is refused here, before any timing
+    if clip is not None:  # so is a clip that does not decode, not after the image timings
+        with contextlib.closing(iter_video_frames(clip)) as clip_frames:
+            next(clip_frames)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     json_path = check_output_file(out / "report.json", is_ours=is_report_file, overwrite=overwrite,
