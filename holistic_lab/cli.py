@@ -548,11 +548,10 @@ def thread_counts(text: str) -> tuple[int, ...]:
     return counts
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
 def bench_images(folder) -> list[Path]:
     """The image files of `--images` (a folder, not searched below), sorted."""
+    from .images import IMAGE_SUFFIXES  # every suffix load_rgb reads
+
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"--images {display_path(folder)} is not a folder of images")
