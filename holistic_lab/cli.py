@@ -584,10 +584,12 @@ def cmd_bench(args) -> int:
     clip = bench_clip(args.video)
     if clip is not None and not Path(clip).is_file():
         raise ValueError(f"--video {display_path(clip)} is not a file")
+    earlier = None
     if args.compare is not None:
         from .bench.schema import read_report
 
-        read_report(args.compare)  # a bad old report is refused before the long run, not after
+        # read now: a bad old report is refused before the long run, and --out may be where it lies
+        earlier = read_report(args.compare)
     sets = accuracy_set_names(args.accuracy)
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise ValueError(f"--out {display_path(args.out)} is a file; expected a folder for report.json and report.html")
@@ -612,7 +614,7 @@ def cmd_bench(args) -> int:
     if args.compare is not None:
         from .bench.compare import compare_reports
 
-        comparison = compare_reports(args.compare, report)
+        comparison = compare_reports(earlier, report)
         print("\n".join(comparison.lines()))
         return 1 if comparison.regressions else 0
     return 0
