@@ -593,7 +593,9 @@ def cmd_bench(args) -> int:
     sets = accuracy_set_names(args.accuracy)
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise ValueError(f"--out {display_path(args.out)} is a file; expected a folder for report.json and report.html")
-    with output_lock(Path(args.out) / "report.json", "--out"):
+    kept = Path(args.out) / "report.json"
+    with output_lock(kept, "--out"):
+        was = kept.is_file() and (kept.stat().st_ino, kept.stat().st_mtime_ns)  # every save is a new file
         try:
             report = run_bench(variants, args.out, images=images, clip=clip, threads=args.threads, workers=args.workers,
                                repeats=args.repeats or quick_or(10, 3), warmup=args.warmup,
@@ -601,8 +603,10 @@ def cmd_bench(args) -> int:
                                memory=not args.no_memory, overwrite=args.overwrite,
                                command=shlex.join(["holistic-lab", *args.argv]), progress=not args.no_progress)
         except KeyboardInterrupt:
-            print(f"interrupted: what was measured is kept in {display_path(Path(args.out) / 'report.json')}",
-                  file=sys.stderr)
+            if kept.is_file() and (kept.stat().st_ino, kept.stat().st_mtime_ns) != was:
+                print(f"interrupted: what was measured is kept in {display_path(kept)}", file=sys.stderr)
+            else:
+                print(f"interrupted before anything was measured: {display_path(args.out)} is as it was", file=sys.stderr)
             return 130
     for row in report.latency:
         ratio = row.ratio_to_mediapipe
