@@ -14,7 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .files import display_path, output_lock
+from .files import check_output_folder, display_path, output_lock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -591,8 +591,7 @@ def cmd_bench(args) -> int:
         # read now: a bad old report is refused before the long run, and --out may be where it lies
         earlier = read_report(args.compare)
     sets = accuracy_set_names(args.accuracy)
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ValueError(f"--out {display_path(args.out)} is a file; expected a folder for report.json and report.html")
+    check_output_folder(args.out, "--out")  # a file, a dangling link, a folder that cannot be written: refused now
     kept = Path(args.out) / "report.json"
     with output_lock(kept, "--out"):
         was = kept.is_file() and (kept.stat().st_ino, kept.stat().st_mtime_ns)  # every save is a new file
