@@ -44,6 +44,7 @@ from ..datasets import SAMPLE_FILES, data_dir, fixture_path, sample_path
 from ..files import check_output_file, display_path
 from ..images import iter_video_frames, load_rgb
 from ..native_logs import filtered_native_stderr
+from ..pipeline.gesture import MODEL_FILE as GESTURE_MODEL_FILE
 from ..progress import progress_bar
 from ..settings import QUICK
 from ..variants import STAGES, read_variant
@@ -122,7 +123,10 @@ def stage_files(folder: Path | None) -> dict[str, Path]:
 
     files = {stage: Path(model_path(shipped)) for stage, (_, shipped) in STAGES.items()}
     if folder is not None:
-        files.update(read_variant(folder).stages)
+        variant = read_variant(folder)
+        files.update(variant.stages)
+        if variant.gesture is not None:  # its classifier's model runs as the hand stage (Variant.pipeline_kwargs)
+            files["hand_landmark"] = variant.gesture / GESTURE_MODEL_FILE
     return files
 
 
@@ -133,9 +137,11 @@ def variant_entry(name: str, folder: Path | None) -> dict:
     files = stage_files(folder)
     kinds = {stage: "shipped" for stage in files}
     if folder is not None:
-        manifest = read_variant(folder).manifest
-        for stage in read_variant(folder).stages:
-            kinds[stage] = str(manifest["stages"][stage].get("kind", manifest.get("kind", "variant")))
+        variant = read_variant(folder)
+        for stage in variant.stages:
+            kinds[stage] = str(variant.manifest["stages"][stage].get("kind", variant.manifest.get("kind", "variant")))
+        if variant.gesture is not None:
+            kinds["hand_landmark"] = "gesture"
     sizes = {stage: path.stat().st_size for stage, path in files.items()}
     return {"name": name, "path": SHIPPED if folder is None else str(folder), "kinds": kinds, "stage_bytes": sizes,
             "total_bytes": sum(sizes.values())}
