@@ -178,6 +178,24 @@ def test_folders_named_like_mediapipe_or_shipped_get_their_parents_name(tmp_path
     assert list(names) == ["shipped", f"{tmp_path.name}/mediapipe", f"{tmp_path.name}/shipped"]
 
 
+def test_a_gesture_variant_reports_the_model_its_hand_stage_runs(tmp_path):
+    """Its classifier's model (hand model + head) replaces the hand stage: its file, not the
+    shipped hand model's, is what the report sizes and counts MACs of."""
+    from holistic_lab.files import sha256_file
+    from holistic_lab.pipeline.gesture import FORMAT, MANIFEST, MODEL_FILE, VERSION
+
+    classifier = tmp_path / "classifier"
+    classifier.mkdir()
+    shutil.copy(model_path("hand_recrop"), classifier / MODEL_FILE)  # read, never run, here: any other .tflite
+    (classifier / MANIFEST).write_text(json.dumps({"format": FORMAT, "version": VERSION, "labels": ["palm", "fist"],
+                                                   "sha256": sha256_file(classifier / MODEL_FILE)}))
+    write_variant(tmp_path / "g", {}, "g", {"command": "test", "config": {}}, gesture=classifier)
+    entry = bench_run.variant_entry("g", tmp_path / "g")
+    assert entry["kinds"]["hand_landmark"] == "gesture"
+    assert entry["stage_bytes"]["hand_landmark"] == (tmp_path / "g" / "gesture" / MODEL_FILE).stat().st_size
+    assert bench_run.stage_files(tmp_path / "g")["hand_landmark"] == tmp_path / "g" / "gesture" / MODEL_FILE
+
+
 # --images, --video
 
 def png_header(width: int, height: int) -> bytes:
