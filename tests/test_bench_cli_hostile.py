@@ -108,6 +108,15 @@ def test_someone_elses_report_file_is_kept_unless_overwrite(tmp_path, images, ca
     assert "holistic-lab bench" in (out / "report.html").read_text()
 
 
+@pytest.mark.parametrize("name", ["report.json", "report.html"])
+def test_a_named_pipe_in_out_is_refused_not_read(tmp_path, images, capsys, name):
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / name)  # opening it to see whether it is ours waited for a writer, forever
+    assert bench(images, out) == 2
+    assert f"{name} already exists" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes in a read-only folder")
 def test_read_only_out_is_refused_by_name(tmp_path, images, capsys, fake_cascades):
     out = tmp_path / "locked_down"
@@ -254,7 +263,8 @@ def test_a_clip_that_does_not_decode_is_refused_before_the_image_timings(tmp_pat
 
 @pytest.mark.parametrize("kind, message", [
     ("not json", "not valid JSON"), ("schema 2", "schema_version: this holistic-lab reads version 1, got 2"),
-    ("folder", "cannot read it"), ("huge", "too large for a holistic-lab benchmark report"),
+    ("folder", "not a regular file"), ("pipe", "not a regular file"),  # reading a named pipe waited forever
+    ("huge", "too large for a holistic-lab benchmark report"),
 ])
 def test_a_bad_earlier_report_is_refused_before_the_run(tmp_path, images, capsys, kind, message):
     path = tmp_path / "old"
@@ -264,6 +274,8 @@ def test_a_bad_earlier_report_is_refused_before_the_run(tmp_path, images, capsys
         path.write_text(json.dumps({"format": "holistic-lab-bench", "schema_version": 2}))
     elif kind == "folder":
         path.mkdir()
+    elif kind == "pipe":
+        os.mkfifo(path)
     else:
         with open(path, "wb") as sparse:
             sparse.truncate(65 << 20)
