@@ -109,8 +109,9 @@ def parse_variants(specs) -> dict[str, Path | None]:
             name = resolved.name
             if name in variants or name in (SHIPPED, MEDIAPIPE):
                 name = f"{resolved.parent.name}/{resolved.name}"
-        if name in variants:
-            raise ValueError(f"--variants: {spec} is given twice")
+        if name in variants:  # shipped twice, or a third folder of the same name and parent name
+            raise ValueError(f"--variants: {spec} is given twice" if folder is None else
+                             f"--variants: {spec} would be named {name!r}, like another variant; rename its folder")
         variants[name] = folder
     if not variants:
         raise ValueError("--variants: give at least one of shipped or a variant folder")
