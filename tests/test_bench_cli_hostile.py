@@ -185,6 +185,11 @@ def test_folders_named_like_mediapipe_or_shipped_get_their_parents_name(tmp_path
         shutil.copytree(variant, tmp_path / name)
     names = parse_variants(["shipped", str(tmp_path / "mediapipe"), str(tmp_path / "shipped")])
     assert list(names) == ["shipped", f"{tmp_path.name}/mediapipe", f"{tmp_path.name}/shipped"]
+    for parent in ("a/x", "b/x", "c/x"):
+        shutil.copytree(variant, tmp_path / parent / "v")
+    assert list(parse_variants([str(tmp_path / p / "v") for p in ("a/x", "b/x")])) == ["v", "x/v"]
+    with pytest.raises(ValueError, match="c/x/v would be named 'x/v', like another variant; rename its folder"):
+        parse_variants([str(tmp_path / p / "v") for p in ("a/x", "b/x", "c/x")])
 
 
 def test_a_gesture_variant_reports_the_model_its_hand_stage_runs(tmp_path):
