@@ -14,7 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .files import display_path, output_lock
+from .files import check_output_folder, display_path, output_lock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -548,11 +548,10 @@ def thread_counts(text: str) -> tuple[int, ...]:
     return counts
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
 def bench_images(folder) -> list[Path]:
     """The image files of `--images` (a folder, not searched below), sorted."""
+    from .images import IMAGE_SUFFIXES  # every suffix load_rgb reads
+
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"--images {display_path(folder)} is not a folder of images")
@@ -585,14 +584,17 @@ def cmd_bench(args) -> int:
     clip = bench_clip(args.video)
     if clip is not None and not Path(clip).is_file():
         raise ValueError(f"--video {display_path(clip)} is not a file")
+    earlier = None
     if args.compare is not None:
         from .bench.schema import read_report
 
-        read_report(args.compare)  # a bad old report is refused before the long run, not after
+        # read now: a bad old report is refused before the long run, and --out may be where it lies
+        earlier = read_report(args.compare)
     sets = accuracy_set_names(args.accuracy)
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ValueError(f"--out {display_path(args.out)} is a file; expected a folder for report.json and report.html")
-    with output_lock(Path(args.out) / "report.json", "--out"):
+    check_output_folder(args.out, "--out")  # a file, a dangling link, a folder that cannot be written: refused now
+    kept = Path(args.out) / "report.json"
+    with output_lock(kept, "--out"):
+        was = kept.is_file() and (kept.stat().st_ino, kept.stat().st_mtime_ns)  # every save is a new file
         try:
             report = run_bench(variants, args.out, images=images, clip=clip, threads=args.threads, workers=args.workers,
                                repeats=args.repeats or quick_or(10, 3), warmup=args.warmup,
@@ -600,8 +602,10 @@ def cmd_bench(args) -> int:
                                memory=not args.no_memory, overwrite=args.overwrite,
                                command=shlex.join(["holistic-lab", *args.argv]), progress=not args.no_progress)
         except KeyboardInterrupt:
-            print(f"interrupted: what was measured is kept in {display_path(Path(args.out) / 'report.json')}",
-                  file=sys.stderr)
+            if kept.is_file() and (kept.stat().st_ino, kept.stat().st_mtime_ns) != was:
+                print(f"interrupted: what was measured is kept in {display_path(kept)}", file=sys.stderr)
+            else:
+                print(f"interrupted before anything was measured: {display_path(args.out)} is as it was", file=sys.stderr)
             return 130
     for row in report.latency:
         ratio = row.ratio_to_mediapipe
@@ -613,7 +617,7 @@ def cmd_bench(args) -> int:
     if args.compare is not None:
         from .bench.compare import compare_reports
 
-        comparison = compare_reports(args.compare, report)
+        comparison = compare_reports(earlier, report)
         print("\n".join(comparison.lines()))
         return 1 if comparison.regressions else 0
     return 0

@@ -142,9 +142,11 @@ def atomic_write(path, write_fn: Callable[[Path], object]) -> Path:
 
 def read_json_object(path, what: str, max_bytes: int | None = None) -> dict:
     """A JSON file holding an object (`what` says what it should be, for the errors); a
-    ValueError naming the file when it cannot be read, is larger than `max_bytes` (read no
-    further: /dev/zero never ends), is not JSON, nests too deeply or is not an object."""
+    ValueError naming the file when it is not a regular file (a folder, a pipe, a device), cannot
+    be read, is larger than `max_bytes`, is not JSON, nests too deeply or is not an object."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # opening a named pipe waits for a writer, forever
+        raise ValueError(f"{display_path(path)}: not a regular file, expected {what}")
     try:
         with open(path, "rb") as file:
             data = file.read(-1 if max_bytes is None else max_bytes + 1)

@@ -8,12 +8,14 @@
 Every `save` rewrites the whole JSON atomically (`schema.write_report`) with state "running" and
 the measured pieces named in `status.done`; a run killed outright (SIGKILL, power) leaves the last
 save, still marked "running". The HTML page, when asked for, is written at the end only (complete
-or interrupted): drawing its plots takes a second, too long to repeat after every piece.
+or interrupted): drawing its plots takes a second, too long to repeat after every piece. The first
+save removes a page left by an earlier run, so a page beside the JSON always shows that JSON.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..files import written_path
 from .schema import (AccuracyRow, LatencyRow, MacsRow, Machine, MemoryRow, PeakRow, Report, Settings, Status, Variant,
                      write_report)
 
@@ -57,7 +59,10 @@ class ReportBuilder:
     def save(self, done: str | None = None) -> Path:
         """Write the JSON as it stands ("running"); `done` names the piece just measured."""
         self._set_status("running", done, "")
-        return write_report(self.report, self.json_path)
+        path = write_report(self.report, self.json_path)
+        if self.html_path is not None:  # an earlier run's page no longer describes this JSON; the new one comes at the end
+            written_path(self.html_path).unlink(missing_ok=True)
+        return path
 
     def _finish(self, state: str, note: str) -> Path:
         self._set_status(state, None, note)

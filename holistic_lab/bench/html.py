@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from pathlib import Path
 
 from ..files import atomic_write
 from .plots import accuracy_choices, size_bar_figure, speed_accuracy_figure, stage_bar_figure
@@ -119,6 +120,8 @@ def render_html(report: Report) -> str:
 def is_report_page(path) -> bool:
     """Whether `path` is a report.html this project wrote (the `is_ours` test for
     `files.check_output_file`)."""
+    if not Path(path).is_file():  # a folder, or a named pipe that would block the read forever
+        return False
     try:
         with open(path, encoding="utf-8", errors="replace") as file:
             return GENERATOR in file.read(4096)

@@ -28,6 +28,7 @@ the face/hand branches (`HolisticPipeline(workers=...)`); `threads x workers` is
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -43,6 +44,7 @@ from ..datasets import SAMPLE_FILES, data_dir, fixture_path, sample_path
 from ..files import check_output_file, display_path
 from ..images import iter_video_frames, load_rgb
 from ..native_logs import filtered_native_stderr
+from ..pipeline.gesture import MODEL_FILE as GESTURE_MODEL_FILE
 from ..progress import progress_bar
 from ..settings import QUICK
 from ..variants import STAGES, read_variant
@@ -90,6 +92,7 @@ def parse_variants(specs) -> dict[str, Path | None]:
     """`shipped` or variant folders -> name -> folder (None: the shipped models), each folder read
     and checked (`read_variant`); names are the folders' names, made unique with their parents."""
     variants: dict[str, Path | None] = {}
+    seen: dict[Path, str] = {}  # resolved folder -> how it was given: `v`, `./v/` or a link to it are one variant
     for spec in specs:
         spec = str(spec).strip()
         if not spec:
@@ -100,11 +103,15 @@ def parse_variants(specs) -> dict[str, Path | None]:
             folder = Path(spec)
             read_variant(folder)  # a missing, malformed or stale variant is refused here, before anything runs
             resolved = folder.resolve()
+            if resolved in seen:
+                raise ValueError(f"--variants: {spec} and {seen[resolved]} are the same folder, given twice")
+            seen[resolved] = spec
             name = resolved.name
             if name in variants or name in (SHIPPED, MEDIAPIPE):
                 name = f"{resolved.parent.name}/{resolved.name}"
-        if name in variants:
-            raise ValueError(f"--variants: {spec} is given twice")
+        if name in variants:  # shipped twice, or a third folder of the same name and parent name
+            raise ValueError(f"--variants: {spec} is given twice" if folder is None else
+                             f"--variants: {spec} would be named {name!r}, like another variant; rename its folder")
         variants[name] = folder
     if not variants:
         raise ValueError("--variants: give at least one of shipped or a variant folder")
@@ -117,7 +124,10 @@ def stage_files(folder: Path | None) -> dict[str, Path]:
 
     files = {stage: Path(model_path(shipped)) for stage, (_, shipped) in STAGES.items()}
     if folder is not None:
-        files.update(read_variant(folder).stages)
+        variant = read_variant(folder)
+        files.update(variant.stages)
+        if variant.gesture is not None:  # its classifier's model runs as the hand stage (Variant.pipeline_kwargs)
+            files["hand_landmark"] = variant.gesture / GESTURE_MODEL_FILE
     return files
 
 
@@ -128,9 +138,11 @@ def variant_entry(name: str, folder: Path | None) -> dict:
     files = stage_files(folder)
     kinds = {stage: "shipped" for stage in files}
     if folder is not None:
-        manifest = read_variant(folder).manifest
-        for stage in read_variant(folder).stages:
-            kinds[stage] = str(manifest["stages"][stage].get("kind", manifest.get("kind", "variant")))
+        variant = read_variant(folder)
+        for stage in variant.stages:
+            kinds[stage] = str(variant.manifest["stages"][stage].get("kind", variant.manifest.get("kind", "variant")))
+        if variant.gesture is not None:
+            kinds["hand_landmark"] = "gesture"
     sizes = {stage: path.stat().st_size for stage, path in files.items()}
     return {"name": name, "path": SHIPPED if folder is None else str(folder), "kinds": kinds, "stage_bytes": sizes,
             "total_bytes": sum(sizes.values())}
@@ -305,6 +317,8 @@ def run_bench(variants: dict, out, images=None, clip=None, threads=(1,), workers
     threads = tuple(threads)
     if not threads or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in threads):
         raise ValueError(f"threads must be whole numbers >= 1, got {threads!r}")
+    if len(set(threads)) != len(threads):  # each count would be measured twice, its rows doubled in the report
+        raise ValueError(f"threads: each count once, got {threads!r}")
     for name, value, low in (("repeats", repeats, 1), ("warmup", warmup, 0), ("video_frames", video_frames, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
@@ -314,6 +328,9 @@ def run_bench(variants: dict, out, images=None, clip=None, threads=(1,), workers
     if not paths:
         raise ValueError("images: none to measure on")
     frames = [load_rgb(path) for path in paths]  # a corrupt or missing image is refused here, before any timing
+    if clip is not None:  # so is a clip that does not decode, not after the image timings
+        with contextlib.closing(iter_video_frames(clip)) as clip_frames:
+            next(clip_frames)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     json_path = check_output_file(out / "report.json", is_ours=is_report_file, overwrite=overwrite,

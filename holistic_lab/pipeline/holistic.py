@@ -23,6 +23,8 @@ keeps tracking that person until the pose presence score drops, then detects aga
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -173,7 +175,7 @@ class HolisticPipeline:
         self.hand_landmark = HandLandmark(hand_landmark_model, threads["hand_landmark"])
         self._hand_stages = {"left_hand": (self.hand_recrop, self.hand_landmark)}
         self._hand_stages["right_hand"] = self._hand_stages["left_hand"]
-        self._pool, self._closed = None, False
+        self._pool, self._closed, self._busy = None, False, threading.Lock()
         if self.workers > 1:
             copies = (own_copy(self.hand_recrop), own_copy(self.hand_landmark))
             if None not in copies:
@@ -221,11 +223,28 @@ class HolisticPipeline:
         self._pose_smoother = LandmarkSmoother(POSE_LANDMARKS_FILTER)
         self._auxiliary_smoother = LandmarkSmoother(POSE_AUXILIARY_FILTER)
 
+    @contextlib.contextmanager
+    def _one_caller(self):
+        # two threads in one pipeline would share its interpreters (TFLite then fails with an
+        # unrelated "reference to internal data" error) and mix their timings and tracking state
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError("this HolisticPipeline is already processing an image in another thread; it serves "
+                               "one thread at a time: make one pipeline per thread (workers=2|3 runs its parts at once)")
+        try:
+            yield
+        finally:
+            self._busy.release()
+
     def process(self, rgb: np.ndarray) -> HolisticResult:
-        """Run the cascade on one uint8 RGB image; parts not found are absent (NaN)."""
+        """Run the cascade on one uint8 RGB image; parts not found are absent (NaN). One thread
+        at a time: a call while another thread's call runs raises RuntimeError."""
         check_rgb(rgb)
         if self._closed:
             raise RuntimeError("this HolisticPipeline was closed; make a new one")
+        with self._one_caller():
+            return self._process(rgb)
+
+    def _process(self, rgb: np.ndarray) -> HolisticResult:
         start = time.perf_counter()
         height, width = rgb.shape[:2]
         self._image_size = (width, height)
