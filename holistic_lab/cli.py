@@ -548,6 +548,20 @@ def thread_counts(text: str) -> tuple[int, ...]:
     return counts
 
 
+def stage_thread_pairs(text: str) -> tuple[tuple[str, int], ...]:
+    """`pose_landmark=2,pose_detection=2` -> (("pose_landmark", 2), ("pose_detection", 2)); stage names are
+    checked by the pipeline, counts here."""
+    pairs = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        stage, sep, count = part.partition("=")
+        if not sep or not stage.strip():
+            raise argparse.ArgumentTypeError(f"expected STAGE=N such as pose_landmark=2, got {part!r}")
+        pairs.append((stage.strip(), thread_count(count.strip())))
+    if not pairs:
+        raise argparse.ArgumentTypeError(f"expected STAGE=N such as pose_landmark=2, got {text!r}")
+    return tuple(pairs)
+
+
 def bench_images(folder) -> list[Path]:
     """The image files of `--images` (a folder, not searched below), sorted."""
     from .images import IMAGE_SUFFIXES  # every suffix load_rgb reads
@@ -597,6 +611,7 @@ def cmd_bench(args) -> int:
         was = kept.is_file() and (kept.stat().st_ino, kept.stat().st_mtime_ns)  # every save is a new file
         try:
             report = run_bench(variants, args.out, images=images, clip=clip, threads=args.threads, workers=args.workers,
+                               stage_threads=dict(args.stage_threads),
                                repeats=args.repeats or quick_or(10, 3), warmup=args.warmup,
                                video_frames=args.video_frames or quick_or(150, 30), accuracy_sets=sets,
                                memory=not args.no_memory, overwrite=args.overwrite,
@@ -632,6 +647,9 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--video", help="a clip for video mode (default: the videos pack's whole-body clip; 'none': skip)")
     p.add_argument("--video-frames", type=positive_int, default=None, help="frames of the clip (default 150; 30 quick)")
     p.add_argument("--threads", type=thread_counts, default=(1,), help="TFLite threads per stage, e.g. 1 or 1,2 (default 1)")
+    p.add_argument("--stage-threads", type=stage_thread_pairs, default=(), metavar="STAGE=N,...",
+                   help="threads for named stages instead of --threads, e.g. pose_landmark=2 (the pose stages run "
+                   "alone before the face and hands, so a second core is free for them)")
     p.add_argument("--workers", type=positive_int, default=2,
                    help="threads for the face and hand branches (1-3, default 2: both cores, as MediaPipe)")
     p.add_argument("--repeats", type=positive_int, default=None, help="timed rounds over the images (default 10; 3 quick)")

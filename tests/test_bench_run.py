@@ -152,6 +152,10 @@ def test_variants_are_checked_before_anything_runs(tmp_path, variant):
     with pytest.raises(ValueError, match="unknown fixture set nope"):
         accuracy_set_names("300w,nope")
     assert len(image_paths()) == 4
+    from holistic_lab.bench.run import stage_thread_counts
+
+    counts = stage_thread_counts(1, {"pose_landmark": 2})
+    assert counts["pose_landmark"] == 2 and counts["hand_landmark"] == counts["pose_detection"] == 1
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -163,6 +167,8 @@ def test_variants_are_checked_before_anything_runs(tmp_path, variant):
     (["--accuracy", "imagenet"], "unknown fixture set imagenet"),
     (["--compare", "BAD_REPORT"], "not valid JSON|malformed|expected"),
     (["--workers", "4"], "workers must be a whole number from 1"),
+    (["--stage-threads", "pose=2"], "stage threads: .*unknown stages \\['pose'\\]"),
+    (["--stage-threads", "pose_landmark"], "expected STAGE=N"),
 ])
 def test_bench_cli_refuses_bad_arguments_by_name(tmp_path, capsys, arguments, message):
     (tmp_path / "EMPTY").mkdir()

@@ -166,13 +166,22 @@ class MediaPipeContestant:
         self.holistic.close()
 
 
-def contestants(variants: dict, static_image_mode: bool, threads: int, workers: int) -> dict:
+def stage_thread_counts(threads: int, stage_threads: dict | None) -> dict[str, int]:
+    """Stage -> interpreter threads: `threads` everywhere except the stages `stage_threads` names."""
+    from ..pipeline.holistic import threads_per_stage
+
+    return threads_per_stage({**dict.fromkeys(threads_per_stage(threads), threads), **(stage_threads or {})})
+
+
+def contestants(variants: dict, static_image_mode: bool, threads: int, workers: int,
+                stage_threads: dict | None = None) -> dict:
     """name -> something with `process(rgb)` and `last_timings`: MediaPipe first, then each variant."""
     from ..pipeline import HolisticPipeline
 
     built = {MEDIAPIPE: MediaPipeContestant(static_image_mode)}
     for name, folder in variants.items():
-        kwargs = {"static_image_mode": static_image_mode, "num_threads": threads, "workers": workers}
+        kwargs = {"static_image_mode": static_image_mode, "num_threads": stage_thread_counts(threads, stage_threads),
+                  "workers": workers}
         built[name] = HolisticPipeline(**kwargs) if folder is None else HolisticPipeline.from_variant(folder, **kwargs)
     return built
 
@@ -281,8 +290,11 @@ def budget_threads(threads: int, workers: int) -> int:
     return min(threads * workers, os.cpu_count() or 1)
 
 
-def macs_rows(name: str, folder, threads: int, workers: int, samples: Samples, peaks: dict) -> list[dict]:
-    """Achieved GMAC/s per stage (per invoke) and end to end (per image), and their fraction of the peak."""
+def macs_rows(name: str, folder, threads: int, workers: int, samples: Samples, peaks: dict,
+              stage_threads: dict | None = None) -> list[dict]:
+    """Achieved GMAC/s per stage (per invoke) and end to end (per image), and their fraction of the peak
+    at the stage's own thread count."""
+    counts = stage_thread_counts(threads, stage_threads)
     files = stage_files(folder)
     rows, image_macs = [], 0.0
     calls = len(samples.end_to_end[name])
@@ -291,8 +303,8 @@ def macs_rows(name: str, folder, threads: int, workers: int, samples: Samples, p
             continue
         macs = total_macs(files[stage])
         rate = macs / (np.median(invokes) * 1e-3) / 1e9
-        rows.append({"variant": name, "stage": stage, "threads": threads, "macs": macs, "gmacs_per_s": rate,
-                     "fraction_of_peak": rate / peaks[threads]})
+        rows.append({"variant": name, "stage": stage, "threads": counts.get(stage, threads), "macs": macs,
+                     "gmacs_per_s": rate, "fraction_of_peak": rate / peaks[counts.get(stage, threads)]})
         image_macs += macs * len(invokes) / calls
     rate = image_macs / (np.median(samples.end_to_end[name]) * 1e-3) / 1e9
     budget = budget_threads(threads, workers)
@@ -303,17 +315,24 @@ def macs_rows(name: str, folder, threads: int, workers: int, samples: Samples, p
 
 def run_bench(variants: dict, out, images=None, clip=None, threads=(1,), workers: int = 2, repeats: int = 5,
               warmup: int = 1, video_frames: int = 60, accuracy_sets=(), memory: bool = True,
-              overwrite: bool = False, command: str | None = None, progress: bool = True):
+              overwrite: bool = False, command: str | None = None, progress: bool = True,
+              stage_threads: dict | None = None):
     """Measure MediaPipe and every variant (name -> folder, None: shipped; see `parse_variants`) and
     write `out/report.json` and `out/report.html`; returns the Report. Ctrl-C keeps what was measured
     (the report says "interrupted"). `clip`: a video for video mode (None: skipped); `accuracy_sets`:
-    fixture sets to score on (empty: skipped, e.g. without the fixture pack)."""
+    fixture sets to score on (empty: skipped, e.g. without the fixture pack); `stage_threads`: stage ->
+    interpreter threads that overrides `threads` for those stages in every row (e.g. {"pose_landmark": 2}:
+    the pose stages run alone, before the branches, so a second core is free for them)."""
     from ..pipeline.holistic import check_workers
     from .builder import ReportBuilder
     from .html import is_report_page
     from .peak import GEMM_SHAPE, gemm_peak
 
     check_workers(workers)
+    try:
+        stage_thread_counts(1, stage_threads)
+    except ValueError as exc:  # an unknown stage or a bad count, said as the option a user typed
+        raise ValueError(f"stage threads: {exc}".replace("num_threads", "stage threads")) from None
     threads = tuple(threads)
     if not threads or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in threads):
         raise ValueError(f"threads must be whole numbers >= 1, got {threads!r}")
@@ -351,7 +370,7 @@ def run_bench(variants: dict, out, images=None, clip=None, threads=(1,), workers
         bar = progress_bar(None, "bench latency", enabled=progress, total=steps) if progress else None
         try:
             for count in threads:
-                built = contestants(variants, True, count, workers)
+                built = contestants(variants, True, count, workers, stage_threads)
                 samples = Samples(names)
                 for round_index in range(warmup + repeats):
                     timed_turns(built, frames, samples, record=round_index >= warmup)
@@ -362,7 +381,7 @@ def run_bench(variants: dict, out, images=None, clip=None, threads=(1,), workers
                     builder.add_latency(latency_row(name, count, "image", samples))
                 builder.save(f"image latency, {count} thread{'s' * (count > 1)}")
                 if clip is not None:
-                    built = contestants(variants, False, count, workers)
+                    built = contestants(variants, False, count, workers, stage_threads)
                     samples = Samples(names)
                     for index, frame in iter_video_frames(clip):
                         if index >= video_frames:
@@ -382,14 +401,15 @@ def run_bench(variants: dict, out, images=None, clip=None, threads=(1,), workers
                 builder.add_memory({"variant": name, "peak_rss_mb": peak_rss_mb(
                     MEDIAPIPE if name == MEDIAPIPE else variants[name], paths, workers)})
             builder.save("peak memory")
-        peak_threads = sorted(set(threads) | {budget_threads(t, workers) for t in threads})
+        peak_threads = sorted(set(threads) | {budget_threads(t, workers) for t in threads}
+                              | set((stage_threads or {}).values()))
         peaks = {count: peak.gmacs for count, peak in gemm_peak(peak_threads).items()}
         for count, gmacs in peaks.items():
             builder.add_peak({"threads": count, "gmacs": gmacs,
                               "method": "{}x{}x{} float32 GEMM (Dense), TFLite XNNPACK".format(*GEMM_SHAPE)})
         for count in threads:
             for name, folder in variants.items():
-                for row in macs_rows(name, folder, count, workers, image_samples[count], peaks):
+                for row in macs_rows(name, folder, count, workers, image_samples[count], peaks, stage_threads):
                     builder.add_macs(row)
         builder.save("MACs and peak")
         if accuracy_sets:
