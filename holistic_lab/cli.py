@@ -331,26 +331,12 @@ def cmd_gestures_train(args) -> int:
 def cmd_gestures_eval(args) -> int:
     """Score a gesture classifier on class folders: accuracy with its interval, per-class F1, confusion."""
     from .gestures import GestureClassifier
-    from .gestures.evaluate import confusion_matrix, per_class_f1
-    from .images import load_rgb
-    from .progress import progress_bar
-    from .train.evaluate import bootstrap_interval
+    from .gestures.evaluate import confusion_matrix, per_class_f1, score_classifier
 
     classifier = GestureClassifier.load(args.model)
-    items = gesture_items(args)
-    unknown = sorted({label for _, label in items} - set(classifier.labels))
-    if unknown:
-        raise ValueError(f"--data has classes {unknown} the classifier does not know ({', '.join(classifier.labels)}); "
-                         "rename them with --classes")
-    index = {label: i for i, label in enumerate(classifier.labels)}
-    true, predicted = [], []
-    for path, label in progress_bar(items, "gestures eval", not args.no_progress):
-        true.append(index[label])
-        predicted.append(index[classifier.classify_crop(load_rgb(path))[0]])
-    correct = [float(t == p) for t, p in zip(true, predicted)]
-    low, high = bootstrap_interval(correct, [Path(path).stem for path, _ in items])
-    matrix = confusion_matrix(true, predicted, len(classifier.labels))
-    print(f"accuracy {sum(correct) / len(correct):.3f} [95% interval {low:.3f}, {high:.3f}] on {len(items)} images")
+    score = score_classifier(classifier, gesture_items(args), progress=not args.no_progress)
+    matrix = confusion_matrix(score.true, score.predicted, len(classifier.labels))
+    print(f"accuracy {score.accuracy:.3f} [95% interval {score.low:.3f}, {score.high:.3f}] on {score.n} images")
     corner = "true/predicted"
     width = max(len(corner), *map(len, classifier.labels))
     print(f"{corner:>{width}}  " + " ".join(f"{label[:6]:>6}" for label in classifier.labels) + "      F1")
@@ -605,13 +591,21 @@ def cmd_bench(args) -> int:
         # read now: a bad old report is refused before the long run, and --out may be where it lies
         earlier = read_report(args.compare)
     sets = accuracy_set_names(args.accuracy)
+    gestures = None
+    if args.gestures is not None:
+        from .gestures import class_items, parse_classes
+
+        gestures = class_items(args.gestures, parse_classes(args.gesture_classes))
+    elif args.gesture_classes is not None:
+        raise ValueError("--gesture-classes applies with --gestures only")
     check_output_folder(args.out, "--out")  # a file, a dangling link, a folder that cannot be written: refused now
     kept = Path(args.out) / "report.json"
     with output_lock(kept, "--out"):
         was = kept.is_file() and (kept.stat().st_ino, kept.stat().st_mtime_ns)  # every save is a new file
         try:
             report = run_bench(variants, args.out, images=images, clip=clip, threads=args.threads, workers=args.workers,
-                               stage_threads=dict(args.stage_threads),
+                               stage_threads=dict(args.stage_threads), gesture_items=gestures,
+                               gesture_set="" if args.gestures is None else Path(args.gestures).name,
                                repeats=args.repeats or quick_or(10, 3), warmup=args.warmup,
                                video_frames=args.video_frames or quick_or(150, 30), accuracy_sets=sets,
                                memory=not args.no_memory, overwrite=args.overwrite,
@@ -657,6 +651,10 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--accuracy", default=None, help="fixture sets to score on, comma-separated, or 'none' "
                    "(default: every set of the fixture pack when it is here)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
+    p.add_argument("--gestures", help="class folders of held-out hand crops: each variant with a gesture head is "
+                   "scored on them (accuracy with a 95%% interval)")
+    p.add_argument("--gesture-classes", help="with --gestures: pick and rename class folders, as gestures eval's "
+                   "--classes (e.g. hagrid8 or palm:open,fist:closed)")
     p.add_argument("--compare", help="an earlier report.json: flag regressions beyond noise (exit 1 if any)")
     p.add_argument("--out", required=True, help="folder for report.json and report.html")
     p.add_argument("--overwrite", action="store_true", help="replace files in --out that are not reports")

@@ -169,6 +169,8 @@ def test_variants_are_checked_before_anything_runs(tmp_path, variant):
     (["--workers", "4"], "workers must be a whole number from 1"),
     (["--stage-threads", "pose=2"], "stage threads: .*unknown stages \\['pose'\\]"),
     (["--stage-threads", "pose_landmark"], "expected STAGE=N"),
+    (["--gesture-classes", "hagrid8"], "--gesture-classes applies with --gestures only"),
+    (["--gestures", "EMPTY"], "EMPTY"),
 ])
 def test_bench_cli_refuses_bad_arguments_by_name(tmp_path, capsys, arguments, message):
     (tmp_path / "EMPTY").mkdir()
@@ -202,3 +204,27 @@ def test_bench_cli_writes_a_report_and_compares_with_an_earlier_one(tmp_path, ca
     (tmp_path / "mine" / "report.json").write_text("my notes")
     assert cli([*common, "--out", str(tmp_path / "mine")]) == 2
     assert (tmp_path / "mine" / "report.json").read_text() == "my notes"
+
+
+def test_a_gesture_head_is_scored_on_held_out_crops(tmp_path, crops_by_class):
+    from holistic_lab.gestures import GestureClassifier
+
+    classes = ("palm", "fist")
+    train = [(path, label) for label in classes for path in crops_by_class[label][:8]]
+    held_out = [(path, label) for label in classes for path in crops_by_class[label][8:11]]
+    classifier = GestureClassifier.train(train, views=1, epochs=2, progress=False)
+    classifier.save(tmp_path / "classifier")
+    folder = tmp_path / "gesture_variant"
+    write_variant(folder, {}, "gestures", MADE_BY, gesture=tmp_path / "classifier")
+    report = run_bench({"gestures": folder}, tmp_path / "report", images=[PORTRAIT], repeats=1, warmup=0,
+                       memory=False, progress=False, gesture_items=held_out, gesture_set="held_out")
+    (row,) = [row for row in report.accuracy if row.part == "gesture"]
+    assert (row.variant, row.metric, row.n, row.dataset) == ("gestures", "accuracy", 6, "held_out")
+    assert row.low <= row.value <= row.high and 0 <= row.value <= 1
+    assert report.variant("gestures").kinds["hand_landmark"] == "gesture"
+    with pytest.raises(ValueError, match=r"classes \['rock'\] that gestures's classifier does not know"):
+        run_bench({"gestures": folder}, tmp_path / "r2", images=[PORTRAIT], memory=False,
+                  gesture_items=held_out + [(held_out[0][0], "rock")])
+    with pytest.raises(ValueError, match="no variant has a gesture head"):
+        run_bench({"shipped": None}, tmp_path / "r3", images=[PORTRAIT], memory=False, gesture_items=held_out)
+    assert not (tmp_path / "r2" / "report.json").exists() and not (tmp_path / "r3" / "report.json").exists()

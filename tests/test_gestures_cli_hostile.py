@@ -11,6 +11,8 @@ import re
 import shutil
 import sys
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("tensorflow")
@@ -259,3 +261,16 @@ def test_a_split_that_leaves_a_class_nothing_to_train_on_is_named(data, tmp_path
     err = one_line_error(capsys, "train")
     assert "have no training images left after a validation split of" in err and "'fist'" in err
     assert not (tmp_path / "v").exists()
+
+
+def test_eval_scores_a_trained_classifier_and_refuses_unknown_classes(trained_variant, data, capsys, tmp_path):
+    assert main(["gestures", "eval", "--model", str(trained_variant / "gesture"), "--data", str(data),
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(re.search(r"accuracy ([0-9.]+) \[95% interval ([0-9.]+), ([0-9.]+)\] on 15 images", out).group(1))
+    assert 0 <= accuracy <= 1 and "true/predicted" in out
+    palm = Path(first_crop(data))
+    other = class_tree(tmp_path / "other", {"rock": [palm], "palm": [palm]}, {"rock": 1, "palm": 1})
+    assert main(["gestures", "eval", "--model", str(trained_variant / "gesture"), "--data", str(other),
+                 "--no-progress"]) == 2
+    assert "classes ['rock'] the classifier does not know" in one_line_error(capsys, "eval")

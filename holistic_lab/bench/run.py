@@ -316,13 +316,15 @@ def macs_rows(name: str, folder, threads: int, workers: int, samples: Samples, p
 def run_bench(variants: dict, out, images=None, clip=None, threads=(1,), workers: int = 2, repeats: int = 5,
               warmup: int = 1, video_frames: int = 60, accuracy_sets=(), memory: bool = True,
               overwrite: bool = False, command: str | None = None, progress: bool = True,
-              stage_threads: dict | None = None):
+              stage_threads: dict | None = None, gesture_items=None, gesture_set: str = ""):
     """Measure MediaPipe and every variant (name -> folder, None: shipped; see `parse_variants`) and
     write `out/report.json` and `out/report.html`; returns the Report. Ctrl-C keeps what was measured
     (the report says "interrupted"). `clip`: a video for video mode (None: skipped); `accuracy_sets`:
     fixture sets to score on (empty: skipped, e.g. without the fixture pack); `stage_threads`: stage ->
     interpreter threads that overrides `threads` for those stages in every row (e.g. {"pose_landmark": 2}:
-    the pose stages run alone, before the branches, so a second core is free for them)."""
+    the pose stages run alone, before the branches, so a second core is free for them); `gesture_items`:
+    (image path, label) pairs, held out from training, to score each variant's gesture head on (its
+    accuracy with a bootstrap interval, named `gesture_set` in the report)."""
     from ..pipeline.holistic import check_workers
     from .builder import ReportBuilder
     from .html import is_report_page
@@ -347,6 +349,7 @@ def run_bench(variants: dict, out, images=None, clip=None, threads=(1,), workers
     if not paths:
         raise ValueError("images: none to measure on")
     frames = [load_rgb(path) for path in paths]  # a corrupt or missing image is refused here, before any timing
+    classifiers = gesture_classifiers(variants, gesture_items)
     if clip is not None:  # so is a clip that does not decode, not after the image timings
         with contextlib.closing(iter_video_frames(clip)) as clip_frames:
             next(clip_frames)
@@ -423,4 +426,31 @@ def run_bench(variants: dict, out, images=None, clip=None, threads=(1,), workers
                 for row in accuracy_rows(name, cascade, accuracy_sets, progress=False):
                     builder.add_accuracy(row)
                 builder.save(f"accuracy {name}")
+        for name, classifier in classifiers.items():
+            from ..gestures.evaluate import score_classifier
+
+            score = score_classifier(classifier, gesture_items, progress=progress)
+            builder.add_accuracy({"variant": name, "part": "gesture", "metric": "accuracy", "value": score.accuracy,
+                                  "n": score.n, "low": score.low, "high": score.high, "dataset": gesture_set})
+            builder.save(f"gesture accuracy {name}")
     return builder.report
+
+
+def gesture_classifiers(variants: dict, items) -> dict:
+    """name -> the gesture classifier of each variant that has one, checked against the labelled
+    images (`items`: (path, label)) before anything runs; {} without items."""
+    if not items:
+        return {}
+    from ..gestures import GestureClassifier
+
+    classifiers = {name: GestureClassifier.load(read_variant(folder).gesture) for name, folder in variants.items()
+                   if folder is not None and read_variant(folder).gesture is not None}
+    if not classifiers:
+        raise ValueError("gesture images given, but no variant has a gesture head to score on them")
+    labels = {label for _, label in items}
+    for name, classifier in classifiers.items():
+        unknown = sorted(labels - set(classifier.labels))
+        if unknown:
+            raise ValueError(f"gesture images of classes {unknown} that {name}'s classifier does not know "
+                             f"({', '.join(classifier.labels)})")
+    return classifiers

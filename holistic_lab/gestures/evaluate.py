@@ -164,3 +164,41 @@ def classifier_latency(study: GestureStudy, repeats: int = 200, warmup: int = 20
                                  "hand model (float32 re-export)": lambda: hand32(tensor),
                                  "hand + gesture head (one pass)": lambda: gesture(tensor),
                                  "shipped hand model + landmark MLP": hand_then_mlp}, repeats, warmup)
+
+
+@dataclass
+class GestureScore:
+    """A classifier on labelled images: per image the true and predicted class index, and the
+    accuracy with its 95% bootstrap interval (photographs, i.e. file stems, resampled)."""
+    labels: tuple[str, ...]
+    true: np.ndarray
+    predicted: np.ndarray
+    accuracy: float
+    low: float
+    high: float
+
+    @property
+    def n(self) -> int:
+        return len(self.true)
+
+
+def score_classifier(classifier: GestureClassifier, items: list[tuple[Path, str]], progress: bool = False) -> GestureScore:
+    """Classify each (image path, label) the way `classify_crop` does; a label the classifier does not
+    know is refused by name before anything runs."""
+    from ..progress import progress_bar
+
+    if not items:
+        raise ValueError("no labelled images to score the gesture classifier on")
+    unknown = sorted({label for _, label in items} - set(classifier.labels))
+    if unknown:
+        raise ValueError(f"classes {unknown} the classifier does not know ({', '.join(classifier.labels)}); "
+                         "rename them with --classes")
+    index = {label: i for i, label in enumerate(classifier.labels)}
+    true, predicted = [], []
+    for path, label in progress_bar(items, "gestures eval", progress):
+        true.append(index[label])
+        predicted.append(index[classifier.classify_crop(load_rgb(path))[0]])
+    correct = [float(t == p) for t, p in zip(true, predicted)]
+    low, high = bootstrap_interval(correct, [Path(path).stem for path, _ in items])
+    return GestureScore(classifier.labels, np.array(true), np.array(predicted), float(np.mean(correct)), low, high)
+
