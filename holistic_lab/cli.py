@@ -526,6 +526,9 @@ def add_prune_parser(sub) -> None:
     p.set_defaults(func=cmd_prune)
 
 
+worker_count = _number(int, "an integer from 1 to 3 (face, left hand, right hand)", lambda value: 1 <= value <= 3)
+
+
 def thread_counts(text: str) -> tuple[int, ...]:
     """`1,2` or `1 2` -> (1, 2), each a valid thread count."""
     counts = tuple(thread_count(part) for part in text.replace(",", " ").split())
@@ -542,6 +545,8 @@ def stage_thread_pairs(text: str) -> tuple[tuple[str, int], ...]:
         stage, sep, count = part.partition("=")
         if not sep or not stage.strip():
             raise argparse.ArgumentTypeError(f"expected STAGE=N such as pose_landmark=2, got {part!r}")
+        if stage.strip() in dict(pairs):
+            raise argparse.ArgumentTypeError(f"stage {stage.strip()} is given twice in {text!r}")
         pairs.append((stage.strip(), thread_count(count.strip())))
     if not pairs:
         raise argparse.ArgumentTypeError(f"expected STAGE=N such as pose_landmark=2, got {text!r}")
@@ -603,7 +608,8 @@ def cmd_bench(args) -> int:
     with output_lock(kept, "--out"):
         was = kept.is_file() and (kept.stat().st_ino, kept.stat().st_mtime_ns)  # every save is a new file
         try:
-            report = run_bench(variants, args.out, images=images, clip=clip, threads=args.threads, workers=args.workers,
+            report = run_bench(variants, args.out, images=images, clip=clip,
+                               threads=tuple(count for group in args.threads for count in group), workers=args.workers,
                                stage_threads=dict(args.stage_threads), gesture_items=gestures,
                                gesture_set="" if args.gestures is None else Path(args.gestures).name,
                                repeats=args.repeats or quick_or(10, 3), warmup=args.warmup,
@@ -640,11 +646,12 @@ def add_bench_parser(sub) -> None:
                    "fixture images where both hands are found)")
     p.add_argument("--video", help="a clip for video mode (default: the videos pack's whole-body clip; 'none': skip)")
     p.add_argument("--video-frames", type=positive_int, default=None, help="frames of the clip (default 150; 30 quick)")
-    p.add_argument("--threads", type=thread_counts, default=(1,), help="TFLite threads per stage, e.g. 1 or 1,2 (default 1)")
+    p.add_argument("--threads", type=thread_counts, nargs="+", default=[(1,)],
+                   help="TFLite threads per stage, one report row each: e.g. 1, or 1 2, or 1,2 (default 1)")
     p.add_argument("--stage-threads", type=stage_thread_pairs, default=(), metavar="STAGE=N,...",
                    help="threads for named stages instead of --threads, e.g. pose_landmark=2 (the pose stages run "
                    "alone before the face and hands, so a second core is free for them)")
-    p.add_argument("--workers", type=positive_int, default=2,
+    p.add_argument("--workers", type=worker_count, default=2,
                    help="threads for the face and hand branches (1-3, default 2: both cores, as MediaPipe)")
     p.add_argument("--repeats", type=positive_int, default=None, help="timed rounds over the images (default 10; 3 quick)")
     p.add_argument("--warmup", type=non_negative_int, default=1, help="untimed rounds first (default 1)")

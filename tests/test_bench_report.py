@@ -297,3 +297,13 @@ def test_report_explorer_needs_accuracy_rows(tmp_path):
     report = make_report(tmp_path).model_copy(update={"accuracy": []})
     with pytest.raises(ValueError, match="no accuracy rows"):
         ReportExplorer(report)
+
+
+def test_runs_with_other_workers_or_stage_threads_are_compared_with_a_warning(tmp_path):
+    old = make_report(tmp_path, seed=1)
+    new = make_report(tmp_path, seed=2)
+    new = new.model_copy(update={"settings": new.settings.model_copy(update={"workers": 2,
+                                                                              "stage_threads": {"pose_landmark": 2}})})
+    warnings = compare_reports(old, new).warnings
+    assert any("different workers (1 vs 2)" in text for text in warnings)
+    assert any("different stage_threads ({} vs {'pose_landmark': 2})" in text for text in warnings)

@@ -2,6 +2,7 @@
 .tflite files, the machine's GEMM peak, peak memory in a fresh process, one report with MediaPipe
 and every variant, Ctrl-C keeping what was measured, and bad arguments refused before any timing."""
 import json
+import os
 import re
 
 import numpy as np
@@ -44,6 +45,9 @@ def test_op_macs_by_hand():
     assert op_macs("DEPTHWISE_CONV_2D", [(1, 8, 8, 16), (1, 5, 5, 16)], (1, 4, 4, 16)) == 4 * 4 * 16 * 25
     assert op_macs("FULLY_CONNECTED", [(1, 64), (10, 64)], (1, 10)) == 640
     assert op_macs("ADD", [(1, 4), (1, 4)], (1, 4)) == 0
+    # TRANSPOSE_CONV operands: output shape, filter (C_out, kh, kw, C_in), input
+    assert op_macs("TRANSPOSE_CONV", [(4,), (8, 2, 2, 16), (1, 5, 5, 16)], (1, 10, 10, 8)) == 5 * 5 * 16 * 2 * 2 * 8
+    assert op_macs("BATCH_MATMUL", [(1, 3, 7), (1, 7, 5)], (1, 3, 5)) == 3 * 5 * 7
 
 
 def test_macs_of_a_file_that_is_not_a_model_are_refused(tmp_path):
@@ -100,7 +104,11 @@ def test_a_report_with_mediapipe_and_every_variant(tmp_path, variant):
         assert 0 < pose_ms < shipped.end_to_end.samples_ms[index]
     macs = {(row.variant, row.stage): row for row in report.macs}
     assert macs[("shipped", "pose_landmark")].macs == total_macs(model_path("pose_landmark_full"))
-    assert all(row.fraction_of_peak > 0 for row in report.macs)
+    peaks = {row.threads: row.gmacs for row in report.peak_gmacs}
+    for row in report.macs:  # each rate against the peak at the thread count it ran on
+        assert row.fraction_of_peak == pytest.approx(row.gmacs_per_s / peaks[row.threads])
+    assert macs[("shipped", "end_to_end")].threads == min(2, len(os.sched_getaffinity(0)))  # 1 thread x 2 workers
+    assert report.settings.workers == 2 and report.settings.stage_threads == {}
     page = (tmp_path / "report" / "report.html").read_text()
     assert not re.search(r"https?:|src=\"//", page) and "recrop" in page
 
@@ -166,7 +174,7 @@ def test_variants_are_checked_before_anything_runs(tmp_path, variant):
     (["--video", "missing.mp4"], "is not a file"),
     (["--accuracy", "imagenet"], "unknown fixture set imagenet"),
     (["--compare", "BAD_REPORT"], "not valid JSON|malformed|expected"),
-    (["--workers", "4"], "workers must be a whole number from 1"),
+    (["--workers", "4"], "--workers: expected an integer from 1 to 3"),
     (["--stage-threads", "pose=2"], "stage threads: .*unknown stages \\['pose'\\]"),
     (["--stage-threads", "pose_landmark"], "expected STAGE=N"),
     (["--gesture-classes", "hagrid8"], "--gesture-classes applies with --gestures only"),
@@ -228,3 +236,23 @@ def test_a_gesture_head_is_scored_on_held_out_crops(tmp_path, crops_by_class):
     with pytest.raises(ValueError, match="no variant has a gesture head"):
         run_bench({"shipped": None}, tmp_path / "r3", images=[PORTRAIT], memory=False, gesture_items=held_out)
     assert not (tmp_path / "r2" / "report.json").exists() and not (tmp_path / "r3" / "report.json").exists()
+
+
+def test_contestants_take_turns_in_a_rotating_order():
+    from holistic_lab.bench.run import timed_turns
+
+    calls = []
+
+    class Contestant:
+        def __init__(self, name):
+            self.name, self.last_timings = name, {}
+
+        def process(self, rgb):
+            calls.append(self.name)
+
+    built = {name: Contestant(name) for name in ("mediapipe", "a", "b")}
+    samples = Samples(list(built))
+    for turn in range(3):
+        timed_turns(built, [None], samples, record=True, turn=turn)
+    assert calls == ["mediapipe", "a", "b", "a", "b", "mediapipe", "b", "mediapipe", "a"]
+    assert all(len(ms) == 3 for ms in samples.end_to_end.values())

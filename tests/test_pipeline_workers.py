@@ -127,3 +127,5 @@ def test_hot_spots_rank_the_cascades_python_time_per_image():
     assert any("Invoke" in row["function"] for row in rows)  # the models' own time is there, by name
     with pytest.raises(ValueError, match="repeats and top must be >= 1"):
         hot_spots(latency_images()[:1], repeats=0)
+    with pytest.raises(ValueError, match="hot_spots profiles one thread: give workers=1"):
+        hot_spots(latency_images()[:1], workers=2)

@@ -86,6 +86,10 @@ def _machine_warnings(old: Report, new: Report) -> list[str]:
     if (old.settings.images, old.settings.n_images) != (new.settings.images, new.settings.n_images):
         warnings.append(f"different images ({old.settings.images}, {old.settings.n_images} vs "
                         f"{new.settings.images}, {new.settings.n_images})")
+    for name in ("workers", "stage_threads"):  # the cascade ran differently: its latency rows are not like for like
+        before, after = getattr(old.settings, name), getattr(new.settings, name)
+        if before != after:
+            warnings.append(f"different {name} ({before} vs {after}): our cascade's latency is not comparable")
     for report, which in ((old, "old"), (new, "new")):
         if report.status.state != "complete":
             warnings.append(f"the {which} report is {report.status.state}, not complete")

@@ -4,7 +4,8 @@ Counted for one image (batch 1) the way `prune.cost.layer_macs` counts a Keras l
 variant that cannot be read back into Keras (an int8 model) is counted too:
 CONV_2D H_out*W_out*C_out*kh*kw*C_in, DEPTHWISE_CONV_2D H_out*W_out*C_out*kh*kw,
 FULLY_CONNECTED (output elements)*C_in, TRANSPOSE_CONV H_in*W_in*C_in*kh*kw*C_out and
-BATCH_MATMUL (output elements)*(shared dimension); quantized ops count the same. Every other op
+BATCH_MATMUL (output elements)*(shared dimension, without adjoints: no Holistic model has one);
+quantized ops count the same. Every other op
 counts 0 (adds, activations, padding, pooling, resize, reshape, (de)quantize).
 """
 from __future__ import annotations

@@ -45,6 +45,7 @@ from ..files import check_output_file, display_path
 from ..images import iter_video_frames, load_rgb
 from ..native_logs import filtered_native_stderr
 from ..pipeline.gesture import MODEL_FILE as GESTURE_MODEL_FILE
+from ..pipeline.profile import LATENCY_FIXTURES
 from ..progress import progress_bar
 from ..settings import QUICK
 from ..variants import STAGES, read_variant
@@ -60,7 +61,6 @@ STAGE_OF_KEY = {"pose_detection": "pose_detection", "pose_landmark": "pose_landm
                 **{f"{side}_{step}": stage for side in ("left_hand", "right_hand")
                    for step, stage in (("recrop", "hand_recrop"), ("landmark", "hand_landmark"), ("gesture", "gesture"))},
                 "pre_post_processing": "pre_post_processing"}
-LATENCY_FIXTURES = ("aic/ff945ae2e729f24eea992814639d59b3bdec8bd8.jpg", "panoptic/ex2_2.flv_000040_l.jpg")
 
 
 def accuracy_set_names(text: str | None) -> tuple[str, ...]:
@@ -208,10 +208,15 @@ class Samples:
             self.stages[name].setdefault(stage, [0.0] * calls).append(stage_ms.get(stage, 0.0))
 
 
-def timed_turns(built: dict, frames, samples: Samples, record: bool) -> None:
-    """Every contestant on each frame in turn, timed around `process`."""
-    for rgb in frames:
-        for name, contestant in built.items():
+def timed_turns(built: dict, frames, samples: Samples, record: bool, turn: int = 0) -> None:
+    """Every contestant on each frame in turn, timed around `process`; the order rotates by `turn`
+    (and by frame), so no contestant always runs right after the same one (a pool still spinning, a
+    warm cache)."""
+    names = list(built)
+    for index, rgb in enumerate(frames):
+        shift = (turn + index) % len(names)
+        for name in names[shift:] + names[:shift]:
+            contestant = built[name]
             start = time.perf_counter()
             contestant.process(rgb)
             total_ms = (time.perf_counter() - start) * 1e3
@@ -241,8 +246,8 @@ if folder == "mediapipe":
     cascade = MediaPipeContestant(True)
 else:
     from holistic_lab.pipeline import HolisticPipeline
-    cascade = HolisticPipeline(workers=int(sys.argv[3])) if folder == "shipped" else HolisticPipeline.from_variant(
-        folder, workers=int(sys.argv[3]))
+    kwargs = {"workers": int(sys.argv[3]), "num_threads": json.loads(sys.argv[4])}
+    cascade = HolisticPipeline(**kwargs) if folder == "shipped" else HolisticPipeline.from_variant(folder, **kwargs)
 for path in paths:
     cascade.process(load_rgb(path))
 with open("/proc/self/status") as status:
@@ -251,11 +256,12 @@ print(json.dumps({"peak_rss_mb": peak_kb / 1024}))
 """
 
 
-def peak_rss_mb(folder: Path | str | None, paths: list[Path], workers: int) -> float:
-    """Peak resident memory (MB) of a fresh process that builds this cascade and runs `paths`."""
+def peak_rss_mb(folder: Path | str | None, paths: list[Path], workers: int, num_threads: dict | None = None) -> float:
+    """Peak resident memory (MB) of a fresh process that builds this cascade (its threads as timed)
+    and runs `paths`."""
     target = SHIPPED if folder is None else str(folder)
     done = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, target, json.dumps([str(p) for p in paths]),
-                           str(workers)], capture_output=True, text=True, timeout=600)
+                           str(workers), json.dumps(num_threads or 1)], capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"memory probe for {target} failed: {done.stderr.strip()[-800:]}")
     return float(json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"])
@@ -285,9 +291,11 @@ def accuracy_rows(name: str, cascade, sets, progress: bool) -> list[dict]:
     return rows
 
 
-def budget_threads(threads: int, workers: int) -> int:
-    """How many cores the cascade can keep busy: interpreter threads x workers, at most the machine's."""
-    return min(threads * workers, os.cpu_count() or 1)
+def budget_threads(threads: int, workers: int, stage_threads: dict | None = None) -> int:
+    """How many cores the cascade can keep busy: interpreter threads x workers, or a stage's own larger
+    count, at most the cores this process may use."""
+    wanted = max(threads * workers, *(stage_threads or {}).values(), 1)
+    return min(wanted, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def macs_rows(name: str, folder, threads: int, workers: int, samples: Samples, peaks: dict,
@@ -307,8 +315,8 @@ def macs_rows(name: str, folder, threads: int, workers: int, samples: Samples, p
                      "gmacs_per_s": rate, "fraction_of_peak": rate / peaks[counts.get(stage, threads)]})
         image_macs += macs * len(invokes) / calls
     rate = image_macs / (np.median(samples.end_to_end[name]) * 1e-3) / 1e9
-    budget = budget_threads(threads, workers)
-    rows.append({"variant": name, "stage": END_TO_END, "threads": threads, "macs": int(round(image_macs)),
+    budget = budget_threads(threads, workers, stage_threads)  # the end-to-end row is against the cores it could use
+    rows.append({"variant": name, "stage": END_TO_END, "threads": budget, "macs": int(round(image_macs)),
                  "gmacs_per_s": rate, "fraction_of_peak": rate / peaks[budget]})
     return rows
 
@@ -360,7 +368,8 @@ def run_bench(variants: dict, out, images=None, clip=None, threads=(1,), workers
     html_path = check_output_file(out / "report.html", is_ours=is_report_page, overwrite=overwrite,
                                   kind="a holistic-lab benchmark page")
     settings = {"images": ", ".join(display_path(p) for p in paths), "n_images": len(paths), "repeats": repeats,
-                "warmup": warmup, "threads": list(threads), "quick": QUICK,
+                "warmup": warmup, "threads": list(threads), "workers": workers,
+                "stage_threads": dict(stage_threads or {}), "quick": QUICK,
                 "command": command or shlex.join(sys.argv), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     names = [MEDIAPIPE, *variants]
     builder = ReportBuilder(json_path, machine_info(), settings, html_path=html_path)
@@ -376,7 +385,7 @@ def run_bench(variants: dict, out, images=None, clip=None, threads=(1,), workers
                 built = contestants(variants, True, count, workers, stage_threads)
                 samples = Samples(names)
                 for round_index in range(warmup + repeats):
-                    timed_turns(built, frames, samples, record=round_index >= warmup)
+                    timed_turns(built, frames, samples, record=round_index >= warmup, turn=round_index)
                     if bar is not None:
                         bar.update(1)
                 image_samples[count] = samples
@@ -389,7 +398,7 @@ def run_bench(variants: dict, out, images=None, clip=None, threads=(1,), workers
                     for index, frame in iter_video_frames(clip):
                         if index >= video_frames:
                             break
-                        timed_turns(built, [frame], samples, record=True)
+                        timed_turns(built, [frame], samples, record=True, turn=index)
                         if bar is not None:
                             bar.update(1)
                     for name in names:
@@ -402,9 +411,10 @@ def run_bench(variants: dict, out, images=None, clip=None, threads=(1,), workers
         if memory:
             for name in progress_bar(names, "bench memory", enabled=progress):
                 builder.add_memory({"variant": name, "peak_rss_mb": peak_rss_mb(
-                    MEDIAPIPE if name == MEDIAPIPE else variants[name], paths, workers)})
+                    MEDIAPIPE if name == MEDIAPIPE else variants[name], paths, workers,
+                    stage_thread_counts(threads[0], stage_threads))})
             builder.save("peak memory")
-        peak_threads = sorted(set(threads) | {budget_threads(t, workers) for t in threads}
+        peak_threads = sorted(set(threads) | {budget_threads(t, workers, stage_threads) for t in threads}
                               | set((stage_threads or {}).values()))
         peaks = {count: peak.gmacs for count, peak in gemm_peak(peak_threads).items()}
         for count, gmacs in peaks.items():

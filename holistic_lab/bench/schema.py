@@ -6,7 +6,8 @@ Schema version 1; a change that old readers cannot read raises `SCHEMA_VERSION`.
     {"format": "holistic-lab-bench", "schema_version": 1,
      "status":   {"state": "complete" | "running" | "interrupted", "done": [...], "note": ""},
      "machine":  {"cpu_model", "cores", "usable_cores", "cpu_flags", "os", "python", "versions"},
-     "settings": {"images", "n_images", "repeats", "warmup", "threads", "quick", "command", "date"},
+     "settings": {"images", "n_images", "repeats", "warmup", "threads", "workers", "stage_threads", "quick",
+                  "command", "date"},
      "variants": [{"name", "path", "kinds": {stage: kind}, "stage_bytes": {stage: bytes}, "total_bytes"}],
      "latency":  [{"variant", "threads", "mode", "stages": {stage: Timing}, "end_to_end": Timing,
                    "ratio_to_mediapipe": Ratio | null, "frames_per_s": float | null}],
@@ -117,6 +118,8 @@ class Settings(_Model):
     repeats: int = Field(ge=1)
     warmup: int = Field(ge=0)
     threads: list[int] = Field(min_length=1)
+    workers: int = Field(default=1, ge=1)    # threads for the face and hand branches (HolisticPipeline(workers=))
+    stage_threads: dict[str, int] = {}       # stages run on their own thread count instead of `threads`
     quick: bool
     command: str
     date: str                # ISO 8601, UTC

@@ -432,6 +432,12 @@ class HolisticPipeline:
             raise ValueError(f"box must be finite with x1 > x0 and y1 > y0, got {(x0, y0, x1, y1)}")
         if not scale > 0:
             raise ValueError(f"scale must be positive, got {scale}")
+        with self._one_caller():  # the same hand interpreter as process()
+            return self._hand_in_box(rgb, (x0, y0, x1, y1), scale, width, height)
+
+    def _hand_in_box(self, rgb, box: tuple[float, float, float, float], scale: float, width: int,
+                     height: int) -> np.ndarray:
+        x0, y0, x1, y1 = box
         size, stage = (width, height), self.hand_landmark
         square = transform_rect(Rect((x0 + x1) / 2 / width, (y0 + y1) / 2 / height,
                                      (x1 - x0) / width, (y1 - y0) / height), size, scale=scale)

@@ -140,6 +140,8 @@ def hot_spots(images: list[np.ndarray], repeats: int = 10, top: int = 12, **pipe
 
     if repeats < 1 or top < 1:
         raise ValueError(f"repeats and top must be >= 1, got {repeats}, {top}")
+    if pipeline_kwargs.get("workers", 1) != 1:  # cProfile sees only the calling thread: the branches would vanish
+        raise ValueError(f"hot_spots profiles one thread: give workers=1, got workers={pipeline_kwargs['workers']}")
     with HolisticPipeline(**pipeline_kwargs) as pipeline:
         for rgb in images:
             pipeline.process(rgb)
