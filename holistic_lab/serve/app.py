@@ -1,0 +1,44 @@
+"""`create_app(settings)`: the FastAPI app, put together from one module per concern. Each
+module's `install(app)` adds its routes and state; what must be released at shutdown (pipelines,
+job processes) is appended to `app.state.closers` and closed in reverse order."""
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from fastapi import FastAPI
+
+from .. import __version__
+from . import jobs_api, models_api, page, predict_api
+from .errors import install_error_handlers
+from .settings import ServeSettings
+
+log = logging.getLogger("holistic_lab.serve")
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI):
+    yield
+    close_app(app)
+
+
+def close_app(app: FastAPI) -> None:
+    """Release what `install` opened, newest first; idempotent."""
+    closers = app.state.closers
+    while closers:
+        closer = closers.pop()
+        try:
+            closer()
+        except Exception:  # one failing closer must not leave the others open
+            log.exception("closing %r failed", closer)
+
+
+def create_app(settings: ServeSettings | None = None) -> FastAPI:
+    settings = settings or ServeSettings()
+    app = FastAPI(title="holistic-lab", version=__version__, docs_url="/docs", redoc_url=None, lifespan=_lifespan)
+    app.state.settings = settings
+    app.state.closers = []
+    install_error_handlers(app)
+    for module in (models_api, predict_api, jobs_api, page):
+        module.install(app)
+    return app

@@ -1,0 +1,5 @@
+"""(being written)"""
+
+
+def install(app) -> None:
+    pass

@@ -1,0 +1,37 @@
+"""What a client may not do: reach the job and model endpoints without the token (when one is
+set), or name a path outside the workspace."""
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+
+from fastapi import Request
+
+from .errors import ApiError
+
+
+def require_token(request: Request) -> None:
+    """FastAPI dependency: with a token configured, `Authorization: Bearer <token>` (or
+    `X-API-Token`) must match it; 401 otherwise. Compared in constant time."""
+    token = request.app.state.settings.token
+    if not token:
+        return
+    given = request.headers.get("x-api-token") or ""
+    auth = request.headers.get("authorization") or ""
+    if auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise ApiError(401, "unauthorized", "this endpoint needs the server's API token: "
+                       "'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
+
+
+def inside_workspace(workspace: Path, value: str, field: str) -> Path:
+    """`value` (relative to the workspace, or absolute) resolved after symbolic links; ApiError 400
+    naming `field` when it lands outside the workspace."""
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise ApiError(400, "bad_path", f"{field}: expected a path inside the workspace, got {value!r}")
+    root = Path(workspace).resolve()
+    path = (root / value).resolve()
+    if path != root and not path.is_relative_to(root):
+        raise ApiError(400, "bad_path", f"{field}: {value!r} resolves outside the server's workspace")
+    return path
