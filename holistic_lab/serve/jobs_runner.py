@@ -25,7 +25,7 @@ from pathlib import Path
 
 import holistic_lab
 
-from .jobs_store import FINISHED, JobStore, now
+from .jobs_store import JobStore, now
 
 log = logging.getLogger("holistic_lab.serve")
 POLL_S = 0.5
