@@ -197,11 +197,17 @@ def test_a_token_guards_every_job_endpoint(workspace):
         assert client.get("/api/v1/finetune/status", headers={"Authorization": "Bearer s3cret"}).status_code == 200
 
 
-def test_a_real_fine_tuning_job_through_the_api(client, face_set, workspace):
+def test_a_real_fine_tuning_job_then_a_queued_prune_job_through_the_api(client, face_set, workspace):
     started = start(client, dataset_path=face_set, **JOB)
     assert started.status_code == 202, started.text
     job_id, log_url = started.json()["job_id"], started.json()["log_url"]
     assert started.json()["status"] in ("queued", "running")
+    pruning = client.post("/api/v1/model/prune", json={"variant": "face_l1", "stage": "face_landmark",
+                                                        "method": "l1_norm", "sparsity": 0.3})
+    assert pruning.status_code == 202 and pruning.json()["status"] == "queued"  # behind the fine-tuning job
+    asked = time.monotonic()
+    assert job_status(client, job_id)["status"] == "running"
+    assert time.monotonic() - asked < 2.0  # the server answers while the child trains
     followed = client.get(f"{log_url}&follow=true&timeout_s=240")  # ends when the job ends
     job = job_status(client, job_id)
     assert job["status"] == "succeeded", (job, followed.text[-2000:])
@@ -215,8 +221,16 @@ def test_a_real_fine_tuning_job_through_the_api(client, face_set, workspace):
     assert metrics["loss"] > 0 and metrics["val_loss"] > 0 and metrics["history"]["val_loss"] == [metrics["val_loss"]]
     assert {"landmarks", "val_landmarks", "z"} <= set(metrics["losses"])
     assert list((workspace / "jobs" / job_id / "checkpoints" / "tensorboard").iterdir())
-    assert [listed["job_id"] for listed in client.get("/api/v1/jobs").json()["jobs"]] == [job_id]
     refused(client.post("/api/v1/finetune/cancel", json={"job_id": job_id}), 409, "succeeded")
+
+    prune_id = pruning.json()["job_id"]
+    pruned = wait_for(lambda: (found := job_status(client, prune_id))["status"] in FINISHED and found, 180, "pruning")
+    assert pruned["status"] == "succeeded", (pruned, client.get(pruned["log_url"]).text[-2000:])
+    assert pruned["started"] >= job["finished"] and pruned["config"]["criterion"] == "l1"
+    variant = workspace / "variants" / "face_l1"
+    assert pruned["out_dir"] == str(variant) and (variant / "face_landmark.tflite").is_file()
+    refused(client.get("/api/v1/finetune/metrics", params={"job_id": prune_id}), 400, "prune job")
+    assert [listed["job_id"] for listed in client.get("/api/v1/jobs").json()["jobs"]] == [job_id, prune_id]
 
 
 def test_cancel_a_queued_and_a_running_job_and_shutdown_fails_the_running_one(workspace, face_set):
@@ -325,3 +339,28 @@ def test_tensorboard_starts_on_the_jobs_folder_and_answers(tmp_path, capsys):
         except subprocess.TimeoutExpired:
             board.kill()
             board.wait()
+
+
+def test_recover_fails_queued_and_running_jobs_and_spares_a_reused_pid(workspace):
+    from holistic_lab.serve.jobs_runner import JobRunner
+
+    store = JobStore(workspace / "jobs.sqlite3")
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)  # holds the pid a dead job recorded
+    try:
+        queued = store.create(new_job_id(), "finetune", {}, out_dir="v1", log_path=workspace / "a.log")["id"]
+        running = store.create(new_job_id(), "finetune", {}, out_dir="v2", log_path=workspace / "b.log")["id"]
+        done = store.create(new_job_id(), "prune", {}, out_dir="v3", log_path=workspace / "c.log")["id"]
+        store.update(running, status="running", pid=stranger.pid)
+        store.update(done, status="succeeded")
+        runner = JobRunner(store, workspace)
+        assert {job["id"] for job in runner.recover()} == {queued, running}
+        runner.close()
+        for job_id, was in ((queued, "queued"), (running, "running")):
+            job = store.get(job_id)
+            assert job["status"] == "failed" and f"the server stopped while the job was {was} (restart at " in job["error"]
+        assert store.get(done)["status"] == "succeeded" and store.recover() == []
+        assert stranger.poll() is None  # not the job's process: its command line lacks the job id
+    finally:
+        stranger.kill()
+        stranger.wait()
+        store.close()
