@@ -284,7 +284,7 @@ def ready(url: str) -> bool:
         return False
 
 
-def test_a_server_killed_mid_job_reports_the_job_failed_after_restart(workspace, face_set):
+def test_a_server_killed_mid_job_reports_it_failed_after_restart_and_a_clean_stop_fails_the_running_job(workspace, face_set):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     servers, job_pid = [], None
@@ -305,6 +305,19 @@ def test_a_server_killed_mid_job_reports_the_job_failed_after_restart(workspace,
         assert "the server stopped while the job was running (restart at " in job["error"]
         assert [listed["job_id"] for listed in httpx.get(f"{url}/api/v1/jobs").json()["jobs"]] == [job_id]
         assert wait_for(lambda: not alive(job_pid), 10, "the orphaned job to be stopped")
+
+        # a clean stop (SIGTERM: uvicorn's shutdown) stops the running child and says why
+        second = httpx.post(f"{url}/api/v1/finetune/start", json={"dataset_path": face_set, **LONG_JOB}).json()["job_id"]
+        wait_for(lambda: httpx.get(f"{url}/api/v1/finetune/status", params={"job_id": second}).json()["status"]
+                 == "running", 20, "the second job to run")
+        job_pid = next(pid for pid in stored_pids(workspace) if alive(pid))
+        servers[1].terminate()
+        servers[1].wait(30)
+        store = JobStore(workspace / "jobs.sqlite3")
+        job = store.get(second)
+        store.close()
+        assert job["status"] == "failed" and "the server shut down while the job was running" in job["error"]
+        assert not alive(job_pid)
     finally:
         for server in servers:
             kill_group(server.pid)

@@ -63,6 +63,7 @@ class PruneRequest(BaseModel):
 
 def install(app: FastAPI) -> None:
     settings = app.state.settings
+    (settings.workspace / "jobs").mkdir(parents=True, exist_ok=True)  # TensorBoard's logdir, even before a job
     store = JobStore(settings.workspace / "jobs.sqlite3")
     runner = JobRunner(store, settings.workspace, slots=settings.job_slots,
                        grace_s=float(settings.extra.get("job_grace_s", 10.0)))
