@@ -4,8 +4,6 @@ any pixel is decoded (a few KB of PNG can claim 100000 x 100000); EXIF orientati
 truncated JPEG or PNG refused rather than served half grey."""
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from ..images import decode_rgb, image_size, pixel_limit
@@ -36,9 +34,8 @@ def truncated(data: bytes, kind: str) -> bool:
     return False
 
 
-def decode_upload(data: bytes, max_pixels: int) -> tuple[np.ndarray, str]:
-    """(uint8 RGB as shown, i.e. EXIF orientation applied; the bytes' SHA-256 hex) of an uploaded
-    image. ApiError 400 (empty, damaged, truncated), 415 (not an image format served) or 413
+def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
+    """The uploaded image as uint8 RGB as shown (EXIF orientation applied). ApiError 400 (empty, damaged, truncated), 415 (not an image format served) or 413
     (over `max_pixels`, read from the header before decoding)."""
     if not data:
         raise ApiError(400, "empty_image", "the 'image' upload is empty")
@@ -59,7 +56,6 @@ def decode_upload(data: bytes, max_pixels: int) -> tuple[np.ndarray, str]:
     if truncated(data, kind):
         raise ApiError(400, "corrupt_image", f"the uploaded {kind.upper()} image is truncated: its end is missing")
     try:
-        rgb = decode_rgb(data, "the uploaded image", max_pixels)
+        return decode_rgb(data, "the uploaded image", max_pixels)
     except ValueError as error:
         raise ApiError(400, "corrupt_image", str(error)) from None
-    return rgb, hashlib.sha256(data).hexdigest()

@@ -9,6 +9,7 @@ in a `ResultCache`: the response's `X-Cache` header says `hit` or `miss`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 
@@ -79,13 +80,15 @@ async def uploaded_image(request: Request, max_bytes: int) -> bytes:
 
 
 def predict_bytes(served: ServedModels, cache: ResultCache, data: bytes, max_pixels: int) -> tuple[bytes, bool]:
-    """(the JSON body, whether it came from the cache) for one uploaded image; blocking."""
-    start = time.perf_counter()
-    rgb, sha256 = decode_upload(data, max_pixels)
-    decode_ms = (time.perf_counter() - start) * 1000
+    """(the JSON body, whether it came from the cache) for one uploaded image; blocking. Only
+    results are cached, so bytes found in the cache were an image: they are not decoded again."""
+    sha256 = hashlib.sha256(data).hexdigest()
     cached = cache.get(sha256, served.name)
     if cached is not None:
         return cached, True
+    start = time.perf_counter()
+    rgb = decode_upload(data, max_pixels)
+    decode_ms = (time.perf_counter() - start) * 1000
     with served.pipeline() as (pipeline, variant):
         result = pipeline.process(rgb)
         timings = {"decode": decode_ms, **pipeline.last_timings}
