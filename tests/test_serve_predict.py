@@ -16,6 +16,7 @@ from PIL import Image
 
 from holistic_lab.datasets import sample_image, sample_path
 from holistic_lab.serve import ServeSettings, create_app
+from holistic_lab.serve.cache import ResultCache
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +120,27 @@ def test_bad_uploads_get_a_clear_json_error(client, data, name, status, code):
     assert_error(post(client, data, name), status, code)
 
 
-def test_a_truncated_jpeg_is_refused_not_served_half_grey(client):
+def test_a_truncated_jpeg_or_png_is_refused_not_served_half_grey(client):
     data = jpeg(sample_image("grace_hopper"))
     body = assert_error(post(client, data[: len(data) * 2 // 3]), 400, "corrupt_image")
     assert "truncated" in body["error"]
+    data = sample_path("astronaut").read_bytes()
+    assert_error(post(client, data[: len(data) // 2], "a.png", "image/png"), 400, "corrupt_image")
+    with_trailer = post(client, data + b"appended by some tool", "a.png", "image/png")
+    assert with_trailer.status_code == 200, with_trailer.text
+
+
+def test_the_result_cache_is_bounded_least_recently_used_first_out():
+    cache = ResultCache(2)
+    cache.put("a", "shipped", b"1")
+    cache.put("b", "shipped", b"2")
+    assert cache.get("a", "shipped") == b"1"  # now b is the least recently used
+    cache.put("c", "shipped", b"3")
+    assert cache.get("b", "shipped") is None and cache.get("a", "shipped") == b"1" and len(cache) == 2
+    assert cache.get("a", "int8") is None  # another variant's result is another entry
+    off = ResultCache(0)
+    off.put("a", "shipped", b"1")
+    assert off.get("a", "shipped") is None
 
 
 def test_the_request_must_be_a_multipart_form_with_an_image_field(client):

@@ -13,7 +13,7 @@ from .errors import ApiError
 SIGNATURES = ((b"\xff\xd8\xff", "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"BM", "bmp"),
               (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"))
 JPEG_START_OF_SCAN, JPEG_END = b"\xff\xda", b"\xff\xd9"
-PNG_END = b"IEND"
+PNG_END = b"IEND\xaeB`\x82"  # the end chunk's type and its fixed CRC
 
 
 def image_format(data: bytes) -> str | None:
@@ -30,7 +30,7 @@ def truncated(data: bytes, kind: str) -> bool:
     if kind == "jpeg":
         return data.rfind(JPEG_END) < data.rfind(JPEG_START_OF_SCAN)
     if kind == "png":
-        return PNG_END not in data[-32:]
+        return PNG_END not in data
     return False
 
 
