@@ -669,6 +669,58 @@ def add_bench_parser(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+TENSORBOARD_PORT = 6006
+port_number = _number(int, "a port number from 1 to 65535", lambda value: 1 <= value <= 65535)
+
+
+def cmd_serve(args) -> int:
+    """Serve the web page, POST /predict, the model endpoints and the fine-tuning job API (chapter 10)."""
+    from .serve import ServeSettings, create_app
+
+    settings = ServeSettings(workspace=args.workspace, variant=args.variant, host=args.host, port=args.port,
+                             token=args.token, pool_size=args.pool, num_threads=args.threads,
+                             extra={"tensorboard": args.tensorboard})
+    if settings.variant is not None:
+        from .variants import read_variant
+
+        read_variant(settings.variant)  # a broken variant: one line and exit 2, before the server starts
+    settings.workspace.mkdir(parents=True, exist_ok=True)
+    import uvicorn
+
+    tensorboard = None
+    if args.tensorboard:
+        from .serve.tensorboard import start_tensorboard
+
+        tensorboard = start_tensorboard(settings.workspace, TENSORBOARD_PORT)
+        print(f"TensorBoard on the jobs' logs: http://127.0.0.1:{TENSORBOARD_PORT}/")
+    token_note = " (the model and job endpoints need the token)" if settings.token else ""
+    print(f"serving holistic-lab on {settings.url}{token_note}; workspace {display_path(settings.workspace)}; "
+          "Ctrl+C stops it", flush=True)
+    try:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    finally:
+        if tensorboard is not None:
+            tensorboard.terminate()
+            tensorboard.wait(timeout=10)
+    return 0
+
+
+def add_serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help=cmd_serve.__doc__)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; "
+                   "any other address needs --token)")
+    p.add_argument("--port", type=port_number, default=8080, help="port (default 8080)")
+    p.add_argument("--workspace", default="workspace", help="folder of jobs, their logs and checkpoints, and the "
+                   "variants a client may activate (under variants/); default ./workspace")
+    p.add_argument("--variant", help="a variant folder to serve first (default: the shipped models)")
+    p.add_argument("--token", help="API token the model and job endpoints require (or $HOLISTIC_LAB_TOKEN)")
+    p.add_argument("--pool", type=positive_int, default=1, help="pipelines serving /predict at once (default 1)")
+    p.add_argument("--threads", type=thread_count, default=1, help="TFLite threads per pipeline stage (default 1)")
+    p.add_argument("--tensorboard", action="store_true", help="also start TensorBoard on the jobs' logs "
+                   f"(port {TENSORBOARD_PORT})")
+    p.set_defaults(func=cmd_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="holistic-lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -733,6 +785,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_quantize_parser(sub)
     add_prune_parser(sub)
     add_bench_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 
