@@ -156,9 +156,30 @@ def load_rgb(path, max_pixels: int | None = None) -> np.ndarray:
     if file_bytes > MAX_BYTES_PER_PIXEL * limit + 2**24:
         raise ValueError(f"{what} is {file_bytes / 1e6:.0f} MB on disk, more than any image within the pixel limit "
                          f"needs ({limit / 1e6:g} megapixels): damaged or padded")
-    data = np.fromfile(path, dtype=np.uint8)
+    return _decode_checked(np.fromfile(path, dtype=np.uint8), what, limit)
+
+
+def decode_rgb(data: bytes, what: str = "image", max_pixels: int | None = None) -> np.ndarray:
+    """Decode an encoded image (bytes, e.g. an upload) into uint8 RGB with its EXIF orientation
+    applied, as `load_rgb` does for a file: the header's size is checked against the pixel limit
+    before any pixel is decoded, and bytes Pillow cannot read as an image header are refused
+    (ValueError naming `what`)."""
+    limit = pixel_limit(max_pixels)
+    if not data:
+        raise ValueError(f"cannot decode {what}: it is empty")
+    size = image_size(bytes(data), what)
+    if size is None:
+        raise ValueError(f"cannot decode {what}: not a valid image file ({', '.join(IMAGE_SUFFIXES)})")
+    check_image_size(*size, what, limit)
+    # no fd 2 capture here: it swaps a process-wide file descriptor, which concurrent server
+    # threads would tangle (a server's stderr may show libpng's warnings instead)
+    return _decode_checked(np.frombuffer(data, dtype=np.uint8), what, limit, contextlib.nullcontext)
+
+
+def _decode_checked(data: np.ndarray, what: str, limit: int, quiet=filtered_native_stderr) -> np.ndarray:
+    """OpenCV's decode of bytes whose header was checked; the decoded size is checked again."""
     try:
-        with filtered_native_stderr():  # libpng's benign iCCP warnings
+        with quiet():  # libpng's benign iCCP warnings
             bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     except cv2.error as exc:  # OpenCV's own limits, for formats Pillow cannot read
         raise ValueError(f"cannot decode {what}: {str(exc).strip().splitlines()[-1]}") from None
