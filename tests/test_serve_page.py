@@ -2,6 +2,7 @@
 FastAPI's TestClient; frames are real ones from the videos fixture pack."""
 from __future__ import annotations
 
+import asyncio
 import time
 
 import cv2
@@ -12,7 +13,9 @@ from fastapi.testclient import TestClient
 from holistic_lab import datasets
 from holistic_lab.images import iter_video_frames
 from holistic_lab.serve import ServeSettings, create_app
-from holistic_lab.serve.page import STATIC_DIR, served_models
+from holistic_lab.serve import page
+from holistic_lab.serve.page import STATIC_DIR, LatestFrame
+from holistic_lab.serve.predict_api import served_models
 from holistic_lab.topology import EDGE_SETS, NUM_KEYPOINTS, PARTS, edges
 from holistic_lab.viz import PART_COLORS, POINT_GROUPS
 
@@ -126,8 +129,10 @@ def test_video_socket_tracks_real_frames_survives_bad_ones_and_closes_its_pipeli
         for data in jpeg_frames[:2]:
             socket.send_bytes(data)
             replies.append(socket.receive_json())
-        socket.send_bytes(b"\xff\xd8 not a jpeg")
-        bad = socket.receive_json()
+        socket.send_bytes(jpeg_frames[0][:len(jpeg_frames[0]) // 2])
+        cut = socket.receive_json()
+        socket.send_bytes(b"GIF89a not a frame")
+        gif = socket.receive_json()
         socket.send_bytes(b"")
         empty = socket.receive_json()
         socket.send_text("hello")
@@ -143,9 +148,10 @@ def test_video_socket_tracks_real_frames_survives_bad_ones_and_closes_its_pipeli
         assert (reply["width"], reply["height"]) == (width, height)
         assert reply["server_ms"] > 0 and reply["timings_ms"]["total"] > 0 and reply["variant"] == "shipped"
     assert [r["frame"] for r in replies + [after]] == [0, 1, 2]
-    assert bad["code"] == "bad_frame" and "not a readable image" in bad["error"]
-    assert empty["code"] == "bad_frame" and "empty" in empty["error"]
-    assert text["code"] == "bad_frame" and "reset" in text["error"]
+    assert cut["code"] == "corrupt_image" and "truncated" in cut["error"]
+    assert gif["code"] == "unsupported_image"
+    assert empty["code"] == "empty_image"
+    assert text["code"] == "bad_message" and "reset" in text["error"]
     assert reset == {"reset": True}
     assert len(recorded.made) == 1
     rgb = np.zeros((64, 64, 3), np.uint8)
@@ -160,8 +166,8 @@ def test_video_socket_refuses_frames_over_the_limits(tmp_path, jpeg_frames):
         tiny = cv2.imencode(".png", np.zeros((20, 20, 3), np.uint8))[1].tobytes()
         socket.send_bytes(tiny)
         too_many_pixels = socket.receive_json()
-    assert too_big["code"] == "bad_frame" and "over the limit" in too_big["error"]
-    assert too_many_pixels["code"] == "bad_frame" and "20x20" in too_many_pixels["error"]
+    assert too_big["code"] == "too_large" and "limit" in too_big["error"]
+    assert too_many_pixels["code"] == "too_many_pixels" and "20x20" in too_many_pixels["error"]
 
 
 def test_each_socket_gets_its_own_pipeline(client, jpeg_frames):
@@ -171,3 +177,29 @@ def test_each_socket_gets_its_own_pipeline(client, jpeg_frames):
         second.send_bytes(jpeg_frames[0])
         assert first.receive_json()["present"]["pose"] and second.receive_json()["present"]["pose"]
     assert len(recorded.made) == 2 and recorded.made[0] is not recorded.made[1]
+
+
+def test_the_mailbox_keeps_only_the_newest_frame_and_ends_when_closed():
+    async def scenario():
+        mailbox = LatestFrame()
+        mailbox.put(b"one")
+        mailbox.put(b"two")
+        mailbox.put(b"three")
+        newest = await mailbox.take()
+        mailbox.put(b"four")
+        mailbox.close()
+        return newest, await mailbox.take(), await mailbox.take(), mailbox.dropped
+
+    assert asyncio.run(scenario()) == (b"three", b"four", None, 2)
+
+
+def test_video_sockets_beyond_the_bound_are_told_busy(client, monkeypatch, jpeg_frames):
+    monkeypatch.setattr(page, "MAX_VIDEO_CONNECTIONS", 1)
+    with client.websocket_connect("/ws/video") as first:
+        with client.websocket_connect("/ws/video") as second:
+            assert second.receive_json()["code"] == "busy"
+        first.send_bytes(jpeg_frames[0])
+        assert first.receive_json()["present"]["pose"]
+    with client.websocket_connect("/ws/video") as again:  # the slot is free again
+        again.send_bytes(jpeg_frames[0])
+        assert again.receive_json()["present"]["pose"]

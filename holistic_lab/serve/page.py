@@ -9,6 +9,7 @@ and gets each frame's result back, tracked in video mode by a pipeline of its ow
     GET  /api/v1/topology       parts, colour groups, colours and edges of the 543 points
     WS   /ws/video              binary JPEG/PNG frame in -> result JSON (+ server_ms) out;
                                 text {"reset": true} starts a new clip; a bad frame -> {"error", "code"}
+                                (decoded and refused as POST /predict's uploads are)
 
 The socket keeps at most one frame waiting: a frame that arrives while another waits replaces
 it (the reply counts it in `dropped`), so a fast camera never builds a backlog of stale frames.
@@ -19,23 +20,20 @@ import asyncio
 import functools
 import json
 import logging
-import threading
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from ..datasets import SAMPLE_FILES, SAMPLES_DIR, sample_path
-from ..images import check_image_size, image_size
 from ..topology import EDGE_SETS, NUM_KEYPOINTS, PARTS, edges
 from ..viz import PART_COLORS, PART_LABELS, POINT_GROUPS, edge_group
 from .errors import ApiError
+from .decode import decode_upload
 from .payload import result_payload
-from .served import ServedModels
+from .predict_api import served_models
 
 log = logging.getLogger("holistic_lab.serve")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -45,17 +43,6 @@ MAX_VIDEO_CONNECTIONS = 4
 # Same origin only: the page loads nothing from elsewhere, so nothing injected can either.
 CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
                            "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
-_SERVED_LOCK = threading.Lock()
-
-
-def served_models(app: FastAPI) -> ServedModels:
-    """The app's ServedModels, made on first use (its close registered in `app.state.closers`)."""
-    with _SERVED_LOCK:
-        served = getattr(app.state, "served", None)
-        if served is None:
-            served = app.state.served = ServedModels(app.state.settings)
-            app.state.closers.append(served.close)
-        return served
 
 
 @functools.lru_cache(maxsize=1)
@@ -74,23 +61,6 @@ def topology_json() -> dict:
 
 def available_samples() -> list[str]:
     return [name for name, file_name in SAMPLE_FILES.items() if (SAMPLES_DIR / file_name).is_file()]
-
-
-def decode_frame(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
-    """One video frame (JPEG, PNG, ...) as uint8 RGB; ValueError saying why it is refused. The
-    size is checked from the header before any pixel is decoded."""
-    if not data:
-        raise ValueError("frame: empty message; expected an encoded image (JPEG or PNG bytes)")
-    if len(data) > max_bytes:
-        raise ValueError(f"frame: {len(data)} bytes, over the limit of {max_bytes}")
-    size = image_size(data, "frame")
-    if size is None:
-        raise ValueError("frame: not a readable image; expected JPEG or PNG bytes")
-    check_image_size(*size, "frame", max_pixels)
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError("frame: the image is damaged and could not be decoded")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 class LatestFrame:
@@ -114,8 +84,9 @@ class LatestFrame:
         self._ready.set()
 
     async def take(self) -> bytes | str | None:
-        await self._ready.wait()
-        self._ready.clear()
+        while self._item is None and not self.closed:
+            self._ready.clear()  # nothing runs between the check and the wait: one event loop
+            await self._ready.wait()
         item, self._item = self._item, None
         return item
 
@@ -135,7 +106,10 @@ async def _read_frames(websocket: WebSocket, mailbox: LatestFrame) -> None:
 
 def _track(pipeline, variant: str, data: bytes, settings) -> dict:
     start = time.perf_counter()
-    rgb = decode_frame(data, settings.max_upload_bytes, settings.max_pixels)
+    if len(data) > settings.max_upload_bytes:
+        raise ApiError(413, "too_large", f"the frame is {len(data)} bytes, over this server's limit of "
+                       f"{settings.max_upload_bytes}")
+    rgb, _ = decode_upload(data, settings.max_pixels)
     result = pipeline.process(rgb)
     payload = result_payload(result, pipeline.last_timings, variant, None)
     payload["server_ms"] = round((time.perf_counter() - start) * 1000, 2)
@@ -148,7 +122,7 @@ def _control(pipeline, text: str) -> dict:
     except json.JSONDecodeError:
         message = None
     if not isinstance(message, dict) or message.get("reset") is not True:
-        raise ValueError('text message: expected {"reset": true}; frames go as binary messages')
+        raise ApiError(400, "bad_message", 'a text message must be {"reset": true}; frames go as binary messages')
     pipeline.reset()
     return {"reset": True}
 
@@ -156,11 +130,9 @@ def _control(pipeline, text: str) -> dict:
 async def video_socket(websocket: WebSocket) -> None:
     app = websocket.app
     state = app.state
-    with _SERVED_LOCK:
-        if state.video_connections >= MAX_VIDEO_CONNECTIONS:
-            busy = True
-        else:
-            busy, state.video_connections = False, state.video_connections + 1
+    busy = state.video_connections >= MAX_VIDEO_CONNECTIONS  # counted on the event loop: no lock needed
+    if not busy:
+        state.video_connections += 1
     await websocket.accept()
     if busy:
         await websocket.send_json({"error": f"{MAX_VIDEO_CONNECTIONS} video streams are already open; "
@@ -169,17 +141,14 @@ async def video_socket(websocket: WebSocket) -> None:
         return
     pipeline = reader = None
     try:
-        served = await asyncio.to_thread(served_models, app)
-        pipeline, variant = await asyncio.to_thread(served.video_pipeline)
+        pipeline, variant = await asyncio.to_thread(served_models(app).video_pipeline)
         mailbox = LatestFrame()
         reader = asyncio.create_task(_read_frames(websocket, mailbox))
         frame_index = 0
         while True:
             item = await mailbox.take()
             if item is None:
-                if mailbox.closed:
-                    break
-                continue
+                break
             try:
                 if isinstance(item, str):
                     reply = _control(pipeline, item)
@@ -187,8 +156,8 @@ async def video_socket(websocket: WebSocket) -> None:
                     reply = await asyncio.to_thread(_track, pipeline, variant, item, state.settings)
                     reply.update(frame=frame_index, dropped=mailbox.dropped)
                     frame_index += 1
-            except ValueError as error:
-                reply = {"error": str(error), "code": "bad_frame"}
+            except ApiError as error:
+                reply = {"error": error.message, "code": error.code}
             except Exception as error:  # the socket stays open for the next frame; the log has the trace
                 log.exception("video frame failed")
                 reply = {"error": f"internal error ({type(error).__name__}); the server log has it",
@@ -202,8 +171,7 @@ async def video_socket(websocket: WebSocket) -> None:
             reader.cancel()
         if pipeline is not None:
             await asyncio.to_thread(pipeline.close)
-        with _SERVED_LOCK:
-            state.video_connections -= 1
+        state.video_connections -= 1
 
 
 def install(app: FastAPI) -> None:
