@@ -32,22 +32,21 @@ def main() -> None:
     args = parser.parse_args()
 
     from holistic_lab.datasets import sample_path
-    from holistic_lab.serve.loadtest import run_load, start_server
+    from holistic_lab.serve.loadtest import run_load
+    from holistic_lab.serve.server_process import ServerProcess
 
     image = sample_path("grace_hopper").read_bytes()
-    settings = {"pool_size": args.pool, "num_threads": args.threads, "cache_size": 64 if args.cache else 0,
-                "queue_limit": max(8, args.clients)}
+    settings = {"pool": args.pool, "threads": args.threads, "cache": 64 if args.cache else 0,
+                "queue": max(8, args.clients)}
     with tempfile.TemporaryDirectory() as workspace:
-        server = start_server(workspace, **settings)
-        try:
+        options = [text for name, value in settings.items() for text in (f"--{name}", str(value))]
+        with ServerProcess(workspace, *options) as server:
             warm = run_load(server.url + "predict", image, clients=1, requests_per_client=1)
             if warm["errors"]:
                 raise SystemExit(f"the warm-up request failed: {warm['errors']}")
             rounds = [run_load(server.url + "predict", image, clients=args.clients,
                                requests_per_client=args.requests, pid=server.process.pid)
                       for _ in range(args.rounds)]
-        finally:
-            server.stop()
     print(json.dumps({"machine": f"{cpu_name()}, {os.cpu_count()} cores", "image": "data_samples/grace_hopper.jpg",
                       "settings": settings, "rounds": rounds}, indent=2))
 

@@ -679,6 +679,7 @@ def cmd_serve(args) -> int:
 
     settings = ServeSettings(workspace=args.workspace, variant=args.variant, host=args.host, port=args.port,
                              token=args.token, pool_size=args.pool, num_threads=args.threads,
+                             cache_size=args.cache, queue_limit=args.queue,
                              extra={"tensorboard": args.tensorboard})
     if settings.variant is not None:
         from .variants import read_variant
@@ -691,7 +692,7 @@ def cmd_serve(args) -> int:
     if args.tensorboard:
         from .serve.tensorboard import start_tensorboard
 
-        tensorboard = start_tensorboard(settings.workspace, TENSORBOARD_PORT)
+        tensorboard = start_tensorboard(settings.workspace / "jobs", TENSORBOARD_PORT)
         print(f"TensorBoard on the jobs' logs: http://127.0.0.1:{TENSORBOARD_PORT}/")
     token_note = " (the model and job endpoints need the token)" if settings.token else ""
     print(f"serving holistic-lab on {settings.url}{token_note}; workspace {display_path(settings.workspace)}; "
@@ -715,6 +716,10 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--variant", help="a variant folder to serve first (default: the shipped models)")
     p.add_argument("--token", help="API token the model and job endpoints require (or $HOLISTIC_LAB_TOKEN)")
     p.add_argument("--pool", type=positive_int, default=1, help="pipelines serving /predict at once (default 1)")
+    p.add_argument("--queue", type=positive_int, default=8, help="requests that may wait for a pipeline; beyond "
+                   "them /predict answers 503 (default 8)")
+    p.add_argument("--cache", type=non_negative_int, default=64, help="results kept by (image sha256, variant); "
+                   "0: off (default 64)")
     p.add_argument("--threads", type=thread_count, default=1, help="TFLite threads per pipeline stage (default 1)")
     p.add_argument("--tensorboard", action="store_true", help="also start TensorBoard on the jobs' logs "
                    f"(port {TENSORBOARD_PORT})")

@@ -5,68 +5,29 @@ toggles a part off, streams a fixture clip over the WebSocket, and takes screens
 test's temporary folder. Skipped, with the reason, where chromium or Playwright is missing."""
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from holistic_lab import datasets
+from holistic_lab.serve.server_process import ServerProcess
 from holistic_lab.topology import NUM_KEYPOINTS
 from holistic_lab.viz import PART_COLORS
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-REPO = Path(__file__).resolve().parent.parent
-SERVER = ("import sys, uvicorn\n"
-          "from holistic_lab.serve import ServeSettings, create_app\n"
-          "port = int(sys.argv[2])\n"
-          "uvicorn.run(create_app(ServeSettings(workspace=sys.argv[1], port=port)), host='127.0.0.1', port=port,"
-          " log_level='warning')\n")
 LEFT_SHOULDER, RIGHT_SHOULDER = 11, 12
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: install Debian's chromium "
                                 "(`apt-get install chromium`; .ci/run does when root) to run the browser tests")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """The URL of `holistic-lab serve`'s app under uvicorn in a child process (killed afterwards)."""
-    port = free_port()
-    workspace = tmp_path_factory.mktemp("workspace")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    log = open(workspace / "server.log", "w+")
-    process = subprocess.Popen([sys.executable, "-c", SERVER, str(workspace), str(port)], env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"the server exited with {process.returncode}:\n{log.read()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/api/v1/samples", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail("the server did not answer within 120 s")
-            time.sleep(0.25)
-        yield url
-    finally:
-        process.kill()
-        process.wait(timeout=30)
-        log.close()
+    """The URL of `holistic-lab serve` in a child process on a free loopback port (stopped afterwards)."""
+    with ServerProcess(tmp_path_factory.mktemp("workspace")) as running:
+        yield running.url.rstrip("/")
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from fastapi.testclient import TestClient
 from holistic_lab import __version__
 from holistic_lab.serve import ServeSettings, create_app
 from holistic_lab.serve.jobs_store import JobStore, new_job_id
+from holistic_lab.serve.server_process import ServerProcess, free_port
 
 JOB = {"module": "face_mesh", "epochs": 1, "batch_size": 2, "validation_split": 0.5}
 LONG_JOB = {**JOB, "epochs": 1000}  # still running when the test stops it
@@ -258,61 +256,32 @@ def test_cancel_a_queued_and_a_running_job_and_shutdown_fails_the_running_one(wo
     assert wait_for(lambda: not alive(pid), 15, "the shut-down job's process to exit")
 
 
-SERVER = textwrap.dedent("""
-    import sys, uvicorn
-    from holistic_lab.serve import ServeSettings, create_app
-    settings = ServeSettings(workspace=sys.argv[1], port=int(sys.argv[2]))
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning")
-""")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def serve(workspace: Path, port: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", SERVER, str(workspace), str(port)], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/api/v1/finetune/status", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def test_a_server_killed_mid_job_reports_it_failed_after_restart_and_a_clean_stop_fails_the_running_job(workspace, face_set):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    servers, job_pid = [], None
+    servers, job_pid = [ServerProcess(workspace, port=port), ServerProcess(workspace, port=port)], None
     try:
-        servers.append(serve(workspace, port))
-        wait_for(lambda: ready(url), 60, "the server to answer")
+        servers[0].start()
         job_id = httpx.post(f"{url}/api/v1/finetune/start", json={"dataset_path": face_set, **LONG_JOB}).json()["job_id"]
         wait_for(lambda: httpx.get(f"{url}/api/v1/finetune/status", params={"job_id": job_id}).json()["status"]
                  == "running", 20, "the job to run")
         (job_pid,) = stored_pids(workspace)
-        servers[0].send_signal(signal.SIGKILL)  # no shutdown: the store still says running
-        servers[0].wait(10)
+        servers[0].kill()  # SIGKILL, no shutdown: the store still says running
         assert alive(job_pid)  # the orphaned training the restart must deal with
-        servers.append(serve(workspace, port))
-        wait_for(lambda: ready(url), 60, "the restarted server to answer")
+        servers[1].start()
         job = httpx.get(f"{url}/api/v1/finetune/status", params={"job_id": job_id}).json()
         assert job["status"] == "failed", job
         assert "the server stopped while the job was running (restart at " in job["error"]
         assert [listed["job_id"] for listed in httpx.get(f"{url}/api/v1/jobs").json()["jobs"]] == [job_id]
         assert wait_for(lambda: not alive(job_pid), 10, "the orphaned job to be stopped")
 
-        # a clean stop (SIGTERM: uvicorn's shutdown) stops the running child and says why
+        # a clean stop (SIGTERM to the server alone: uvicorn's shutdown) stops the running child and says why
         second = httpx.post(f"{url}/api/v1/finetune/start", json={"dataset_path": face_set, **LONG_JOB}).json()["job_id"]
         wait_for(lambda: httpx.get(f"{url}/api/v1/finetune/status", params={"job_id": second}).json()["status"]
                  == "running", 20, "the second job to run")
         job_pid = next(pid for pid in stored_pids(workspace) if alive(pid))
-        servers[1].terminate()
-        servers[1].wait(30)
+        servers[1].process.terminate()
+        servers[1].process.wait(30)
         store = JobStore(workspace / "jobs.sqlite3")
         job = store.get(second)
         store.close()
@@ -320,8 +289,7 @@ def test_a_server_killed_mid_job_reports_it_failed_after_restart_and_a_clean_sto
         assert not alive(job_pid)
     finally:
         for server in servers:
-            kill_group(server.pid)
-            server.wait(10)
+            server.stop()
         kill_group(job_pid)
 
 

@@ -6,20 +6,17 @@ import httpx
 
 from holistic_lab.cli import main
 from holistic_lab.datasets import sample_path
-from holistic_lab.serve.loadtest import run_load, start_server
+from holistic_lab.serve.loadtest import run_load
+from holistic_lab.serve.server_process import ServerProcess
 
 
 def test_a_real_server_answers_a_small_load_without_errors(tmp_path):
     image = sample_path("grace_hopper").read_bytes()
-    with open(tmp_path / "server.log", "wb") as log:
-        server = start_server(tmp_path / "workspace", log=log, pool_size=1, cache_size=0)
-        try:
-            result = run_load(server.url + "predict", image, clients=2, requests_per_client=3, timeout_s=60,
-                              pid=server.process.pid)
-            models = httpx.get(server.url + "api/v1/models", timeout=10)
-        finally:
-            server.stop()
-    assert result["errors"] == {} and result["ok"] == 6, (tmp_path / "server.log").read_text()[-2000:]
+    with ServerProcess(tmp_path / "workspace", "--pool", "1", "--cache", "0") as server:
+        result = run_load(server.url + "predict", image, clients=2, requests_per_client=3, timeout_s=60,
+                          pid=server.process.pid)
+        models = httpx.get(server.url + "api/v1/models", timeout=10)
+    assert result["errors"] == {} and result["ok"] == 6, server.log_tail()
     assert result["cache"] == {"miss": 6}  # cache off: every request ran the cascade
     assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p99"]
     assert result["throughput_rps"] > 0 and result["rss_mib_before"] > 0 and result["rss_mib_after"] > 0

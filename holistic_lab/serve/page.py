@@ -109,7 +109,7 @@ def _track(pipeline, variant: str, data: bytes, settings) -> dict:
     if len(data) > settings.max_upload_bytes:
         raise ApiError(413, "too_large", f"the frame is {len(data)} bytes, over this server's limit of "
                        f"{settings.max_upload_bytes}")
-    rgb, _ = decode_upload(data, settings.max_pixels)
+    rgb = decode_upload(data, settings.max_pixels)
     result = pipeline.process(rgb)
     payload = result_payload(result, pipeline.last_timings, variant, None)
     payload["server_ms"] = round((time.perf_counter() - start) * 1000, 2)
