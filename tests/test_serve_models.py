@@ -105,3 +105,43 @@ def test_the_model_endpoints_need_the_token_when_one_is_set(workspace):
         assert client.get("/api/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
         ok = client.post("/api/v1/models/activate", json={"variant": "copy"}, headers={"X-API-Token": TOKEN})
         assert ok.status_code == 200
+
+
+def write_bench_report(path, date: str, medians: dict[str, float]) -> None:
+    """A `holistic-lab bench` report.json measuring `medians` (variant path -> end-to-end ms) beside MediaPipe."""
+    from holistic_lab.bench import ReportBuilder, median_ratio
+    from holistic_lab.bench.machine import machine_info
+    from holistic_lab.bench.schema import Ratio, timing
+
+    settings = {"images": "fixtures", "n_images": 2, "repeats": 3, "warmup": 1, "threads": [1], "quick": True,
+                "command": "holistic-lab bench", "date": date}
+    builder = ReportBuilder(path, machine_info(), settings)
+    reference = [100.0, 102.0, 98.0]
+    builder.add_variant({"name": "mediapipe", "path": "mediapipe", "total_bytes": 1})
+    builder.add_latency({"variant": "mediapipe", "threads": 1, "mode": "image", "end_to_end": timing(reference)})
+    for index, (variant_path, median) in enumerate(medians.items()):
+        name = f"v{index}"
+        times = [median - 1, median, median + 1]
+        builder.add_variant({"name": name, "path": variant_path, "total_bytes": 1})
+        builder.add_latency({"variant": name, "threads": 1, "mode": "image", "end_to_end": timing(times),
+                             "ratio_to_mediapipe": Ratio.of(median_ratio(times, reference, paired=True))})
+    builder.complete()
+
+
+def test_the_listing_gives_each_model_its_newest_benchmark_from_the_workspace_reports(workspace):
+    write_bench_report(workspace / "reports" / "old" / "report.json", "2026-11-01T00:00:00Z",
+                       {"shipped": 120.0, "variants/copy": 90.0})
+    write_bench_report(workspace / "reports" / "new" / "report.json", "2026-11-20T00:00:00Z",
+                       {str(workspace / "variants" / "copy"): 80.0})
+    (workspace / "reports" / "broken").mkdir()
+    (workspace / "reports" / "broken" / "report.json").write_text("{not json")  # skipped, not a 500
+    with TestClient(create_app(ServeSettings(workspace=workspace))) as client:
+        response = client.get("/api/v1/models")
+    assert response.status_code == 200, response.text
+    models = {model["name"] if model["error"] is None else model["path"]: model for model in response.json()["models"]}
+    assert models["shipped"]["last_benchmark"]["image_median_ms"] == 120.0
+    assert models["shipped"]["last_benchmark"]["report"] == "reports/old/report.json"
+    copy = models["copy"]["last_benchmark"]
+    assert copy["image_median_ms"] == 80.0 and copy["report"] == "reports/new/report.json"  # the newer one
+    assert copy["ratio_to_mediapipe"] == pytest.approx(0.8, abs=0.02)
+    assert models["variants/bad-checksum"]["last_benchmark"] is None

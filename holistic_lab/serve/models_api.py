@@ -4,8 +4,10 @@
     POST /api/v1/models/activate    {"variant": "shipped" | a name under variants/ | a path in the workspace}
 
 A listed variant has its stages (kind, bytes, the metrics its manifest records, e.g. from the
-command that measured it), its total size, whether it is the one served, and, when it cannot be
-read (a checksum that does not match, a file missing), the reason instead. Activation builds the
+command that measured it), its total size, whether it is the one served, its last benchmark (the
+newest `holistic-lab bench` report under <workspace>/reports/ that measured it: end-to-end median
+and ratio to MediaPipe in image mode), and, when it cannot be read (a checksum that does not
+match, a file missing), the reason instead. Activation builds the
 variant's pipelines and runs them on a real portrait before switching (`ServedModels.activate`):
 a broken variant is refused with 422 naming it, and the old one keeps serving.
 """
@@ -16,6 +18,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..bench.schema import read_report
 from ..datasets import sample_image
 from ..files import display_path
 from ..mediapipe_models import model_path
@@ -26,6 +29,7 @@ from .security import inside_workspace, require_token
 from .served import SHIPPED
 
 VARIANTS_FOLDER = "variants"
+REPORTS_FOLDER = "reports"  # `holistic-lab bench --out reports/NAME`, run from the workspace
 PROBE_SAMPLE = "astronaut"  # a portrait with a person: a variant that finds none there is broken
 
 
@@ -60,6 +64,30 @@ def variant_entry(folder: Path, workspace: Path, active_folder: Path | None) -> 
             "made": (variant.manifest.get("made_by") or {}).get("date"), "error": None}
 
 
+def last_benchmarks(workspace: Path) -> dict[str, dict]:
+    """The newest benchmark of each variant in <workspace>/reports/*/report.json, keyed by its resolved
+    folder ("shipped" for the shipped models). A report's variant path is absolute or relative to the
+    workspace; a report that cannot be read is skipped (`holistic-lab bench --compare` names its fault)."""
+    newest: dict[str, dict] = {}
+    for path in sorted((workspace / REPORTS_FOLDER).glob("*/report.json")):
+        try:
+            report = read_report(path)
+        except ValueError:
+            continue
+        for variant in report.variants:
+            rows = [row for row in report.latency if row.variant == variant.name and row.mode == "image"]
+            if not rows or variant.path == "mediapipe":
+                continue
+            key = SHIPPED if variant.path == SHIPPED else str((workspace / variant.path).resolve())
+            row = min(rows, key=lambda r: r.threads)
+            entry = {"report": str(path.relative_to(workspace)), "date": report.settings.date,
+                     "threads": row.threads, "image_median_ms": round(row.end_to_end.median_ms, 2),
+                     "ratio_to_mediapipe": None if row.ratio_to_mediapipe is None else row.ratio_to_mediapipe.value}
+            if key not in newest or entry["date"] > newest[key]["date"]:
+                newest[key] = entry
+    return newest
+
+
 def variant_folder(workspace: Path, value: str) -> Path | None:
     """The folder `value` names (None: shipped): a path in the workspace, else a name under variants/."""
     if value == SHIPPED:
@@ -91,6 +119,10 @@ def install(app: FastAPI) -> None:
         folders = sorted(path.parent for path in (workspace / VARIANTS_FOLDER).glob(f"*/{MANIFEST}"))
         models = [shipped_entry(active_folder is None)]
         models += [variant_entry(folder, workspace, active_folder) for folder in folders]
+        benchmarks = last_benchmarks(workspace)
+        for entry in models:
+            key = SHIPPED if entry["path"] is None else str((workspace / entry["path"]).resolve())
+            entry["last_benchmark"] = benchmarks.get(key)
         return {"active": served.name, "models": models}
 
     @app.post("/api/v1/models/activate", dependencies=[Depends(require_token)],
