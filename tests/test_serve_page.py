@@ -15,7 +15,6 @@ from holistic_lab.images import iter_video_frames
 from holistic_lab.serve import ServeSettings, create_app
 from holistic_lab.serve import page
 from holistic_lab.serve.page import STATIC_DIR, LatestFrame
-from holistic_lab.serve.predict_api import served_models
 from holistic_lab.topology import EDGE_SETS, NUM_KEYPOINTS, PARTS, edges
 from holistic_lab.viz import PART_COLORS, POINT_GROUPS
 
@@ -123,7 +122,7 @@ def closed(pipeline, frame) -> bool:
 
 
 def test_video_socket_tracks_real_frames_survives_bad_ones_and_closes_its_pipeline(client, jpeg_frames):
-    recorded = RecordedPipelines(served_models(client.app))
+    recorded = RecordedPipelines(client.app.state.served)
     with client.websocket_connect("/ws/video") as socket:
         replies = []
         for data in jpeg_frames[:2]:
@@ -171,7 +170,7 @@ def test_video_socket_refuses_frames_over_the_limits(tmp_path, jpeg_frames):
 
 
 def test_each_socket_gets_its_own_pipeline(client, jpeg_frames):
-    recorded = RecordedPipelines(served_models(client.app))
+    recorded = RecordedPipelines(client.app.state.served)
     with client.websocket_connect("/ws/video") as first, client.websocket_connect("/ws/video") as second:
         first.send_bytes(jpeg_frames[0])
         second.send_bytes(jpeg_frames[0])

@@ -1,5 +1,6 @@
 """`create_app(settings)`: the FastAPI app, put together from one module per concern. Each
-module's `install(app)` adds its routes and state; what must be released at shutdown (pipelines,
+module's `install(app)` adds its routes and state (the served models, `app.state.served`, are
+made first: /predict, the video socket and the model endpoints share them); what must be released at shutdown (pipelines,
 job processes) is appended to `app.state.closers` and closed in reverse order."""
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi import FastAPI
 from .. import __version__
 from . import jobs_api, models_api, page, predict_api
 from .errors import install_error_handlers
+from .served import ServedModels
 from .settings import ServeSettings
 
 log = logging.getLogger("holistic_lab.serve")
@@ -37,7 +39,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     settings = settings or ServeSettings()
     app = FastAPI(title="holistic-lab", version=__version__, docs_url="/docs", redoc_url=None, lifespan=_lifespan)
     app.state.settings = settings
-    app.state.closers = []
+    app.state.served = ServedModels(settings)  # the pipelines every route that tracks shares
+    app.state.closers = [app.state.served.close]
     install_error_handlers(app)
     for module in (models_api, predict_api, jobs_api, page):
         module.install(app)

@@ -24,9 +24,8 @@ from ..files import display_path
 from ..mediapipe_models import model_path
 from ..variants import MANIFEST, STAGES, read_variant
 from .errors import ApiError
-from .predict_api import served_models
 from .security import inside_workspace, require_token
-from .served import SHIPPED
+from .served import SHIPPED, ServedModels
 
 VARIANTS_FOLDER = "variants"
 REPORTS_FOLDER = "reports"  # `holistic-lab bench --out reports/NAME`, run from the workspace
@@ -109,7 +108,7 @@ def probe(pipeline) -> None:
 
 
 def install(app: FastAPI) -> None:
-    served = served_models(app)
+    served: ServedModels = app.state.served
     workspace = app.state.settings.workspace
 
     @app.get("/api/v1/models", dependencies=[Depends(require_token)],

@@ -33,7 +33,6 @@ from ..viz import PART_COLORS, PART_LABELS, POINT_GROUPS, edge_group
 from .errors import ApiError
 from .decode import decode_upload
 from .payload import result_payload
-from .predict_api import served_models
 
 log = logging.getLogger("holistic_lab.serve")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -141,7 +140,7 @@ async def video_socket(websocket: WebSocket) -> None:
         return
     pipeline = reader = None
     try:
-        pipeline, variant = await asyncio.to_thread(served_models(app).video_pipeline)
+        pipeline, variant = await asyncio.to_thread(app.state.served.video_pipeline)
         mailbox = LatestFrame()
         reader = asyncio.create_task(_read_frames(websocket, mailbox))
         frame_index = 0

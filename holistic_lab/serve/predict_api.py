@@ -29,14 +29,6 @@ FIELD = "image"
 MULTIPART_OVERHEAD = 64 << 10
 
 
-def served_models(app: FastAPI) -> ServedModels:
-    """The app's ServedModels, made on first use by whichever module installs first."""
-    if getattr(app.state, "served", None) is None:
-        app.state.served = ServedModels(app.state.settings)
-        app.state.closers.append(app.state.served.close)
-    return app.state.served
-
-
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it is known to exceed `limit` bytes."""
     too_large = ApiError(413, "upload_too_large", f"the upload is over this server's limit of {limit} bytes "
@@ -101,7 +93,7 @@ def predict_bytes(served: ServedModels, cache: ResultCache, data: bytes, max_pix
 
 
 def install(app: FastAPI) -> None:
-    served = served_models(app)
+    served: ServedModels = app.state.served
     settings = app.state.settings
     app.state.result_cache = cache = ResultCache(settings.cache_size)
 
