@@ -679,8 +679,7 @@ def cmd_serve(args) -> int:
 
     settings = ServeSettings(workspace=args.workspace, variant=args.variant, host=args.host, port=args.port,
                              token=args.token, pool_size=args.pool, num_threads=args.threads,
-                             cache_size=args.cache, queue_limit=args.queue,
-                             extra={"tensorboard": args.tensorboard})
+                             cache_size=args.cache, queue_limit=args.queue)
     if settings.variant is not None:
         from .variants import read_variant
 

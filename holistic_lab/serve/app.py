@@ -36,8 +36,10 @@ def close_app(app: FastAPI) -> None:
 
 
 def create_app(settings: ServeSettings | None = None) -> FastAPI:
+    """The app; its OpenAPI description is at /openapi.json (no /docs page: Swagger UI loads from a CDN,
+    and this server works offline)."""
     settings = settings or ServeSettings()
-    app = FastAPI(title="holistic-lab", version=__version__, docs_url="/docs", redoc_url=None, lifespan=_lifespan)
+    app = FastAPI(title="holistic-lab", version=__version__, docs_url=None, redoc_url=None, lifespan=_lifespan)
     app.state.settings = settings
     app.state.served = ServedModels(settings)  # the pipelines every route that tracks shares
     app.state.closers = [app.state.served.close]

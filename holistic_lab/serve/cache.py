@@ -1,5 +1,6 @@
-"""`ResultCache`: the last results /predict computed, keyed by (image SHA-256, variant name), so
-the same upload to the same variant is answered without running the cascade again. Bounded
+"""`ResultCache`: the last results /predict computed, keyed by (image SHA-256, the served
+generation's `ServedModels.key`), so the same upload to the same variant is answered without
+running the cascade again. Bounded
 (least recently used first out) and safe to share between the server's threads."""
 from __future__ import annotations
 
@@ -16,23 +17,23 @@ class ResultCache:
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def get(self, sha256: str, variant: str):
+    def get(self, sha256: str, generation: str):
         """The stored result, or None."""
         with self._lock:
-            value = self._items.get((sha256, variant))
+            value = self._items.get((sha256, generation))
             if value is None:
                 self.misses += 1
                 return None
-            self._items.move_to_end((sha256, variant))
+            self._items.move_to_end((sha256, generation))
             self.hits += 1
             return value
 
-    def put(self, sha256: str, variant: str, value) -> None:
+    def put(self, sha256: str, generation: str, value) -> None:
         if self.size == 0:
             return
         with self._lock:
-            self._items[(sha256, variant)] = value
-            self._items.move_to_end((sha256, variant))
+            self._items[(sha256, generation)] = value
+            self._items.move_to_end((sha256, generation))
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 

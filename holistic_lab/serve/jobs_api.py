@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import fcntl
 import json
 import math
 import os
@@ -33,6 +34,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import __version__
+from ..files import display_path
 from ..train.config import MAX_JOB_BYTES, FineTuneConfig
 from ..variants import STAGES
 from .errors import ApiError
@@ -61,12 +63,28 @@ class PruneRequest(BaseModel):
                                      description="a variant in variants/ to start from; none: the shipped models")
 
 
+def claim_workspace(workspace: Path):
+    """An exclusive lock on the workspace for this server's life (released by the kernel when the
+    process dies): a second server would `recover` the first one's running jobs, i.e. kill them.
+    Returns the lock's file, to close at shutdown; ValueError when another server holds it."""
+    lock = open(workspace / ".serve.lock", "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise ValueError(f"workspace {display_path(workspace)}: another holistic-lab serve is using it (its jobs "
+                         "would be taken for a dead server's); stop it or give this one another --workspace") from None
+    return lock
+
+
 def install(app: FastAPI) -> None:
     settings = app.state.settings
     (settings.workspace / "jobs").mkdir(parents=True, exist_ok=True)  # TensorBoard's logdir, even before a job
+    lock = claim_workspace(settings.workspace)
+    app.state.closers.append(lock.close)
     store = JobStore(settings.workspace / "jobs.sqlite3")
     runner = JobRunner(store, settings.workspace, slots=settings.job_slots,
-                       grace_s=float(settings.extra.get("job_grace_s", 10.0)))
+                       grace_s=settings.job_grace_s)
     runner.recover()
     app.state.jobs = runner
     app.state.closers += [store.close, runner.close]  # closed newest first: the runner, then the store
@@ -150,6 +168,34 @@ async def _json_object(request: Request) -> dict:
     return fields
 
 
+def check_runnable(config: FineTuneConfig, given_dataset: str) -> None:
+    """What the job's child would refuse in its first second, refused now with 400 naming the field
+    (a 202 for a job that cannot start helps nobody): an unsupported combination of fields, a
+    data set that is not there."""
+    try:
+        if config.task_type == "classification":
+            from ..gestures.job import check_classification_job
+
+            check_classification_job(config)
+        else:
+            from ..train.loop import check_supported
+
+            check_supported(config)
+    except ValueError as error:
+        raise ApiError(400, "invalid_config", str(error)) from None
+    if config.task_type == "classification":
+        if not Path(config.dataset_path).is_dir():
+            raise ApiError(400, "bad_dataset", f"dataset_path: {given_dataset!r} is not a folder of class folders "
+                           "in the workspace")
+        return
+    from ..formats.tfrecord_sets import set_files
+
+    try:
+        set_files(config.dataset_path)
+    except (ValueError, OSError) as error:
+        raise ApiError(400, "bad_dataset", f"dataset_path: {given_dataset!r}: {error}") from None
+
+
 def _submit_finetune(workspace: Path, store: JobStore, runner: JobRunner, fields: dict) -> dict:
     job_id = new_job_id()
     folder = workspace / "jobs" / job_id
@@ -158,7 +204,8 @@ def _submit_finetune(workspace: Path, store: JobStore, runner: JobRunner, fields
     except ValueError as error:
         raise ApiError(400, "invalid_config", str(error)) from None
     fields = dict(fields)
-    fields["dataset_path"] = str(inside_workspace(workspace, fields["dataset_path"], "dataset_path"))
+    given_dataset = fields["dataset_path"]
+    fields["dataset_path"] = str(inside_workspace(workspace, given_dataset, "dataset_path"))
     given_checkpoints = "checkpoint_dir" in fields
     checkpoints = (inside_workspace(workspace, fields["checkpoint_dir"], "checkpoint_dir") if given_checkpoints
                    else folder / "checkpoints")
@@ -172,6 +219,7 @@ def _submit_finetune(workspace: Path, store: JobStore, runner: JobRunner, fields
         raise ApiError(409, "checkpoint_dir_busy", f"checkpoint_dir: job {busy[0]} is using {checkpoints}")
     fields["checkpoint_dir"] = str(checkpoints)
     config = FineTuneConfig(**fields)
+    check_runnable(config, given_dataset)
     folder.mkdir(parents=True)
     (folder / "job.json").write_text(config.to_json() + "\n")
     if given_checkpoints:  # TensorBoard over jobs/ sees every job's scalars

@@ -46,10 +46,13 @@ def job_command(job: dict) -> list[str]:
     return command
 
 
-def _child_environment() -> dict:
-    """The server's environment, unbuffered (the log is followed live), with this copy of
-    holistic_lab importable whatever folder the server was started from."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+JOB_ID_ENV = "HOLISTIC_LAB_JOB_ID"  # marks a job's child, so a restarted server can tell it from a reused pid
+
+
+def _child_environment(job_id: str) -> dict:
+    """The server's environment, unbuffered (the log is followed live), marked with the job's id,
+    with this copy of holistic_lab importable whatever folder the server was started from."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **{JOB_ID_ENV: job_id})
     package_root = str(Path(holistic_lab.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     return env
@@ -86,11 +89,11 @@ class JobRunner:
 
     def recover(self) -> list[dict]:
         """Fail every job a stopped server left queued or running (`JobStore.recover`) and stop a
-        child it left behind, recognised by the job's id on its command line (a pid alone may
+        child it left behind, recognised by the job's id in its environment (a pid alone may
         have been reused by now)."""
         left = self.store.recover()
         for job in left:
-            if job["pid"] and job["id"] in _command_line(job["pid"]):
+            if job["pid"] and _job_id_of(job["pid"]) == job["id"]:
                 _signal_group(job["pid"], signal.SIGKILL)
                 log.warning("stopped job %s's orphaned process %d", job["id"], job["pid"])
         return left
@@ -197,7 +200,7 @@ class JobRunner:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(log_path, "ab") as log_file:
                 child = subprocess.Popen(job_command(job), stdout=log_file, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=self.workspace, env=_child_environment(),
+                                         stdin=subprocess.DEVNULL, cwd=self.workspace, env=_child_environment(job["id"]),
                                          start_new_session=True)
         except OSError as error:
             self.store.update(job["id"], only_if=("queued",), status="failed", finished=now(),
@@ -210,8 +213,11 @@ class JobRunner:
             child.wait()
 
 
-def _command_line(pid: int) -> str:
+def _job_id_of(pid: int) -> str | None:
+    """The job id a running process was started with (JOB_ID_ENV), None for another process."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
-        return ""
+        return None
+    prefix = f"{JOB_ID_ENV}=".encode()
+    return next((entry[len(prefix):].decode("ascii", "replace") for entry in entries if entry.startswith(prefix)), None)

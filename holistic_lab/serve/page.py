@@ -30,9 +30,10 @@ from fastapi.staticfiles import StaticFiles
 from ..datasets import SAMPLE_FILES, SAMPLES_DIR, sample_path
 from ..topology import EDGE_SETS, NUM_KEYPOINTS, PARTS, edges
 from ..viz import PART_COLORS, PART_LABELS, POINT_GROUPS, edge_group
-from .errors import ApiError
 from .decode import decode_upload
+from .errors import ApiError
 from .payload import result_payload
+from .security import foreign_origin
 
 log = logging.getLogger("holistic_lab.serve")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -129,17 +130,20 @@ def _control(pipeline, text: str) -> dict:
 async def video_socket(websocket: WebSocket) -> None:
     app = websocket.app
     state = app.state
+    if foreign_origin(websocket.headers) is not None:  # another site's page must not stream to this server
+        await websocket.close(code=1008)
+        return
     busy = state.video_connections >= MAX_VIDEO_CONNECTIONS  # counted on the event loop: no lock needed
-    if not busy:
-        state.video_connections += 1
-    await websocket.accept()
     if busy:
+        await websocket.accept()
         await websocket.send_json({"error": f"{MAX_VIDEO_CONNECTIONS} video streams are already open; "
                                    "try again shortly", "code": "busy"})
         await websocket.close(code=1013)
         return
+    state.video_connections += 1
     pipeline = reader = None
-    try:
+    try:  # from here on the slot is given back whatever happens, a failed handshake included
+        await websocket.accept()
         pipeline, variant = await asyncio.to_thread(app.state.served.video_pipeline)
         mailbox = LatestFrame()
         reader = asyncio.create_task(_read_frames(websocket, mailbox))

@@ -75,20 +75,20 @@ def predict_bytes(served: ServedModels, cache: ResultCache, data: bytes, max_pix
     """(the JSON body, whether it came from the cache) for one uploaded image; blocking. Only
     results are cached, so bytes found in the cache were an image: they are not decoded again."""
     sha256 = hashlib.sha256(data).hexdigest()
-    cached = cache.get(sha256, served.name)
+    cached = cache.get(sha256, served.key)
     if cached is not None:
         return cached, True
     start = time.perf_counter()
     rgb = decode_upload(data, max_pixels)
     decode_ms = (time.perf_counter() - start) * 1000
-    with served.pipeline() as (pipeline, variant):
+    with served.pipeline() as (pipeline, generation):
         result = pipeline.process(rgb)
         timings = {"decode": decode_ms, **pipeline.last_timings}
     if not result.present["pose"]:
         raise ApiError(422, "no_person", f"no person found in the {rgb.shape[1]}x{rgb.shape[0]} image: the pose "
                        "detector needs a person with the head and shoulders in view")
-    body = json.dumps(result_payload(result, timings, variant, sha256), separators=(",", ":")).encode()
-    cache.put(sha256, variant, body)
+    body = json.dumps(result_payload(result, timings, generation.name, sha256), separators=(",", ":")).encode()
+    cache.put(sha256, generation.key, body)
     return body, False
 
 

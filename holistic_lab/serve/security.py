@@ -1,18 +1,36 @@
 """What a client may not do: reach the job and model endpoints without the token (when one is
-set), or name a path outside the workspace."""
+set) or from another site's page in a browser (a loopback server has no token, so any page the
+user visits could otherwise POST jobs to it), or name a path outside the workspace."""
 from __future__ import annotations
 
 import hmac
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import Request
 
 from .errors import ApiError
 
 
+def foreign_origin(headers) -> str | None:
+    """The `Origin` a browser sent when it is not this server's own (scheme-less host:port compare
+    with `Host`); None for the page itself and for clients that send no Origin (curl, httpx)."""
+    origin = headers.get("origin")
+    if origin is None:
+        return None
+    if origin == "null" or urlsplit(origin).netloc.lower() != (headers.get("host") or "").lower():
+        return origin
+    return None
+
+
 def require_token(request: Request) -> None:
-    """FastAPI dependency: with a token configured, `Authorization: Bearer <token>` (or
-    `X-API-Token`) must match it; 401 otherwise. Compared in constant time."""
+    """FastAPI dependency of the job and model endpoints: a browser request from another origin is
+    403; with a token configured, `Authorization: Bearer <token>` (or `X-API-Token`) must match it,
+    401 otherwise (compared in constant time)."""
+    origin = foreign_origin(request.headers)
+    if origin is not None:
+        raise ApiError(403, "cross_origin", f"requests from another site's page ({origin[:200]}) are refused; "
+                       "use the server's own page or a non-browser client")
     token = request.app.state.settings.token
     if not token:
         return

@@ -2,8 +2,8 @@
 so each pipeline serves one request at a time), and the switch to another variant.
 
     served = ServedModels(settings)
-    with served.pipeline() as (pipeline, variant_name):   # waits for a free one, or ApiError 503
-        result = pipeline.process(rgb)
+    with served.pipeline() as (pipeline, generation):     # waits for a free one, or ApiError 503
+        result = pipeline.process(rgb)                    # generation.name: the variant's name
     served.activate(Path("work/variants/int8"))           # atomic; a broken variant raises ValueError
 
 Switching is atomic: a request holds the generation it started on, so in-flight requests finish
@@ -27,7 +27,9 @@ SHIPPED = "shipped"
 
 @dataclass
 class Generation:
-    """One served variant: its name, folder (None: shipped) and its free pipelines."""
+    """One served variant: its name, folder (None: shipped) and its free pipelines. `key` is unique
+    per activation: two variants may carry the same manifest name, so results are cached by key."""
+    key: str
     name: str
     folder: Path | None
     free: queue.Queue
@@ -63,6 +65,7 @@ class ServedModels:
         self._waiting = 0
         self._lock = threading.Lock()   # guards _current and _waiting
         self._switch = threading.Lock()  # one activation at a time
+        self._serial = 0
         self._current = self._build(settings.variant)
 
     def _build(self, folder: Path | None) -> Generation:
@@ -72,7 +75,8 @@ class ServedModels:
         free = queue.Queue()
         for pipeline in pipelines:
             free.put(pipeline)
-        return Generation(name, folder, free, pipelines)
+        self._serial += 1
+        return Generation(f"{self._serial}:{name}", name, folder, free, pipelines)
 
     @property
     def name(self) -> str:
@@ -82,9 +86,14 @@ class ServedModels:
     def folder(self) -> Path | None:
         return self._current.folder
 
+    @property
+    def key(self) -> str:
+        """The served generation's cache key (`Generation.key`)."""
+        return self._current.key
+
     @contextlib.contextmanager
     def pipeline(self):
-        """A free pipeline of the served variant and its name, for one request. Raises ApiError 503
+        """A free pipeline of the served variant and its `Generation`, for one request. Raises ApiError 503
         when `queue_limit` requests already wait, or when none is free within `queue_timeout_s`."""
         with self._lock:
             if self._waiting >= self.settings.queue_limit:
@@ -101,7 +110,7 @@ class ServedModels:
                 with self._lock:
                     self._waiting -= 1
             try:
-                yield pipeline, generation.name
+                yield pipeline, generation
             finally:
                 generation.free.put(pipeline)
         except queue.Empty:
@@ -124,11 +133,15 @@ class ServedModels:
         runs a built pipeline on a real image first; any error leaves the old variant serving and
         is raised as ValueError naming the variant."""
         with self._switch:
+            generation = None
             try:
                 generation = self._build(folder)
                 if probe is not None:
                     probe(generation.pipelines[0])
             except Exception as error:  # a broken variant: checksum, signature, interpreter or probe
+                if generation is not None:
+                    for pipeline in generation.pipelines:
+                        pipeline.close()
                 raise ValueError(f"variant {folder}: {error}") from None
             with self._lock:
                 old, self._current = self._current, generation

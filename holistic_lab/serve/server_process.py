@@ -1,6 +1,7 @@
 """`holistic-lab serve` in a child process, for notebooks, load tests and the tests that need a
 real uvicorn server: a free loopback port, a bounded wait until it answers, and a stop that
-always takes the process and its job children with it.
+always ends it (its clean shutdown stops its jobs; it is also stopped when this Python exits,
+so a notebook that fails half-way leaves no server behind).
 
     with ServerProcess(workspace="work") as server:
         httpx.get(server.url + "api/v1/finetune/status")
@@ -13,9 +14,12 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import httpx
+
+from .settings import TOKEN_ENV
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -42,12 +46,12 @@ class ServerProcess:
         self.workspace.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "holistic_lab.cli", "serve", "--port", str(self.port),
                    "--workspace", str(self.workspace), *self.args]
-        if self.token:
-            command += ["--token", self.token]
+        env = dict(self.env, **({TOKEN_ENV: self.token} if self.token else {}))  # not on the command line: ps shows it
         with open(self.log_path, "ab") as log:
-            # its own session: stop() signals the whole group, job children included
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            # its own session: stop() signals the server's whole group (job children have their own)
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                             start_new_session=True)
+        self._finalizer = weakref.finalize(self, _stop_at_exit, self.process)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -78,6 +82,7 @@ class ServerProcess:
         jobs), then SIGKILL whatever is left after `grace_s`."""
         if self.process is None:
             return
+        self._finalizer.detach()
         try:
             group = os.getpgid(self.process.pid)
         except ProcessLookupError:
@@ -100,3 +105,14 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _stop_at_exit(process: subprocess.Popen) -> None:
+    """At interpreter exit (or when the ServerProcess is collected): a server still running is
+    sent SIGTERM, so it stops its jobs itself."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 TOKEN_ENV = "HOLISTIC_LAB_TOKEN"
@@ -40,7 +40,7 @@ class ServeSettings:
     max_pixels: int = MAX_UPLOAD_PIXELS
     job_slots: int = 1                   # fine-tuning jobs run at once; the rest queue
     num_threads: int = 1                 # TFLite threads per pipeline
-    extra: dict = field(default_factory=dict, compare=False)
+    job_grace_s: float = 10.0            # a cancelled job's seconds between SIGTERM and SIGKILL
 
     def __post_init__(self):
         object.__setattr__(self, "workspace", Path(self.workspace).expanduser().resolve())
@@ -51,6 +51,8 @@ class ServeSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "cache_size" else 1):
                 raise ValueError(f"ServeSettings.{name}: expected a positive integer, got {value!r}")
+        if not self.job_grace_s > 0:
+            raise ValueError(f"ServeSettings.job_grace_s: expected > 0 seconds, got {self.job_grace_s!r}")
         if not self.queue_timeout_s > 0:
             raise ValueError(f"ServeSettings.queue_timeout_s: expected > 0 seconds, got {self.queue_timeout_s!r}")
         if self.token is None and os.environ.get(TOKEN_ENV):
