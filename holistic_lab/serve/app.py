@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from .. import __version__
 from . import jobs_api, models_api, page, predict_api
 from .errors import install_error_handlers
+from .limits import BodyLimit
 from .served import ServedModels
 from .settings import ServeSettings
 
@@ -44,6 +45,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.served = ServedModels(settings)  # the pipelines every route that tracks shares
     app.state.closers = [app.state.served.close]
     install_error_handlers(app)
+    app.add_middleware(BodyLimit)
     for module in (models_api, predict_api, jobs_api, page):
         module.install(app)
     return app

@@ -169,12 +169,12 @@ async def video_socket(websocket: WebSocket) -> None:
                 await websocket.send_json(reply)
             except (WebSocketDisconnect, RuntimeError):
                 break
-    finally:
+    finally:  # no await here: a handler cancelled at disconnect or shutdown would skip what follows one
+        state.video_connections -= 1
         if reader is not None:
             reader.cancel()
         if pipeline is not None:
-            await asyncio.to_thread(pipeline.close)
-        state.video_connections -= 1
+            pipeline.close()  # a flag for a one-thread pipeline: quick on the event loop
 
 
 def install(app: FastAPI) -> None:

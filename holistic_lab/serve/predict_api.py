@@ -78,10 +78,12 @@ def predict_bytes(served: ServedModels, cache: ResultCache, data: bytes, max_pix
     cached = cache.get(sha256, served.key)
     if cached is not None:
         return cached, True
-    start = time.perf_counter()
-    rgb = decode_upload(data, max_pixels)
-    decode_ms = (time.perf_counter() - start) * 1000
+    # decoded only once a pipeline is free: at most pool_size images are in memory decoded (a
+    # 64-megapixel upload is ~200 MB of RGB), however many requests wait
     with served.pipeline() as (pipeline, generation):
+        start = time.perf_counter()
+        rgb = decode_upload(data, max_pixels)
+        decode_ms = (time.perf_counter() - start) * 1000
         result = pipeline.process(rgb)
         timings = {"decode": decode_ms, **pipeline.last_timings}
     if not result.present["pose"]:
