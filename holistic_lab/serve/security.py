@@ -31,7 +31,10 @@ def inside_workspace(workspace: Path, value: str, field: str) -> Path:
     if not isinstance(value, str) or not value or "\x00" in value:
         raise ApiError(400, "bad_path", f"{field}: expected a path inside the workspace, got {value!r}")
     root = Path(workspace).resolve()
-    path = (root / value).resolve()
+    try:
+        path = (root / value).resolve()
+    except (OSError, RuntimeError):  # a symbolic link loop
+        raise ApiError(400, "bad_path", f"{field}: {value!r} cannot be resolved (a symbolic link loop?)") from None
     if path != root and not path.is_relative_to(root):
         raise ApiError(400, "bad_path", f"{field}: {value!r} resolves outside the server's workspace")
     return path

@@ -1,0 +1,75 @@
+"""What a hostile client sends the server, each answered with a 4xx JSON error that names the
+problem, never a 500: an image too long on one side for the cascade's crops, JSON nested
+thousands deep or with an integer of thousands of digits, a path that is a symbolic link loop."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from holistic_lab.serve import ServeSettings, create_app
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("workspace")
+    (folder / "loop").symlink_to(folder / "loop")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def client(workspace):
+    with TestClient(create_app(ServeSettings(workspace=workspace, extra={"job_grace_s": 2.0}))) as client:
+        yield client
+
+
+def refused(response, status: int, code: str, *words: str) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "code"} and body["code"] == code, body
+    for word in words:
+        assert word in body["error"], body
+    return body
+
+
+def png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (128, 128, 128)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("size", [(1, 100_000), (100_000, 1)])
+def test_a_strip_of_few_pixels_but_one_side_too_long_for_the_crops_is_413_not_500(client, size):
+    response = client.post("/predict", files={"image": ("strip.png", png(*size), "image/png")})
+    refused(response, 413, "image_too_large", f"{size[0]}x{size[1]}")
+
+
+def test_a_video_frame_too_long_on_one_side_is_refused_and_the_socket_stays_open(client):
+    with client.websocket_connect("/ws/video") as socket:
+        socket.send_bytes(png(1, 40_000))
+        assert socket.receive_json()["code"] == "image_too_large"
+        socket.send_text('{"reset": true}')
+        assert socket.receive_json() == {"reset": True}
+
+
+@pytest.mark.parametrize("body, words", [
+    (b"[" * 100_000 + b"]" * 100_000, ["recursion"]),
+    (b'{"dataset_path": "sets/a", "module": "hands", "epochs": ' + b"9" * 5000 + b"}", ["digits"]),
+])
+def test_start_refuses_json_nested_too_deep_or_with_a_huge_integer(client, body, words):
+    response = client.post("/api/v1/finetune/start", content=body, headers={"content-type": "application/json"})
+    refused(response, 400, "bad_json", *words)
+
+
+@pytest.mark.parametrize("field", ["dataset_path", "checkpoint_dir"])
+def test_start_refuses_a_symbolic_link_loop_by_name(client, field):
+    fields = {"dataset_path": "sets/a", "module": "hands", field: "loop"}
+    refused(client.post("/api/v1/finetune/start", json=fields), 400, "bad_path", field, "loop")
+    assert client.get("/api/v1/jobs").json()["jobs"] == []
+
+
+def test_activate_refuses_a_symbolic_link_loop_and_keeps_serving(client):
+    refused(client.post("/api/v1/models/activate", json={"variant": "loop"}), 400, "bad_path", "variant")
+    assert client.get("/api/v1/models").json()["active"] == "shipped"
