@@ -73,3 +73,14 @@ def test_start_refuses_a_symbolic_link_loop_by_name(client, field):
 def test_activate_refuses_a_symbolic_link_loop_and_keeps_serving(client):
     refused(client.post("/api/v1/models/activate", json={"variant": "loop"}), 400, "bad_path", "variant")
     assert client.get("/api/v1/models").json()["active"] == "shipped"
+
+
+def test_a_non_ascii_token_sent_as_utf8_is_accepted_and_a_wrong_one_refused(tmp_path):
+    app = create_app(ServeSettings(workspace=tmp_path, token="sécret-ключ"))
+    with TestClient(app) as client:
+        for header in ("Authorization", "X-API-Token"):
+            prefix = "Bearer " if header == "Authorization" else ""
+            right = client.get("/api/v1/jobs", headers={header: (prefix + "sécret-ключ").encode()})
+            assert right.status_code == 200, right.text
+            wrong = client.get("/api/v1/jobs", headers={header: (prefix + "sécret-ключи").encode()})
+            refused(wrong, 401, "unauthorized")

@@ -20,7 +20,9 @@ def require_token(request: Request) -> None:
     auth = request.headers.get("authorization") or ""
     if auth.lower().startswith("bearer "):
         given = auth[7:].strip()
-    if not hmac.compare_digest(given.encode(), token.encode()):
+    # header values arrive decoded as latin-1: back to the bytes sent, which a client such as curl
+    # sends as UTF-8, the encoding the token is compared in
+    if not hmac.compare_digest(given.encode("latin-1", "replace"), token.encode()):
         raise ApiError(401, "unauthorized", "this endpoint needs the server's API token: "
                        "'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
 
