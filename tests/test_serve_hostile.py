@@ -1,15 +1,19 @@
 """What a hostile client sends the server, each answered with a 4xx JSON error that names the
 problem, never a 500: an image too long on one side for the cascade's crops, JSON nested
-thousands deep or with an integer of thousands of digits, a path that is a symbolic link loop."""
+thousands deep or with an integer of thousands of digits, a path that is a symbolic link loop;
+a non-ASCII token; video sockets left open without frames, which must not hold the slots for ever."""
 from __future__ import annotations
 
 import io
+import time
+import queue
+import threading
 
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from holistic_lab.serve import ServeSettings, create_app
+from holistic_lab.serve import ServeSettings, create_app, page
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +88,34 @@ def test_a_non_ascii_token_sent_as_utf8_is_accepted_and_a_wrong_one_refused(tmp_
             assert right.status_code == 200, right.text
             wrong = client.get("/api/v1/jobs", headers={header: (prefix + "sécret-ключи").encode()})
             refused(wrong, 401, "unauthorized")
+
+
+def receive_within(socket, timeout_s: float) -> dict:
+    """The socket's next JSON message, or AssertionError after `timeout_s` (the reader is a daemon
+    thread, so a server that never answers cannot hang the test run)."""
+    replies = queue.Queue()
+    threading.Thread(target=lambda: replies.put(socket.receive_json()), daemon=True).start()
+    try:
+        return replies.get(timeout=timeout_s)
+    except queue.Empty:
+        raise AssertionError(f"no message within {timeout_s} s") from None
+
+
+def slots_free(client, timeout_s: float = 30.0) -> None:
+    """Wait until every closed socket's cleanup (its pipeline closed in a thread) has ended."""
+    deadline = time.monotonic() + timeout_s
+    while client.app.state.video_connections and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.app.state.video_connections == 0
+
+
+def test_an_idle_video_socket_is_closed_and_frees_its_slot(client, monkeypatch):
+    monkeypatch.setattr(page, "MAX_VIDEO_CONNECTIONS", 1)
+    monkeypatch.setattr(page, "VIDEO_IDLE_TIMEOUT_S", 1.0)
+    slots_free(client)
+    with client.websocket_connect("/ws/video") as idle:
+        assert receive_within(idle, 30)["code"] == "idle"  # sent nothing: told, then closed
+    slots_free(client)
+    with client.websocket_connect("/ws/video") as again:  # the one slot is free again
+        again.send_text('{"reset": true}')
+        assert again.receive_json() == {"reset": True}
