@@ -1,10 +1,13 @@
 """What a hostile client sends the server, each answered with a 4xx JSON error that names the
 problem, never a 500: an image too long on one side for the cascade's crops, JSON nested
 thousands deep or with an integer of thousands of digits, a path that is a symbolic link loop;
-a non-ASCII token; video sockets left open without frames, which must not hold the slots for ever."""
+a non-ASCII token; a client that leaves mid-upload; video sockets left open without frames, which must not hold the slots for ever."""
 from __future__ import annotations
 
+import asyncio
 import io
+import json
+import logging
 import time
 import queue
 import threading
@@ -119,3 +122,27 @@ def test_an_idle_video_socket_is_closed_and_frees_its_slot(client, monkeypatch):
     with client.websocket_connect("/ws/video") as again:  # the one slot is free again
         again.send_text('{"reset": true}')
         assert again.receive_json() == {"reset": True}
+
+
+@pytest.mark.parametrize("path, content_type", [("/predict", b"multipart/form-data; boundary=x"),
+                                                ("/api/v1/finetune/start", b"application/json")])
+def test_a_client_that_leaves_mid_upload_is_no_internal_error(client, caplog, path, content_type):
+    """Called as uvicorn calls the app when the connection drops after the first bytes."""
+    messages = iter([{"type": "http.request", "body": b"--x\r\n", "more_body": True}, {"type": "http.disconnect"}])
+    sent = []
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "path": path,
+             "raw_path": path.encode(), "query_string": b"", "root_path": "", "scheme": "http",
+             "headers": [(b"host", b"testserver"), (b"content-type", content_type)],
+             "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
+    with caplog.at_level(logging.ERROR, logger="holistic_lab.serve"):
+        asyncio.run(client.app(scope, receive, send))
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"])["code"] == "client_disconnected"
+    assert not caplog.records  # no "unexpected error" traceback in the server log
