@@ -146,3 +146,12 @@ def test_a_client_that_leaves_mid_upload_is_no_internal_error(client, caplog, pa
     assert sent[0]["status"] == 400
     assert json.loads(sent[1]["body"])["code"] == "client_disconnected"
     assert not caplog.records  # no "unexpected error" traceback in the server log
+
+
+@pytest.mark.parametrize("path", ["/api/v1/model/prune", "/api/v1/finetune/cancel", "/api/v1/models/activate"])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_json_body_over_the_limit_is_413_before_it_is_read_in_full(client, path, chunked):
+    body = b'{"variant": "' + b"x" * (2 << 20) + b'"}'
+    content = (body[i:i + 65536] for i in range(0, len(body), 65536)) if chunked else body
+    response = client.post(path, content=content, headers={"content-type": "application/json"})
+    refused(response, 413, "body_too_large", "limit")
