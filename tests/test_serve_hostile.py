@@ -28,7 +28,7 @@ def workspace(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(workspace):
-    with TestClient(create_app(ServeSettings(workspace=workspace, extra={"job_grace_s": 2.0}))) as client:
+    with TestClient(create_app(ServeSettings(workspace=workspace))) as client:
         yield client
 
 
