@@ -10,9 +10,10 @@ import logging
 from fastapi import FastAPI
 
 from .. import __version__
+from ..train.config import MAX_JOB_BYTES
 from . import jobs_api, models_api, page, predict_api
+from .body_limit import BodyLimit
 from .errors import install_error_handlers
-from .limits import BodyLimit
 from .served import ServedModels
 from .settings import ServeSettings
 
@@ -45,7 +46,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.served = ServedModels(settings)  # the pipelines every route that tracks shares
     app.state.closers = [app.state.served.close]
     install_error_handlers(app)
-    app.add_middleware(BodyLimit)
+    # JSON bodies are job configs and short requests; /predict bounds its upload itself
+    app.add_middleware(BodyLimit, limit=MAX_JOB_BYTES, exempt=("/predict",))
     for module in (models_api, predict_api, jobs_api, page):
         module.install(app)
     return app

@@ -14,6 +14,9 @@ SIGNATURES = ((b"\xff\xd8\xff", "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"BM", 
               (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"))
 JPEG_START_OF_SCAN, JPEG_END = b"\xff\xda", b"\xff\xd9"
 PNG_END = b"IEND\xaeB`\x82"  # the end chunk's type and its fixed CRC
+# OpenCV's warps (every crop of the cascade) refuse an image with a side of SHRT_MAX or more:
+# a 1 x 100000 strip is few pixels but cannot be served.
+MAX_SIDE = 32766
 
 
 def image_format(data: bytes) -> str | None:
@@ -53,6 +56,9 @@ def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
     if width * height > pixel_limit(max_pixels):
         raise ApiError(413, "too_many_pixels", f"the uploaded image is {width}x{height} "
                        f"({width * height / 1e6:.3g} megapixels); this server decodes at most {max_pixels / 1e6:g}")
+    if max(width, height) > MAX_SIDE:
+        raise ApiError(413, "image_too_large", f"the uploaded image is {width}x{height}; this server takes at most "
+                       f"{MAX_SIDE} pixels a side")
     if truncated(data, kind):
         raise ApiError(400, "corrupt_image", f"the uploaded {kind.upper()} image is truncated: its end is missing")
     try:

@@ -160,7 +160,8 @@ async def _json_object(request: Request) -> dict:
             raise ApiError(413, "body_too_large", f"body: a job config is at most {MAX_JOB_BYTES} bytes")
     try:
         fields = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    # ValueError: bad UTF-8 or JSON, or an integer of thousands of digits; RecursionError: [[[[...]]]]
+    except (ValueError, RecursionError) as error:
         raise ApiError(400, "bad_json", f"body: expected a JSON object of FineTuneConfig fields ({error})") from None
     if not isinstance(fields, dict):
         raise ApiError(400, "bad_json", f"body: expected a JSON object of FineTuneConfig fields, got "

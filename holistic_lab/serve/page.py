@@ -40,6 +40,9 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 # Each socket holds a pipeline of its own (a few hundred MB of interpreters): a bound keeps a
 # burst of tabs from exhausting memory.
 MAX_VIDEO_CONNECTIONS = 4
+# A socket that sends no frame for this long is closed: otherwise a few idle connections would
+# hold every slot (and a pipeline each) for ever.
+VIDEO_IDLE_TIMEOUT_S = 60.0
 # Same origin only: the page loads nothing from elsewhere, so nothing injected can either.
 CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
                            "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
@@ -127,6 +130,15 @@ def _control(pipeline, text: str) -> dict:
     return {"reset": True}
 
 
+async def _close_idle(websocket: WebSocket) -> None:
+    try:
+        await websocket.send_json({"error": f"no frame for {VIDEO_IDLE_TIMEOUT_S:g} s; the stream is closed",
+                                   "code": "idle"})
+        await websocket.close(code=1000)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+
+
 async def video_socket(websocket: WebSocket) -> None:
     app = websocket.app
     state = app.state
@@ -149,7 +161,11 @@ async def video_socket(websocket: WebSocket) -> None:
         reader = asyncio.create_task(_read_frames(websocket, mailbox))
         frame_index = 0
         while True:
-            item = await mailbox.take()
+            try:
+                item = await asyncio.wait_for(mailbox.take(), VIDEO_IDLE_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                await _close_idle(websocket)
+                break
             if item is None:
                 break
             try:

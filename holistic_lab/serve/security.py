@@ -38,7 +38,9 @@ def require_token(request: Request) -> None:
     auth = request.headers.get("authorization") or ""
     if auth.lower().startswith("bearer "):
         given = auth[7:].strip()
-    if not hmac.compare_digest(given.encode(), token.encode()):
+    # header values arrive decoded as latin-1: back to the bytes sent, which a client such as curl
+    # sends as UTF-8, the encoding the token is compared in
+    if not hmac.compare_digest(given.encode("latin-1", "replace"), token.encode()):
         raise ApiError(401, "unauthorized", "this endpoint needs the server's API token: "
                        "'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
 
@@ -49,7 +51,10 @@ def inside_workspace(workspace: Path, value: str, field: str) -> Path:
     if not isinstance(value, str) or not value or "\x00" in value:
         raise ApiError(400, "bad_path", f"{field}: expected a path inside the workspace, got {value!r}")
     root = Path(workspace).resolve()
-    path = (root / value).resolve()
+    try:
+        path = (root / value).resolve()
+    except (OSError, RuntimeError):  # a symbolic link loop
+        raise ApiError(400, "bad_path", f"{field}: {value!r} cannot be resolved (a symbolic link loop?)") from None
     if path != root and not path.is_relative_to(root):
         raise ApiError(400, "bad_path", f"{field}: {value!r} resolves outside the server's workspace")
     return path
