@@ -32,12 +32,17 @@ def test_a_classification_job_writes_a_gesture_variant(class_folders, tmp_path, 
     out = tmp_path / "v"
     argv = ["finetune", "--task-type", "classification", "--module", "hands", "--data", str(class_folders),
             "--num-classes", "2", "--class-names", "fist,palm", "--epochs", "2", "--validation-split", "0.34",
-            "--out", str(out), "--no-progress"]
+            "--checkpoint-dir", str(tmp_path / "ck"), "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     assert "validation accuracy" in capsys.readouterr().out
     classifier = GestureClassifier.load(out)
     assert classifier.labels == ("fist", "palm")
     assert classifier.manifest["made_by"]["epochs"] == 2
+    from holistic_lab.serve.jobs_api import read_metrics  # what the job API's /metrics answers for this job
+
+    metrics = read_metrics(tmp_path / "ck")
+    assert metrics["epoch"] == 2 and metrics["history"]["epoch"] == [1, 2]
+    assert all(0 < value for value in metrics["history"]["loss"] + metrics["history"]["val_loss"])
 
 
 @pytest.mark.parametrize("extra, field", [

@@ -127,11 +127,13 @@ class GestureClassifier:
     @classmethod
     def train(cls, data, classes=None, hand_model=None, views: int = 3, epochs: int = 300,
               validation_fraction: float = 0.15, learning_rate: float = 1e-3, batch_size: int = 64,
-              jitter: RoiJitter = RoiJitter(), seed: int = 0, progress: bool = True) -> "GestureClassifier":
+              jitter: RoiJitter = RoiJitter(), seed: int = 0, progress: bool = True,
+              csv_log=None) -> "GestureClassifier":
         """Train on `data`: a folder of class folders (`classes` picks and renames them, see
         `classes.class_items`) or a list of (image path, label). A grouped, stratified
         `validation_fraction` of the items picks the epoch; `views` crops per training item
-        (the cascade's ROI, then jittered and mirrored ones)."""
+        (the cascade's ROI, then jittered and mirrored ones); `csv_log`: a CSV file of each epoch's
+        losses and accuracies, written as training goes."""
         items = class_items(data, classes) if isinstance(data, (str, os.PathLike)) else list(data)
         labels = check_labels(labels_of(items), "gesture training items")
         fit_items, val_items = split_items(items, validation_fraction, seed)
@@ -153,7 +155,7 @@ class GestureClassifier:
                                desc="gesture crops (validation)")
         head = build_head(len(labels), train_set.features, seed=seed)
         report = fit_classifier(head, train_set.features, train_set.labels, val_set.features, val_set.labels,
-                                epochs, learning_rate, batch_size, seed=seed, progress=progress)
+                                epochs, learning_rate, batch_size, seed=seed, progress=progress, csv_log=csv_log)
         model = attach_head(hand, head)
         check_crops = np.concatenate([roi_crop(pipeline, load_rgb(path)).tensor for path, _ in val_items[:4]])
         tflite = _verified_tflite(model, check_crops)

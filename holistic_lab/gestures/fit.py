@@ -31,9 +31,10 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
 
 def fit_classifier(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
                    epochs: int, learning_rate: float = 1e-3, batch_size: int = 64, patience: int = 15,
-                   seed: int = 0, progress: bool = True) -> FitReport:
+                   seed: int = 0, progress: bool = True, csv_log=None) -> FitReport:
     """Train `model` (softmax outputs) in place; the weights of the epoch with the lowest
-    validation loss are kept."""
+    validation loss are kept. `csv_log`: a file Keras's CSVLogger writes each epoch's losses and
+    accuracies to as training goes (what the job API's /metrics reads)."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if not len(x_val):
@@ -44,6 +45,8 @@ def fit_classifier(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.n
                   metrics=["accuracy"])
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
     callbacks = [stop]
+    if csv_log is not None:
+        callbacks.append(keras.callbacks.CSVLogger(str(csv_log)))
     if progress:
         from tqdm.keras import TqdmCallback
 

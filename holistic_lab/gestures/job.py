@@ -16,7 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..files import output_lock
-from ..train.config import FineTuneConfig
+from ..train.config import CHECKPOINT_MARKER, FineTuneConfig
+from ..train.loop import check_checkpoint_dir
 from .classes import class_items
 from .classifier import GestureClassifier, check_variant_out
 
@@ -44,11 +45,14 @@ def run_classification_job(config: FineTuneConfig, out, start_from=None, command
     found = len(dict.fromkeys(label for _, label in items))
     if found != config.num_classes:
         raise ValueError(f"num_classes: {config.num_classes}, but {Path(config.dataset_path)} gives {found} classes")
+    checkpoints = check_checkpoint_dir(config.checkpoint_dir)
     with output_lock(out, "--out"):
+        checkpoints.mkdir(parents=True, exist_ok=True)  # its log.csv, as a landmark job's: the job API's /metrics
+        (checkpoints / CHECKPOINT_MARKER).write_text(config.to_json() + "\n")
         classifier = GestureClassifier.train(
             items, hand_model=start_from, epochs=config.epochs, batch_size=config.batch_size, seed=seed,
             learning_rate=config.learning_rate or DEFAULT_LEARNING_RATE,
-            validation_fraction=config.validation_split, progress=progress)
+            validation_fraction=config.validation_split, progress=progress, csv_log=checkpoints / "log.csv")
         classifier.save_variant(out, {"command": command, "config": config.model_dump()}, source=start_from,
                                 overwrite=overwrite)
     return classifier
