@@ -684,6 +684,8 @@ def cmd_serve(args) -> int:
         from .variants import read_variant
 
         read_variant(settings.variant)  # a broken variant: one line and exit 2, before the server starts
+    if settings.workspace.exists() and not settings.workspace.is_dir():
+        raise ValueError(f"--workspace {display_path(settings.workspace)}: exists and is not a folder")
     settings.workspace.mkdir(parents=True, exist_ok=True)
     import uvicorn
 

@@ -33,3 +33,15 @@ def test_serve_refuses_a_public_address_without_a_token(capsys, monkeypatch):
 def test_serve_refuses_a_broken_variant_before_binding(tmp_path, capsys):
     assert main(["serve", "--variant", str(tmp_path / "nothing"), "--workspace", str(tmp_path)]) == 2
     assert "no manifest" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_workspace_that_is_a_file_or_holds_another_jobs_sqlite3(tmp_path, capsys):
+    (tmp_path / "file").write_text("mine")
+    assert main(["serve", "--workspace", str(tmp_path / "file"), "--port", "8998"]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / "jobs.sqlite3").write_text("someone's notes")
+    assert main(["serve", "--workspace", str(workspace), "--port", "8998"]) == 2
+    assert "not a holistic-lab job store" in capsys.readouterr().err
+    assert (workspace / "jobs.sqlite3").read_text() == "someone's notes" and (tmp_path / "file").read_text() == "mine"

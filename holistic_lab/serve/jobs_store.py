@@ -17,6 +17,8 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..files import display_path
+
 KINDS = ("finetune", "prune")
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -45,8 +47,13 @@ class JobStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_SCHEMA)
+        except sqlite3.DatabaseError as error:  # a file of the same name that is not ours: left as it is
+            self._db.close()
+            raise ValueError(f"{display_path(self.path)}: not a holistic-lab job store ({error}); move it away or "
+                             "serve another --workspace") from None
 
     def close(self) -> None:
         with self._lock:
