@@ -78,9 +78,31 @@ def cmd_info(args) -> int:
 
 
 def cmd_label(args) -> int:
-    """Label image folders and video files with MediaPipe Holistic into one .npz."""
+    """Label image folders and video files with MediaPipe Holistic into one .npz (or, with --workers, shards on Ray)."""
     from .label import label_paths
 
+    if args.merge is not None:
+        from .label_sharded import merge_sharded
+
+        if args.paths or args.workers or args.address:
+            raise ValueError("--merge takes no inputs, --workers or --address: it only joins a sharded folder into --out")
+        print(f"wrote {display_path(merge_sharded(args.merge, args.out, overwrite=args.overwrite))}")
+        return 0
+    if not args.paths:
+        raise ValueError("name the images, folders or videos to label (or --merge DIR)")
+    if args.address and not args.workers:
+        raise ValueError("--address needs --workers: the number of worker processes to run on the cluster")
+    if args.workers:
+        from .label_sharded import label_sharded
+
+        if args.overwrite:
+            raise ValueError("--overwrite does not apply with --workers: a sharded folder is resumed, never replaced; "
+                             "choose a new folder to start again")
+        out = label_sharded(args.paths, args.out, workers=args.workers, address=args.address,
+                            progress=not args.quiet)
+        print(f"wrote {display_path(out)} (holistic-lab label --merge {shlex.quote(str(out))} --out FILE.npz "
+              "joins it into one file)")
+        return 0
     out = label_paths(args.paths, args.out, save_every_s=args.save_every, progress=not args.quiet,
                       overwrite=args.overwrite)
     print(f"wrote {display_path(out)}")
@@ -735,9 +757,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("label", help=cmd_label.__doc__)
-    p.add_argument("paths", nargs="+", help="image files, folders of images, video files")
-    p.add_argument("--out", required=True, help="output .npz (resumed if it exists)")
-    p.add_argument("--save-every", type=positive_float, default=10.0, help="checkpoint interval in seconds")
+    p.add_argument("paths", nargs="*", help="image files, folders of images, video files")
+    p.add_argument("--out", required=True, help="output .npz (resumed if it exists); with --workers, a folder of "
+                   "shards (resumed if it exists)")
+    p.add_argument("--workers", type=positive_int, help="label on Ray Data with this many worker processes, one "
+                   "shard per video or image chunk (see README: Labelling a large corpus)")
+    p.add_argument("--address", help="with --workers: HOST:PORT of a Ray cluster's head (`ray start --head`); "
+                   "default: a local Ray in this process")
+    p.add_argument("--merge", metavar="DIR", help="join a sharded folder (from --workers) into the one .npz --out")
+    p.add_argument("--save-every", type=positive_float, default=10.0, help="checkpoint interval in seconds "
+                   "(with --workers each shard is written when its unit finishes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace --out (even a file holistic-lab did not write) instead of resuming it")
     p.set_defaults(func=cmd_label)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 from tqdm.auto import tqdm
 
@@ -48,16 +49,46 @@ def label_paths(paths, out, teacher_factory=None, save_every_s: float = 10.0, pr
 
 def _label_into(out: Path, files: list[Path], teacher_factory, save_every_s: float, progress: bool,
                 overwrite: bool) -> Path:
-    from .teacher import MediaPipeTeacher
-
     batch = Batch()
     if out.exists() and not overwrite:
         batch.names, batch.results = load_results(out)
     done = {resolved_name(name) for name in batch.names}
-    make_teacher = teacher_factory or (lambda video: MediaPipeTeacher(static_image_mode=not video))
-    teachers: dict[Path | None, object] = {}  # one for images, one for the current video
     last_save = time.monotonic()
     bar = tqdm(desc="labelling", unit="img", disable=not progress, initial=len(done))
+
+    def labelled(name: str) -> None:
+        nonlocal last_save
+        done.add(name)
+        bar.update(1)
+        if time.monotonic() - last_save >= save_every_s:
+            save_results(out, batch.results, batch.names, overwrite=overwrite)
+            last_save = time.monotonic()
+
+    try:
+        label_files(files, batch, teacher_factory, done, labelled)
+    finally:
+        if batch.results:
+            batch.save(out, overwrite=overwrite)
+        bar.close()
+    for line in batch.skipped:
+        print(f"skipped {line}")
+    if not batch.results:
+        raise nothing_processed(batch.skipped)
+    return out
+
+
+def label_files(files: list[Path], batch: Batch, teacher_factory=None, done=frozenset(),
+                labelled: Callable[[str], None] | None = None) -> Batch:
+    """Label the items of `files` not named in `done` into `batch`, calling `labelled(name)` after each.
+
+    The one loop every labelling run goes through (`label_paths`, and each work unit of
+    `label_sharded`): images share one static-image teacher, each video gets a fresh
+    tracking teacher for its frames in order. Teachers are closed on the way out.
+    """
+    from .teacher import MediaPipeTeacher
+
+    make_teacher = teacher_factory or (lambda video: MediaPipeTeacher(static_image_mode=not video))
+    teachers: dict[Path | None, object] = {}  # one for images, one for the current video
     try:
         for item in iter_items(files, batch.skipped, done):
             if item.name in done:
@@ -68,20 +99,9 @@ def _label_into(out: Path, files: list[Path], teacher_factory, save_every_s: flo
                     for old in [k for k in teachers if k is not None]:
                         teachers.pop(old).close()
                 teachers[key] = make_teacher(item.video)
-            if batch.add(item, teachers[key]):
-                done.add(item.name)
-                bar.update(1)
-            if time.monotonic() - last_save >= save_every_s:
-                save_results(out, batch.results, batch.names, overwrite=overwrite)
-                last_save = time.monotonic()
+            if batch.add(item, teachers[key]) and labelled is not None:
+                labelled(item.name)
     finally:
-        if batch.results:
-            batch.save(out, overwrite=overwrite)
-        bar.close()
         for teacher in teachers.values():
             teacher.close()
-    for line in batch.skipped:
-        print(f"skipped {line}")
-    if not batch.results:
-        raise nothing_processed(batch.skipped)
-    return out
+    return batch
