@@ -115,6 +115,9 @@ def label_sharded(paths, out_dir, workers: int = 2, address: str | None = None, 
         raise ValueError(f"images_per_unit must be an integer >= 1, got {images_per_unit!r}")
     files = input_files(paths)
     out_dir = check_output_folder(out_dir)
+    if out_dir.suffix.lower() == ".npz" and not out_dir.is_dir():
+        raise ValueError(f"output folder {display_path(out_dir)}: sharded labelling writes a folder of shards; "
+                         "name a folder (its shards join into one .npz with `holistic-lab label --merge`)")
     _check_only_ours(out_dir)
     for path in files:
         if out_dir.resolve() in path.parents:
@@ -125,12 +128,11 @@ def label_sharded(paths, out_dir, workers: int = 2, address: str | None = None, 
     units = work_units(files, images_per_unit)
     with output_lock(out_dir / MANIFEST, what="output folder"):
         _write_manifest(out_dir, units)
-        todo = [index for index, unit in enumerate(units) if not _shard_complete(out_dir, unit)]
-        skipped = _run_units(out_dir, units, todo, workers, address, progress)
-    names = load_sharded(out_dir)[0]
+        todo = {index for index, unit in enumerate(units) if not _shard_complete(out_dir, unit)}
+        labelled, skipped = _run_units(out_dir, units, todo, workers, address, progress)
     for line in skipped:
         print(f"skipped {line}")
-    if not names:
+    if not labelled:
         raise nothing_processed(skipped)
     return out_dir
 
@@ -155,6 +157,12 @@ def sharded_skipped(out_dir) -> list[str]:
     """The skipped lines of every shard of `out_dir`, in unit order."""
     out_dir = Path(out_dir)
     return [line for unit in _read_manifest(out_dir) for line in load_skipped(out_dir / unit.shard)]
+
+
+def _shard_summary(shard: Path) -> tuple[int, list[str]]:
+    """(items labelled, skipped lines) of a shard already checked by `_shard_complete`, its arrays left unread."""
+    with np.load(shard, allow_pickle=False) as data:
+        return data["names"].shape[0], [str(line) for line in data["skipped"]]
 
 
 def merge_sharded(out_dir, out, overwrite: bool = False) -> Path:
@@ -232,28 +240,34 @@ def _save_shard(out_dir: Path, unit: Unit, names, results, skipped) -> None:
                  files=np.array([str(f) for f in unit.files], dtype=str), skipped=np.array(skipped, dtype=str))
 
 
-def _run_units(out_dir: Path, units: list[Unit], todo: list[int], workers: int, address: str | None,
-               progress: bool) -> list[str]:
-    """Label the units numbered `todo` on Ray, writing each shard as it arrives; every unit's skipped lines."""
+def _run_units(out_dir: Path, units: list[Unit], todo: set[int], workers: int, address: str | None,
+               progress: bool) -> tuple[int, list[str]]:
+    """Label the units numbered `todo` on Ray, writing each shard as it arrives; (items labelled, skipped lines)
+    over all units, done before or now, in unit order."""
+    summaries = {index: _shard_summary(out_dir / unit.shard) for index, unit in enumerate(units) if index not in todo}
     bar = tqdm(desc="labelling", unit="unit", total=len(units), initial=len(units) - len(todo),
                disable=not progress)
     try:
         if todo:
             with _ray_session(workers, address) as ray:
-                rows = [{"index": index, "files": json.dumps([str(f) for f in units[index].files])} for index in todo]
+                rows = [{"index": index, "files": json.dumps([str(f) for f in units[index].files])}
+                        for index in sorted(todo)]
                 labelled = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
                     _UnitLabeller, batch_size=1, batch_format="numpy", num_cpus=1,
                     compute=ray.data.ActorPoolStrategy(size=min(workers, len(todo))))
-                frames = 0
+                frames = sum(count for count, _ in summaries.values())
                 for row in labelled.iter_rows():
                     names, results, skipped = pickle.loads(row["payload"])
-                    _save_shard(out_dir, units[int(row["index"])], names, results, skipped)
+                    index = int(row["index"])
+                    _save_shard(out_dir, units[index], names, results, skipped)
+                    summaries[index] = len(names), skipped
                     frames += len(names)
                     bar.set_postfix(frames=frames, refresh=False)
                     bar.update(1)
     finally:
         bar.close()
-    return sharded_skipped(out_dir)
+    return (sum(count for count, _ in summaries.values()),
+            [line for index in sorted(summaries) for line in summaries[index][1]])
 
 
 @contextlib.contextmanager

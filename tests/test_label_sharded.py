@@ -106,6 +106,8 @@ def test_bad_arguments_are_refused_before_any_work(corpus, tmp_path, capsys):
     a_file.write_bytes(b"mine")
     with pytest.raises(ValueError, match="labels.npz is a file; expected a folder"):
         label_sharded(corpus, a_file)
+    with pytest.raises(ValueError, match="new.npz: sharded labelling writes a folder of shards"):
+        label_sharded(corpus, tmp_path / "new.npz")
     foreign = tmp_path / "notes"
     foreign.mkdir()
     (foreign / "thesis.txt").write_text("keep me")
