@@ -47,6 +47,9 @@ from .result import check_results_output, load_results, load_skipped, save_resul
 IMAGES_PER_UNIT = 64
 MANIFEST = "manifest.json"
 SHARDED_FORMAT = "holistic-lab sharded labels 1"
+# A worker process that dies (a lost machine, a crash in MediaPipe) is restarted and its unit retried this
+# many times; Ray Data's default is forever, which a unit that always crashes its worker would never leave.
+WORKER_RETRIES = 2
 RAY_OBJECT_STORE_BYTES = 128 * 1024 * 1024  # shards are small; Ray's default takes 30% of memory
 
 
@@ -254,7 +257,8 @@ def _run_units(out_dir: Path, units: list[Unit], todo: set[int], workers: int, a
                         for index in sorted(todo)]
                 labelled = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
                     _UnitLabeller, batch_size=1, batch_format="numpy", num_cpus=1,
-                    compute=ray.data.ActorPoolStrategy(size=min(workers, len(todo))))
+                    compute=ray.data.ActorPoolStrategy(size=min(workers, len(todo))),
+                    max_restarts=WORKER_RETRIES, max_task_retries=WORKER_RETRIES)
                 frames = sum(count for count, _ in summaries.values())
                 for row in labelled.iter_rows():
                     names, results, skipped = pickle.loads(row["payload"])
@@ -274,6 +278,7 @@ def _run_units(out_dir: Path, units: list[Unit], todo: set[int], workers: int, a
 def _ray_session(workers: int, address: str | None):
     """Ray, started here (shut down on exit) unless this process already runs it (left as it is)."""
     import ray
+    import ray.data  # its import sets up its loggers, so they are quietened after it
 
     quiet = logging.getLogger("ray.data")  # its INFO and once-only notes would interleave with our bar
     level = quiet.level
@@ -282,7 +287,8 @@ def _ray_session(workers: int, address: str | None):
     if started:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, single-user session: no token warning
         local = {} if address else dict(num_cpus=workers, object_store_memory=RAY_OBJECT_STORE_BYTES)
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="WARNING", **local)
+        # "local": a fresh Ray in this process, even where a `ray start` on this machine left its address behind
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, logging_level="WARNING", **local)
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
