@@ -253,6 +253,10 @@ def _run_units(out_dir: Path, units: list[Unit], todo: set[int], workers: int, a
     try:
         if todo:
             with _ray_session(workers, address) as ray:
+                cpus = int(ray.cluster_resources().get("CPU", 0))
+                if cpus < workers:  # the actor pool would wait for cores that never come
+                    raise ValueError(f"workers {workers}: the Ray cluster has {cpus} CPUs; ask for at most {cpus} "
+                                     "workers, or add machines with `ray start --address`")
                 rows = [{"index": index, "files": json.dumps([str(f) for f in units[index].files])}
                         for index in sorted(todo)]
                 labelled = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(

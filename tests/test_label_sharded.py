@@ -71,6 +71,8 @@ def test_sharded_labels_equal_the_single_process_run(corpus, reference, ray_sess
     assert label_sharded(corpus, out, workers=2, progress=False, images_per_unit=2) == out
     assert_same(load_sharded(out), reference)
     assert ray.is_initialized()  # a session it did not start is left running
+    with pytest.raises(ValueError, match="workers 3: the Ray cluster has 2 CPUs"):
+        label_sharded(corpus, tmp_path / "more", workers=3, progress=False)
     assert "zz_broken.jpg" in capsys.readouterr().out
 
     merged = tmp_path / "merged.npz"
