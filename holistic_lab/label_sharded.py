@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from .batch import Batch, input_files, is_video, nothing_processed
 from .files import atomic_write, check_output_folder, display_path, output_lock, read_json_object
+from .label import label_files
 from .result import check_results_output, load_results, load_skipped, save_results
 
 IMAGES_PER_UNIT = 64
@@ -86,8 +87,6 @@ def work_units(files: list[Path], images_per_unit: int = IMAGES_PER_UNIT) -> lis
 
 def label_unit(files: list[str]) -> tuple[list[str], list, list[str]]:
     """(names, results, skipped lines) of one unit, labelled by `label.label_files` as `label_paths` would."""
-    from .label import label_files
-
     batch = label_files([Path(f) for f in files], Batch())
     return batch.names, batch.results, batch.skipped
 
