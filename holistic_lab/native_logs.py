@@ -28,6 +28,10 @@ BENIGN_PATTERNS = (  # searched anywhere in a line, whatever its log prefix
     r"^libpng warning: iCCP: known incorrect sRGB profile$",
     r"tf_tfl_flatbuffer_helpers\.cc:\d+\] Ignored (output_format|drop_control_dependency)\.$",
     r"mlir_graph_optimization_pass\.cc:\d+\] MLIR V1 optimization pass is not enabled$",
+    # a multi-worker fine-tune's workers (tf.distribute's gRPC servers) and Ray's driver at labelling
+    r"grpc_server_lib\.cc:\d+\] Started server with target: grpc://",
+    r"coordination_service_agent\.cc:\d+\] Coordination agent has successfully connected\.$",
+    r"core_worker\.cc:\d+: Actor with class name: .* has constructor arguments in the object store and max_restarts > 0",
     r"^fully_quantize: \d+, inference_type: \d+, input_inference_type: \w+, output_inference_type: \w+$",
 )
 _BENIGN = re.compile("|".join(f"(?:{p})" for p in BENIGN_PATTERNS))

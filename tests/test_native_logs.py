@@ -18,3 +18,14 @@ def test_is_benign_is_specific():
     assert is_benign("libpng warning: iCCP: known incorrect sRGB profile\n")
     assert not is_benign("libpng error: IDAT: CRC error")
     assert not is_benign("E0000 00:00:1.0 1 interpreter.cc:1] Failed to allocate tensors")
+
+
+def test_distributed_and_ray_start_up_lines_are_benign_but_their_failures_are_not():
+    assert is_benign("I0000 00:00:17.2 21652 grpc_server_lib.cc:463] Started server with target: grpc://127.0.0.1:35879")
+    assert is_benign("I0000 00:00:17.2 21650 coordination_service_agent.cc:369] Coordination agent has successfully "
+                     "connected.")
+    assert is_benign("[2026-11-23 11:29:28,716 E 21480 21480] core_worker.cc:2465: Actor with class name: 'MapWorker("
+                     "MapBatches(_UnitLabeller))' and ID: 'ceb1' has constructor arguments in the object store and "
+                     "max_restarts > 0. If the arguments in the object store go out of scope or are lost, ...")
+    assert not is_benign("E0000 00:00:17.2 1 coordination_service_agent.cc:1] Failed to connect to coordination service")
+    assert not is_benign("[2026-11-23 11:29:28,716 E 1 1] core_worker.cc:1: Actor died unexpectedly")
