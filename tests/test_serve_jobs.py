@@ -15,9 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from holistic_lab import __version__
+from holistic_lab.net import free_port
 from holistic_lab.serve import ServeSettings, create_app
 from holistic_lab.serve.jobs_store import JobStore, new_job_id
-from holistic_lab.serve.server_process import ServerProcess, free_port
+from holistic_lab.serve.server_process import ServerProcess
 
 JOB = {"module": "face_mesh", "epochs": 1, "batch_size": 2, "validation_split": 0.5}
 LONG_JOB = {**JOB, "epochs": 1000}  # still running when the test stops it
