@@ -100,6 +100,7 @@ class FineTuner(keras.Model):
             ["teacher"] + (["teacher_outputs"] if module.teacher_only_outputs else [])
         self.trackers = {name: keras.metrics.Mean(name=name) for name in terms}
         self.clip_norm: float | None = None   # set by _fit on several replicas (train_step clips)
+        self.across_workers = False            # set by _fit on a cluster of several workers
 
     @property
     def metrics(self):
@@ -135,13 +136,28 @@ class FineTuner(keras.Model):
         self.optimizer.apply_gradients(zip(gradients, variables))
         return self._update(terms)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3 (3.15) builds a model under a strategy from a first batch it reduces across the
+        # replicas, which fails under MultiWorkerMirroredStrategy (a PerReplica it cannot convert)
+        # and takes that batch from the stream. `_fit` builds the model before fit; only the
+        # optimizer's slots are left to make, under the strategy's scope.
+        with self.distribute_strategy.scope():
+            if not self.optimizer.built:
+                self.optimizer.build(self.trainable_variables)
+
     def test_step(self, data):
         return self._update(self._terms(data, training=False))
 
     def _update(self, terms: dict) -> dict:
         for name, tracker in self.trackers.items():
             tracker.update_state(terms["total" if name == "loss" else name])
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if self.across_workers:
+            # Keras averages each logged value over the workers with strategy.reduce(MEAN, axis=0),
+            # which needs an axis: one value per worker, their mean is the cluster's (equal batches),
+            # so every worker logs and early-stops on the same numbers
+            results = {name: keras.ops.reshape(value, (1,)) for name, value in results.items()}
+        return results
 
 
 # --- what trains -----------------------------------------------------------------------------
@@ -502,6 +518,7 @@ def _fit(config: FineTuneConfig, module: TrainModule, distribution, folder: Path
         clip = {} if config.gradient_clip is None else {"global_clipnorm": config.gradient_clip}
         if replicas > 1:
             trainer.clip_norm, clip = config.gradient_clip, {}
+        trainer.across_workers = distributed.num_workers() > 1
         optimizer = keras.optimizers.Adam(config.step_size, **clip)
         if student.dtype_policy.name == "mixed_float16":   # float16 gradients underflow without loss scaling
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
