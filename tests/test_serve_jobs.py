@@ -3,6 +3,7 @@ run through the API succeeds with readable metrics; cancel and shutdown stop the
 group; a server killed mid-job and restarted reports that job failed with the reason."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -146,13 +147,34 @@ def test_start_refuses_a_data_set_that_is_not_there_before_any_job_exists(client
 
 
 @pytest.mark.parametrize(("fields", "named"), [
-    ({"distributed_workers": 4}, "distributed_workers"),
+    ({"distributed_workers": 99}, "distributed_workers"),   # more local workers than the bound
+    ({"task_type": "classification", "num_classes": 2, "module": "hands", "distributed_workers": 2},
+     "distributed_workers"),   # a gesture head trains in one process
     ({"task_type": "classification", "num_classes": 2, "module": "face_mesh"}, "module"),
     ({"task_type": "classification", "num_classes": 2, "module": "hands", "lora_rank": 4}, "lora_rank"),
 ])
 def test_start_refuses_what_the_trainer_would_refuse_before_any_job_exists(client, face_set, fields, named):
     refused(start(client, dataset_path=face_set, **{**JOB, **fields}), 400, named)
     assert client.get("/api/v1/jobs").json() == {"jobs": []}
+
+
+def test_a_job_on_two_local_workers_is_runnable_and_its_command_carries_them(workspace, face_set):
+    from holistic_lab.cli import build_parser, finetune_config
+    from holistic_lab.serve.jobs_api import check_runnable
+    from holistic_lab.serve.jobs_runner import job_command
+    from holistic_lab.train import FineTuneConfig
+
+    config = FineTuneConfig(**{**JOB, "dataset_path": str(workspace / face_set), "distributed_workers": 2})
+    check_runnable(config, face_set)   # not refused
+    folder = workspace / "jobs" / "x"
+    folder.mkdir(parents=True)
+    (folder / "job.json").write_text(config.to_json() + "\n")   # as the API writes it
+    job = {"kind": "finetune", "config": json.loads(config.to_json()), "log_path": str(folder / "log.txt"),
+           "out_dir": str(workspace / "variants" / "x")}
+    command = job_command(job)
+    assert command[1:3] == ["-m", "holistic_lab.cli"]
+    args = build_parser().parse_args(command[3:])   # the worker count travels in job.json, which --config reads
+    assert finetune_config(args).distributed_workers == 2
 
 
 def test_another_sites_page_cannot_start_jobs_or_switch_models(client, face_set):
