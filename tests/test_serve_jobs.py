@@ -310,6 +310,22 @@ def test_cancel_a_queued_and_a_running_job_and_shutdown_fails_the_running_one(wo
     assert wait_for(lambda: not alive(pid), 15, "the shut-down job's process to exit")
 
 
+def test_cancelling_a_job_on_two_local_workers_leaves_no_worker_behind(workspace, face_set):
+    from holistic_lab.serve.jobs_runner import _job_id_of
+
+    def job_processes(job_id: str) -> list[int]:   # the launcher and its workers carry the job's id
+        return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and alive(int(p.name))
+                and _job_id_of(int(p.name)) == job_id]
+
+    with TestClient(create_app(ServeSettings(workspace=workspace, job_grace_s=3.0))) as client:
+        job_id = start(client, dataset_path=face_set, **LONG_JOB, distributed_workers=2).json()["job_id"]
+        wait_for(lambda: len(job_processes(job_id)) == 3, 60, "the launcher and its 2 workers")
+        client.post("/api/v1/finetune/cancel", json={"job_id": job_id})
+        job = wait_for(lambda: (found := job_status(client, job_id))["status"] in FINISHED and found, 30, "the cancel")
+        assert job["status"] == "cancelled"
+        assert wait_for(lambda: not job_processes(job_id), 15, "every worker to exit")
+
+
 def test_a_server_killed_mid_job_reports_it_failed_after_restart_and_a_clean_stop_fails_the_running_job(workspace, face_set):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
