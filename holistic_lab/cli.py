@@ -238,11 +238,35 @@ def finetune_config(args):
         raise ValueError(f"{args.config}: {error}" if args.config else str(error)) from None
 
 
+def finetune_workers(args, config) -> int:
+    """How many local workers this command starts (1: it trains itself). With --workers it joins
+    that cluster as worker --index (TF_CONFIG written for it); a TF_CONFIG already set makes it
+    that cluster's worker; --distributed-workers N alone starts N workers on the loopback."""
+    from .train import distributed
+
+    if (args.workers is None) != (args.index is None):
+        raise ValueError("--workers and --index go together: the cluster's addresses and this worker's place in it")
+    if args.workers is not None:
+        member = distributed.join_cluster(args.workers, args.index)
+    else:
+        member = distributed.environment_cluster()
+    if member is None:
+        return config.distributed_workers
+    if config.task_type == "classification":
+        raise ValueError("--workers / TF_CONFIG: a gesture head trains in one process")
+    if config.distributed_workers not in (1, len(member.workers)):
+        raise ValueError(f"distributed_workers: {config.distributed_workers} asked, but the cluster "
+                         f"({'--workers' if args.workers else distributed.TF_CONFIG_ENV}) has {len(member.workers)} "
+                         "workers; give one or the other")
+    return 1
+
+
 def cmd_finetune(args) -> int:
     """Fine-tune one landmark model (face_mesh, hands, pose) on a labelled TFRecord set into a variant."""
     from .train.job import run_job
 
     config = finetune_config(args)
+    workers = finetune_workers(args, config)
     if config.task_type == "classification":  # the job API's gesture head (chapter 06)
         from .gestures.job import run_classification_job
 
@@ -252,6 +276,15 @@ def cmd_finetune(args) -> int:
         print(f"gesture head, classes {', '.join(classifier.labels)}: validation accuracy "
               f"{classifier.manifest['training']['validation_accuracy']:.3f}; variant {display_path(args.out)}")
         return 0
+    if workers > 1:
+        from .train.distributed import run_local_workers
+        from .train.job import check_job_outputs
+        from .train.loop import check_supported
+
+        check_supported(config)
+        check_job_outputs(config, args.out, args.start_from, args.overwrite)   # refused before any worker starts
+        print(f"starting {workers} workers on this machine's loopback (worker 0, the chief, writes the variant)")
+        return run_local_workers([sys.executable, "-m", "holistic_lab.cli", *args.argv], workers)
     result = run_job(config, args.out, start_from=args.start_from, overwrite=args.overwrite,
                      command=shlex.join(["holistic-lab", *args.argv]), progress=not args.no_progress,
                      seed=args.seed, steps_per_epoch=args.steps_per_epoch)
@@ -299,7 +332,11 @@ def add_finetune_parser(sub) -> None:
     p.add_argument("--class-names", type=lambda text: [name.strip() for name in text.split(",")],
                    default=given_only, metavar="A,B,...", help="class folders to use, in order (classification only)")
     p.add_argument("--distributed-workers", type=positive_int, default=given_only,
-                   help="training processes (default 1; more is the scale-out chapter's)")
+                   help="start N training workers on this machine's loopback (default 1); --batch-size is per worker")
+    p.add_argument("--workers", metavar="HOST:PORT,...",
+                   help="train as one worker of this cluster (every worker gets the same list; worker 0 is the chief "
+                        "and writes the variant); with --index")
+    p.add_argument("--index", type=non_negative_int, help="this worker's place in --workers (0: the chief)")
     p.add_argument("--loss-weight", type=loss_weight, action="append", metavar="NAME=VALUE",
                    help="weight of a loss term (landmarks, z, presence, visibility, teacher, teacher_outputs); "
                         "repeatable")

@@ -169,8 +169,8 @@ def test_an_unknown_module_is_refused_by_name(tmp_path, capsys, no_training):
 
 def test_every_job_field_has_an_option(tmp_path, capsys, no_training):
     """Each FineTuneConfig field can be given on the command line; the trainer refuses, by name,
-    what it cannot do (a classification job's data that is no folder of class folders, several
-    workers) before any training."""
+    what it cannot do (a classification job's data that is no folder of class folders, more local
+    workers than the bound) before any training."""
     from holistic_lab.cli import FINETUNE_FIELDS
     from holistic_lab.train import FineTuneConfig
 
@@ -178,8 +178,8 @@ def test_every_job_field_has_an_option(tmp_path, capsys, no_training):
     base = ["finetune", "--module", "hands", "--data", "set.tfrecord", "--out", str(tmp_path / "v")]
     assert main([*base, "--task-type", "classification", "--num-classes", "2", "--class-names", "a,b"]) == 2
     assert "not a folder of class folders" in one_line_error(capsys)
-    assert main([*base, "--distributed-workers", "2"]) == 2
-    assert "distributed_workers" in one_line_error(capsys)
+    assert main([*base, "--distributed-workers", "99"]) == 2   # more local workers than the bound
+    assert "distributed_workers: 99 local workers" in one_line_error(capsys)
     job = tmp_path / "job.json"
     job.write_text('{"loss_weights": "oops"}')
     assert main([*base, "--config", str(job), "--loss-weight", "teacher=1"]) == 2

@@ -3,6 +3,7 @@ run through the API succeeds with readable metrics; cancel and shutdown stop the
 group; a server killed mid-job and restarted reports that job failed with the reason."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -15,9 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from holistic_lab import __version__
+from holistic_lab.net import free_port
 from holistic_lab.serve import ServeSettings, create_app
 from holistic_lab.serve.jobs_store import JobStore, new_job_id
-from holistic_lab.serve.server_process import ServerProcess, free_port
+from holistic_lab.serve.server_process import ServerProcess
 
 JOB = {"module": "face_mesh", "epochs": 1, "batch_size": 2, "validation_split": 0.5}
 LONG_JOB = {**JOB, "epochs": 1000}  # still running when the test stops it
@@ -145,13 +147,34 @@ def test_start_refuses_a_data_set_that_is_not_there_before_any_job_exists(client
 
 
 @pytest.mark.parametrize(("fields", "named"), [
-    ({"distributed_workers": 4}, "distributed_workers"),
+    ({"distributed_workers": 99}, "distributed_workers"),   # more local workers than the bound
+    ({"task_type": "classification", "num_classes": 2, "module": "hands", "distributed_workers": 2},
+     "distributed_workers"),   # a gesture head trains in one process
     ({"task_type": "classification", "num_classes": 2, "module": "face_mesh"}, "module"),
     ({"task_type": "classification", "num_classes": 2, "module": "hands", "lora_rank": 4}, "lora_rank"),
 ])
 def test_start_refuses_what_the_trainer_would_refuse_before_any_job_exists(client, face_set, fields, named):
     refused(start(client, dataset_path=face_set, **{**JOB, **fields}), 400, named)
     assert client.get("/api/v1/jobs").json() == {"jobs": []}
+
+
+def test_a_job_on_two_local_workers_is_runnable_and_its_command_carries_them(workspace, face_set):
+    from holistic_lab.cli import build_parser, finetune_config
+    from holistic_lab.serve.jobs_api import check_runnable
+    from holistic_lab.serve.jobs_runner import job_command
+    from holistic_lab.train import FineTuneConfig
+
+    config = FineTuneConfig(**{**JOB, "dataset_path": str(workspace / face_set), "distributed_workers": 2})
+    check_runnable(config, face_set)   # not refused
+    folder = workspace / "jobs" / "x"
+    folder.mkdir(parents=True)
+    (folder / "job.json").write_text(config.to_json() + "\n")   # as the API writes it
+    job = {"kind": "finetune", "config": json.loads(config.to_json()), "log_path": str(folder / "log.txt"),
+           "out_dir": str(workspace / "variants" / "x")}
+    command = job_command(job)
+    assert command[1:3] == ["-m", "holistic_lab.cli"]
+    args = build_parser().parse_args(command[3:])   # the worker count travels in job.json, which --config reads
+    assert finetune_config(args).distributed_workers == 2
 
 
 def test_another_sites_page_cannot_start_jobs_or_switch_models(client, face_set):
@@ -285,6 +308,22 @@ def test_cancel_a_queued_and_a_running_job_and_shutdown_fails_the_running_one(wo
     store.close()
     assert job["status"] == "failed" and "shut down while the job was running" in job["error"]
     assert wait_for(lambda: not alive(pid), 15, "the shut-down job's process to exit")
+
+
+def test_cancelling_a_job_on_two_local_workers_leaves_no_worker_behind(workspace, face_set):
+    from holistic_lab.serve.jobs_runner import _job_id_of
+
+    def job_processes(job_id: str) -> list[int]:   # the launcher and its workers carry the job's id
+        return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and alive(int(p.name))
+                and _job_id_of(int(p.name)) == job_id]
+
+    with TestClient(create_app(ServeSettings(workspace=workspace, job_grace_s=3.0))) as client:
+        job_id = start(client, dataset_path=face_set, **LONG_JOB, distributed_workers=2).json()["job_id"]
+        wait_for(lambda: len(job_processes(job_id)) == 3, 60, "the launcher and its 2 workers")
+        client.post("/api/v1/finetune/cancel", json={"job_id": job_id})
+        job = wait_for(lambda: (found := job_status(client, job_id))["status"] in FINISHED and found, 30, "the cancel")
+        assert job["status"] == "cancelled"
+        assert wait_for(lambda: not job_processes(job_id), 15, "every worker to exit")
 
 
 def test_a_server_killed_mid_job_reports_it_failed_after_restart_and_a_clean_stop_fails_the_running_job(workspace, face_set):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import display_path, output_lock
+from . import distributed
 from ..variants import check_variant_output, read_variant
 from .config import FineTuneConfig
 from .export import ExportReport, export_variant
@@ -30,13 +31,15 @@ CHECK_CROPS = 8   # real crops the exported .tflite is checked on (besides a ran
 @dataclass(frozen=True)
 class JobResult:
     run: FineTuneRun
-    export: ExportReport
+    export: ExportReport | None   # None on a worker other than the chief (the chief writes the variant)
     metrics: dict
 
     def __str__(self) -> str:
         val_loss = self.metrics["val_loss"]
+        wrote = (f"wrote {display_path(self.export.manifest.parent)} ({self.export.stage}.tflite, manifest.json)"
+                 if self.export is not None else "trained as a worker; the chief (worker 0) writes the variant")
         return "\n".join([
-            f"wrote {display_path(self.export.manifest.parent)} ({self.export.stage}.tflite, manifest.json)",
+            wrote,
             f"best epoch {self.run.best_epoch} of {len(self.run.history.get('loss', []))}: val_loss "
             + ("n/a" if val_loss is None else f"{val_loss:.4g}"),
             f"trainable params {self.run.trainable_params:,} of {self.run.total_params:,}",
@@ -86,8 +89,11 @@ def run_job(config: FineTuneConfig, out, start_from=None, command: str = "run_jo
     """Fine-tune `config`'s module (from `start_from`'s model for that stage, when it is a variant
     with one) and write the result as the variant folder `out`; `command` is recorded as what made it."""
     check_supported(config)
-    check_job_outputs(config, out, start_from, overwrite)
     starting = start_model(start_from, config.module)
+    if not distributed.is_chief():   # trains in step with the chief, which alone writes checkpoints and the variant
+        run = finetune(config, start_model=starting, progress=progress, seed=seed, steps_per_epoch=steps_per_epoch)
+        return JobResult(run, None, run_metrics(run))
+    check_job_outputs(config, out, start_from, overwrite)
     with output_lock(out, "--out"):   # a second run on the same variant is refused now, not an hour later
         run = finetune(config, start_model=starting, progress=progress, seed=seed, steps_per_epoch=steps_per_epoch)
         metrics = run_metrics(run)

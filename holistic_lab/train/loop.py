@@ -23,11 +23,27 @@ written atomically (a crash mid-save leaves the previous best).
 checkpoint_dir layout: finetune_config.json (the job, the folder's marker), best.weights.h5,
 log.csv (one row per epoch; a resumed run keeps its finished epochs, a new run starts a new log),
 tensorboard/, backup/ (only while a run is unfinished).
+
+Several workers or GPUs (`distributed`): the models, optimizer and compile are made under the
+process's tf.distribute strategy, one code path for one CPU, several local GPUs and a cluster.
+`batch_size` is per replica (a worker, or a GPU); each step trains on a global batch of
+batch_size x replicas. The crops come from a Python generator (decoded and augmented in this
+process), so tf.data cannot shard them by file: every worker runs the same seeded generator and
+DATA auto-shard cuts each global batch into the replicas' slices, so the replicas together see
+exactly the batches one worker with the global batch would (the equivalence
+benchmarks/distributed_equivalence.py measures). The chief (worker 0) alone locks and writes
+checkpoint_dir; the others keep their callbacks' files in a temporary folder that is removed.
+Each replica's loss terms are means over its slice; their average is the global batch's loss
+when the slices label equally many points (full batches of fully labelled crops) and a close
+weighting otherwise. A distributed run does not resume: each worker would restore on its own.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
+import functools
 import json
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +54,7 @@ import numpy as np
 
 from ..files import atomic_write, display_path, output_lock, sha256_file
 from ..mediapipe_models import model_path
+from . import distributed
 from .adapters import LoraReport, add_lora, freeze, merge_lora
 from .config import CHECKPOINT_MARKER, FineTuneConfig
 from .data import iter_labelled, module_dataset
@@ -82,6 +99,8 @@ class FineTuner(keras.Model):
         terms = ["loss", "landmarks", "z", "presence"] + (["visibility"] if module.values_per_point == 5 else []) + \
             ["teacher"] + (["teacher_outputs"] if module.teacher_only_outputs else [])
         self.trackers = {name: keras.metrics.Mean(name=name) for name in terms}
+        self.clip_norm: float | None = None   # set by _fit on several replicas (train_step clips)
+        self.across_workers = False            # set by _fit on a cluster of several workers
 
     @property
     def metrics(self):
@@ -99,12 +118,32 @@ class FineTuner(keras.Model):
     def train_step(self, data):
         import tensorflow as tf
 
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             terms = self._terms(data, training=True)
-            scaled = self.optimizer.scale_loss(terms["total"])
+            # Keras's optimizer SUMS the replicas' gradients (its _all_reduce_sum_gradients), and a
+            # custom train_step gets no scaling from compile's loss: 1/replicas makes the sum the
+            # global batch's mean gradient (2 workers vs 1: the same curve, benchmarks/distributed_equivalence.py)
+            scaled = self.optimizer.scale_loss(terms["total"] / replicas)
         variables = self.student.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        gradients = tape.gradient(scaled, variables)
+        if replicas > 1 and self.clip_norm is not None:
+            # Keras clips each replica's share before summing; clipping the global gradient, as
+            # one worker does, needs it summed first (the optimizer's own sum then adds the shares)
+            gradients = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+            gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm)
+            gradients = [gradient / replicas for gradient in gradients]
+        self.optimizer.apply_gradients(zip(gradients, variables))
         return self._update(terms)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3 (3.15) builds a model under a strategy from a first batch it reduces across the
+        # replicas, which fails under MultiWorkerMirroredStrategy (a PerReplica it cannot convert)
+        # and takes that batch from the stream. `_fit` builds the model before fit; only the
+        # optimizer's slots are left to make, under the strategy's scope.
+        with self.distribute_strategy.scope():
+            if not self.optimizer.built:
+                self.optimizer.build(self.trainable_variables)
 
     def test_step(self, data):
         return self._update(self._terms(data, training=False))
@@ -112,7 +151,13 @@ class FineTuner(keras.Model):
     def _update(self, terms: dict) -> dict:
         for name, tracker in self.trackers.items():
             tracker.update_state(terms["total" if name == "loss" else name])
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if self.across_workers:
+            # Keras averages each logged value over the workers with strategy.reduce(MEAN, axis=0),
+            # which needs an axis: one value per worker, their mean is the cluster's (equal batches),
+            # so every worker logs and early-stops on the same numbers
+            results = {name: keras.ops.reshape(value, (1,)) for name, value in results.items()}
+        return results
 
 
 # --- what trains -----------------------------------------------------------------------------
@@ -376,9 +421,7 @@ def check_supported(config: FineTuneConfig) -> None:
     if config.task_type != "landmarks":
         raise ValueError("task_type 'classification' is the gesture head's job (chapter 06: holistic-lab gestures "
                          "train); finetune trains landmarks")
-    if config.distributed_workers != 1:
-        raise ValueError(f"distributed_workers: {config.distributed_workers} workers asked; this trainer runs one "
-                         "process (multi-worker training is the scale-out chapter's)")
+    distributed.check_local_workers(config.distributed_workers)
 
 
 def data_source(config: FineTuneConfig) -> tuple[int, Callable, list[Path]]:
@@ -407,7 +450,12 @@ def finetune(config: FineTuneConfig, items: list | None = None, start_model=None
     side of the validation split. `steps_per_epoch` caps batches per epoch (quick runs)."""
     check_supported(config)
     module = train_module(config.module)
-    check_checkpoint_dir(config.checkpoint_dir)
+    distribution = distributed.strategy()   # first: MultiWorkerMirroredStrategy must precede any TF op
+    chief = distributed.is_chief()
+    if chief:
+        check_checkpoint_dir(config.checkpoint_dir)
+    if distributed.num_workers() > 1:
+        check_not_resuming(config.checkpoint_dir)
     if items is None:
         count, select, files = data_source(config)
     else:
@@ -424,41 +472,71 @@ def finetune(config: FineTuneConfig, items: list | None = None, start_model=None
         raise ValueError(f"{config.dataset_path}: {train_crops} training and {validation_crops} validation "
                          f"{config.module} crops; every image's {module.part} lacks the points its ROI needs")
     start = Path(start_model) if start_model is not None else model_path(config.model_name)
+    fit = functools.partial(_fit, config, module, distribution, make_train=make_train, make_val=make_val,
+                            crops=(train_crops, validation_crops), start=start, start_model=start_model,
+                            progress=progress and chief, seed=seed, steps_per_epoch=steps_per_epoch)
+    if not chief:   # trains in step with the chief; its callbacks' files go to a folder removed afterwards
+        with tempfile.TemporaryDirectory(prefix="holistic-lab-worker-") as scratch:
+            return dataclasses.replace(fit(folder=Path(scratch)), checkpoint_dir=Path(config.checkpoint_dir))
     identity = {"start_model_sha256": sha256_file(start), "seed": seed, "groups": groups is not None,
                 "data_sha256": fingerprint(items, files)}
     # another run writing the same folder would mix its backup, log and best weights with this one's
     with output_lock(Path(config.checkpoint_dir), "checkpoint_dir"):
-        folder = prepare_checkpoint_dir(config, identity)
-        return _fit(config, module, folder, make_train, make_val, (train_crops, validation_crops), start,
-                    start_model, progress, seed, steps_per_epoch)
+        return fit(folder=prepare_checkpoint_dir(config, identity))
 
 
-def _fit(config: FineTuneConfig, module: TrainModule, folder: Path, make_train, make_val, crops: tuple[int, int],
-         start: Path, start_model, progress: bool, seed: int, steps_per_epoch: int | None) -> FineTuneRun:
+def check_not_resuming(checkpoint_dir) -> None:
+    """A run on several workers cannot resume an unfinished run (each worker would restore on its own)."""
+    backup = Path(checkpoint_dir) / "backup"
+    if backup.exists():
+        raise ValueError(f"checkpoint_dir {display_path(checkpoint_dir)} holds an unfinished run; a run on several "
+                         f"workers does not resume one: choose a new checkpoint_dir, or remove "
+                         f"{display_path(backup)} to start afresh")
+
+
+def sharded(dataset):
+    """`dataset` (of global batches) set to be cut batch by batch among the replicas (module docstring)."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def _fit(config: FineTuneConfig, module: TrainModule, distribution, folder: Path, make_train, make_val,
+         crops: tuple[int, int], start: Path, start_model, progress: bool, seed: int,
+         steps_per_epoch: int | None) -> FineTuneRun:
     """`finetune`'s training, its data split and counted, the checkpoint folder locked and prepared."""
     train_crops, validation_crops = crops
     keras.utils.set_random_seed(seed)
 
-    student, teacher = build_models(config, start_model)
-    lora = choose_trainable(student, config)
-    trainer = FineTuner(student, teacher, module, config.loss_weights)
-    clip = {} if config.gradient_clip is None else {"global_clipnorm": config.gradient_clip}
-    optimizer = keras.optimizers.Adam(config.step_size, **clip)
-    if student.dtype_policy.name == "mixed_float16":   # float16 gradients underflow without loss scaling
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    trainer.compile(optimizer=optimizer)
+    replicas = distribution.num_replicas_in_sync
+    with distribution.scope():
+        student, teacher = build_models(config, start_model)
+        lora = choose_trainable(student, config)
+        trainer = FineTuner(student, teacher, module, config.loss_weights)
+        clip = {} if config.gradient_clip is None else {"global_clipnorm": config.gradient_clip}
+        if replicas > 1:
+            trainer.clip_norm, clip = config.gradient_clip, {}
+        trainer.across_workers = distributed.num_workers() > 1
+        optimizer = keras.optimizers.Adam(config.step_size, **clip)
+        if student.dtype_policy.name == "mixed_float16":   # float16 gradients underflow without loss scaling
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        trainer.compile(optimizer=optimizer)
 
     # repeated streams with a fixed number of steps: Keras knows each epoch's length (each pass of
     # the training stream draws new augmentations; the validation stream is the same every pass)
-    steps = -(-train_crops // config.batch_size)   # whole numbers: a float ceil of 1 / 10**400 is 0 steps
+    batch = config.batch_size * replicas   # the global batch
+    steps = -(-train_crops // batch)   # whole numbers: a float ceil of 1 / 10**400 is 0 steps
     steps = steps if steps_per_epoch is None else min(steps, steps_per_epoch)
-    validation_steps = -(-validation_crops // config.batch_size)
-    train = module_dataset(make_train, config.module, config.batch_size, config.preset, seed).repeat()
-    validation = module_dataset(make_val, config.module, config.batch_size, config.preset,
-                                seed + 10_000, geometry=False, reseed_each_epoch=False)
+    validation_steps = -(-validation_crops // batch)
+    train = sharded(module_dataset(make_train, config.module, batch, config.preset, seed).repeat())
+    validation = sharded(module_dataset(make_val, config.module, batch, config.preset,
+                                        seed + 10_000, geometry=False, reseed_each_epoch=False))
     first_validation = next(iter(validation))
     validation_batch = (first_validation[0].numpy(), {k: v.numpy() for k, v in first_validation[1].items()})
-    trainer(validation_batch[0][:1])   # built before fit: BackupAndRestore restores into built models only
+    with distribution.scope():
+        trainer(validation_batch[0][:1])   # built before fit: BackupAndRestore restores into built models only
 
     earlier = finished_epochs(folder)
     best = AtomicBestCheckpoint(folder / BEST_WEIGHTS, resumed=(folder / "backup").exists())
