@@ -32,6 +32,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from ..native_logs import is_benign
 from ..net import free_port
 
 TF_CONFIG_ENV = "TF_CONFIG"
@@ -178,8 +179,9 @@ def run_local_workers(command: list[str], count: int, timeout_s: float | None = 
                       out=None) -> int:
     """Run `command` (a program's argv) as `count` workers of one loopback cluster, each with its
     TF_CONFIG, and return the chief's exit code (a failed worker's code when one failed first).
-    `out` (default stdout) gets every worker's lines prefixed `[worker i] `; after `timeout_s`
-    every worker is killed and TimeoutError raised. No worker outlives this call."""
+    `out` (default stdout) gets every worker's lines prefixed `[worker i] `, less native_logs'
+    benign start-up chatter; after `timeout_s` every worker is killed and TimeoutError raised.
+    No worker outlives this call."""
     out = sys.stdout if out is None else out
     addresses = loopback_cluster(count)
     workers: list[subprocess.Popen] = []
@@ -188,6 +190,8 @@ def run_local_workers(command: list[str], count: int, timeout_s: float | None = 
 
     def relay(index: int, stream) -> None:
         for line in iter(stream.readline, ""):
+            if is_benign(line) or not line.strip():   # TensorFlow's start-up chatter, once per worker
+                continue
             with lock:
                 out.write(f"[worker {index}] {line}")
                 out.flush()
