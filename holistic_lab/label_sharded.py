@@ -34,6 +34,7 @@ import logging
 import os
 import pickle
 import socket
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -258,10 +259,14 @@ def _run_units(out_dir: Path, units: list[Unit], todo: set[int], workers: int, a
                                      "workers, or add machines with `ray start --address`")
                 rows = [{"index": index, "files": json.dumps([str(f) for f in units[index].files])}
                         for index in sorted(todo)]
-                labelled = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-                    _UnitLabeller, batch_size=1, batch_format="numpy", num_cpus=1,
-                    compute=ray.data.ActorPoolStrategy(size=min(workers, len(todo))),
-                    max_restarts=WORKER_RETRIES, max_task_retries=WORKER_RETRIES)
+                with warnings.catch_warnings():
+                    # Ray 2.60 calls these two remote arguments deprecated and names no replacement
+                    # for them; without them a unit that crashes its worker is retried for ever
+                    warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+                    labelled = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+                        _UnitLabeller, batch_size=1, batch_format="numpy", num_cpus=1,
+                        compute=ray.data.ActorPoolStrategy(size=min(workers, len(todo))),
+                        max_restarts=WORKER_RETRIES, max_task_retries=WORKER_RETRIES)
                 frames = sum(count for count, _ in summaries.values())
                 for row in labelled.iter_rows():
                     names, results, skipped = pickle.loads(row["payload"])
