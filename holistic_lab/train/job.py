@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..files import display_path, output_lock
-from . import distributed
 from ..variants import check_variant_output, read_variant
+from . import distributed
 from .config import FineTuneConfig
 from .export import ExportReport, export_variant
 from .loop import FineTuneRun, check_supported, finetune
