@@ -90,7 +90,11 @@ class FineTuneRun:
 
 class FineTuner(keras.Model):
     """The student being trained and the frozen teacher, as one Keras model whose train and test
-    steps compute `landmark_losses` (so `fit` and its callbacks run the loop)."""
+    steps compute `landmark_losses` (so `fit` and its callbacks run the loop). Subclasses with
+    their own terms (`prune.recover.Distiller`) inherit the steps and these two defaults."""
+
+    clip_norm: float | None = None   # set by _fit on several replicas (train_step clips)
+    across_workers = False           # set by _fit on a cluster of several workers
 
     def __init__(self, student: keras.Model, teacher: keras.Model, module: TrainModule, weights: dict[str, float]):
         super().__init__()
@@ -99,8 +103,6 @@ class FineTuner(keras.Model):
         terms = ["loss", "landmarks", "z", "presence"] + (["visibility"] if module.values_per_point == 5 else []) + \
             ["teacher"] + (["teacher_outputs"] if module.teacher_only_outputs else [])
         self.trackers = {name: keras.metrics.Mean(name=name) for name in terms}
-        self.clip_norm: float | None = None   # set by _fit on several replicas (train_step clips)
-        self.across_workers = False            # set by _fit on a cluster of several workers
 
     @property
     def metrics(self):
