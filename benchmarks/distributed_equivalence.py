@@ -8,7 +8,11 @@ once as 1 worker with batch B and once as 2 workers of one MultiWorkerMirroredSt
 free loopback ports with B/2 each. Each worker saves its final student weights; the JSON holds
 both runs' per-epoch loss and val_loss curves (the chief's log.csv), the largest |difference|
 between the curves, the largest |difference| between the 2 workers' final weights (must be 0)
-and between the 1-worker and the 2-worker model. Seconds are wall time on whatever machine runs it.
+and between the 1-worker and the 2-worker model. Those two runs share the data by DATA (the same
+seeded stream cut batch by batch). A third run, 2 workers with `shard_by="file"` on the same
+images written as 2 shards, shows the other way: each worker reads and augments its own shard, so
+its curve is its own, but the all-reduce still keeps the 2 workers' weights identical. Seconds
+are wall time on whatever machine runs it.
 """
 from __future__ import annotations
 
@@ -28,15 +32,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 WEIGHTS = "weights_worker{index}.npz"
 
 
-def write_set(folder: Path, copies: int) -> Path:
-    """The sample portraits with their teacher labels, each `copies` times, as one TFRecord file."""
+def write_set(folder: Path, copies: int, shards: int = 1) -> Path:
+    """The sample portraits with their teacher labels, each `copies` times, as a TFRecord set of
+    `shards` files (the name they share)."""
     from holistic_lab.datasets import sample_image, sample_labels, sample_names
     from holistic_lab.formats import tfrecord
     from holistic_lab.formats.sample import Sample
 
     names = [name for _ in range(copies) for name in sample_names()]
     samples = [Sample.from_result(sample_labels(name), f"{name}_{i}.jpg") for i, name in enumerate(names)]
-    (path,) = tfrecord.write(folder / "faces.tfrecord", samples, images=[sample_image(name) for name in names])
+    path = folder / f"faces_{shards}.tfrecord"
+    tfrecord.write(path, samples, images=[sample_image(name) for name in names], shard_size=-(-len(names) // shards))
     return path
 
 
@@ -46,6 +52,7 @@ def worker(arguments) -> int:
     from holistic_lab.train.loop import finetune
 
     config = FineTuneConfig(dataset_path=arguments.data, module="face_mesh", epochs=arguments.epochs,
+                            shard_by=arguments.shard_by,
                             batch_size=arguments.batch_size, validation_split=0.5,
                             checkpoint_dir=arguments.checkpoint_dir, preset="train")
     run = finetune(config, progress=False, seed=arguments.seed, steps_per_epoch=arguments.steps_per_epoch)
@@ -78,15 +85,16 @@ def max_difference(a: dict, b: dict) -> float:
     return max(float(np.max(np.abs(a[name] - b[name]))) for name in a)
 
 
-def run(workers: int, batch_size: int, data: Path, work: Path, arguments) -> dict:
-    """One run of `workers` workers (per-worker batch `batch_size`); its curves and weights."""
+def run(workers: int, batch_size: int, data: Path, work: Path, arguments, shard_by: str = "data") -> dict:
+    """One run of `workers` workers (per-worker batch `batch_size`, the data shared `shard_by`);
+    its curves and weights."""
     from holistic_lab.train.distributed import run_local_workers
 
-    folder = work / f"{workers}_workers"
+    folder = work / f"{workers}_workers_by_{shard_by}"
     folder.mkdir(parents=True)
     command = [sys.executable, __file__, "--worker", "--data", str(data), "--checkpoint-dir",
                str(folder / "checkpoints"), "--weights-dir", str(folder), "--epochs", str(arguments.epochs),
-               "--batch-size", str(batch_size), "--seed", str(arguments.seed)]
+               "--batch-size", str(batch_size), "--seed", str(arguments.seed), "--shard-by", shard_by]
     if arguments.steps_per_epoch:
         command += ["--steps-per-epoch", str(arguments.steps_per_epoch)]
     started = time.perf_counter()
@@ -94,7 +102,7 @@ def run(workers: int, batch_size: int, data: Path, work: Path, arguments) -> dic
         __import__("subprocess").run(command, timeout=arguments.timeout).returncode
     if code != 0:
         raise RuntimeError(f"the {workers}-worker run failed with exit code {code}")
-    return {"workers": workers, "per_worker_batch": batch_size, "seconds": time.perf_counter() - started,
+    return {"workers": workers, "per_worker_batch": batch_size, "shard_by": shard_by, "seconds": time.perf_counter() - started,
             **log_curves(folder / "checkpoints"),
             "weights": [load_weights(folder / WEIGHTS.format(index=i)) for i in range(workers)]}
 
@@ -110,7 +118,7 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds a run may take before it is stopped")
     parser.add_argument("--work", help="folder for the set and both runs' checkpoints (default: a temporary one)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    for name in ("--data", "--checkpoint-dir", "--weights-dir"):
+    for name in ("--data", "--checkpoint-dir", "--weights-dir", "--shard-by"):
         parser.add_argument(name, help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
     if arguments.worker:
@@ -122,6 +130,8 @@ def main(argv=None) -> int:
         data = write_set(work, arguments.copies)
         one = run(1, arguments.batch_size, data, work, arguments)
         two = run(2, arguments.batch_size // 2, data, work, arguments)
+        by_file = run(2, arguments.batch_size // 2, write_set(work, arguments.copies, shards=2), work, arguments,
+                      shard_by="file")
     result = {"job": {"module": "face_mesh", "epochs": arguments.epochs, "global_batch": arguments.batch_size,
                       "images": 2 * arguments.copies, "seed": arguments.seed,
                       "steps_per_epoch": arguments.steps_per_epoch},
@@ -130,7 +140,9 @@ def main(argv=None) -> int:
               "max_loss_difference": max(abs(a - b) for a, b in zip(one["loss"], two["loss"])),
               "max_val_loss_difference": max(abs(a - b) for a, b in zip(one["val_loss"], two["val_loss"])),
               "max_weight_difference_between_workers": max_difference(*two["weights"]),
-              "max_weight_difference_one_vs_two": max_difference(one["weights"][0], two["weights"][0])}
+              "max_weight_difference_one_vs_two": max_difference(one["weights"][0], two["weights"][0]),
+              "two_workers_by_file": {k: v for k, v in by_file.items() if k != "weights"},
+              "max_weight_difference_between_workers_by_file": max_difference(*by_file["weights"])}
     text = json.dumps(result, indent=2)
     print(text)
     if arguments.out:

@@ -212,7 +212,7 @@ FINETUNE_FIELDS = {"data": "dataset_path", "module": "module", "epochs": "epochs
                    "gradient_clip": "gradient_clip", "mixed_precision": "mixed_precision",
                    "cache_dataset": "cache_dataset", "preset": "preset", "task_type": "task_type",
                    "num_classes": "num_classes", "class_names": "class_names",
-                   "distributed_workers": "distributed_workers"}
+                   "distributed_workers": "distributed_workers", "shard_by": "shard_by"}
 
 
 def finetune_config(args):
@@ -277,12 +277,15 @@ def cmd_finetune(args) -> int:
               f"{classifier.manifest['training']['validation_accuracy']:.3f}; variant {display_path(args.out)}")
         return 0
     if workers > 1:
+        from .formats.tfrecord import set_file_names
         from .train.distributed import run_local_workers
         from .train.job import check_job_outputs
-        from .train.loop import check_supported
+        from .train.loop import check_supported, shard_policy
 
+        # refused before any worker starts
         check_supported(config)
-        check_job_outputs(config, args.out, args.start_from, args.overwrite)   # refused before any worker starts
+        shard_policy(config, len(set_file_names(config.dataset_path)), workers)
+        check_job_outputs(config, args.out, args.start_from, args.overwrite)
         print(f"starting {workers} workers on this machine's loopback (worker 0, the chief, writes the variant)")
         return run_local_workers([sys.executable, "-m", "holistic_lab.cli", *args.argv], workers)
     result = run_job(config, args.out, start_from=args.start_from, overwrite=args.overwrite,
@@ -337,6 +340,10 @@ def add_finetune_parser(sub) -> None:
                    help="train as one worker of this cluster (every worker gets the same list; worker 0 is the chief "
                         "and writes the variant); with --index")
     p.add_argument("--index", type=non_negative_int, help="this worker's place in --workers (0: the chief)")
+    p.add_argument("--shard-by", choices=("auto", "data", "file"), default=given_only,
+                   help="how several workers share the training images: file (each reads its own TFRecord shards), "
+                        "data (each its slice of every global batch), auto (default: file when the set has a shard "
+                        "per worker)")
     p.add_argument("--loss-weight", type=loss_weight, action="append", metavar="NAME=VALUE",
                    help="weight of a loss term (landmarks, z, presence, visibility, teacher, teacher_outputs); "
                         "repeatable")

@@ -49,7 +49,7 @@ def test_config_round_trips_through_json(tmp_path):
     ("module", "hand"), ("lora_rank", -1), ("lora_rank", 0), ("validation_split", 0.0), ("validation_split", 1.0),
     ("validation_split", 1.5), ("epochs", 0), ("batch_size", 0), ("learning_rate", 0.0),
     ("learning_rate", float("nan")), ("learning_rate", -1e-3), ("preset", "dark"), ("gradient_clip", 0.0),
-    ("distributed_workers", 0), ("epochs", 2.5), ("loss_weights", {"landmark": 1.0}),
+    ("distributed_workers", 0), ("shard_by", "rows"), ("epochs", 2.5), ("loss_weights", {"landmark": 1.0}),
     ("loss_weights", {"z": -1.0}),
 ])
 def test_bad_config_refused_by_field_name(tmp_path, field, value):

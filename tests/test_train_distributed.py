@@ -1,7 +1,8 @@
 """Fine-tuning on several workers (`holistic_lab.train.distributed`): the cluster's TF_CONFIG and
 every malformed one refused by name; the loopback launcher's failures and timeouts leave no worker
 behind; two real workers train the same model as one worker with the same global batch, and only
-the chief writes the checkpoint folder; the CLI's refusals in one line."""
+the chief writes the checkpoint folder; sharded by file, each worker reads only its own shards and
+the workers still end with the same weights; the CLI's refusals in one line."""
 from __future__ import annotations
 
 import importlib.util
@@ -205,11 +206,19 @@ def runs(tmp_path_factory):
         data = benchmark.write_set(work, copies=2)
         one = benchmark.run(1, 2, data, work, arguments)
         two = benchmark.run(2, 1, data, work, arguments)
-    return SimpleNamespace(benchmark=benchmark, work=work, scratch=scratch, one=one, two=two)
+        by_file = benchmark.run(2, 1, benchmark.write_set(work, copies=2, shards=2), work, arguments, "file")
+    return SimpleNamespace(benchmark=benchmark, work=work, scratch=scratch, one=one, two=two, by_file=by_file)
 
 
 def test_two_workers_end_with_the_same_weights(runs):
     assert runs.benchmark.max_difference(*runs.two["weights"]) == 0.0
+
+
+def test_two_workers_sharded_by_file_train_in_step(runs):
+    # each reads its own shard, and the all-reduced steps keep their models identical
+    assert runs.by_file["shard_by"] == "file" and len(runs.by_file["loss"]) == 2
+    assert runs.benchmark.max_difference(*runs.by_file["weights"]) == 0.0
+    assert runs.benchmark.max_difference(runs.one["weights"][0], runs.by_file["weights"][0]) > 0   # other batches
 
 
 def test_two_workers_follow_one_workers_loss_curve(runs):
@@ -230,9 +239,11 @@ def tree(folder: Path) -> list[str]:
 
 def test_only_the_chief_writes_the_checkpoint_folder(runs):
     # the 2-worker folder holds what the 1-worker run's does: the chief's files, nothing of worker 1's
-    assert tree(runs.work / "2_workers" / "checkpoints") == tree(runs.work / "1_workers" / "checkpoints")
-    assert (runs.work / "2_workers" / "checkpoints" / "best.weights.h5").is_file()
-    assert not (runs.work / "2_workers" / "checkpoints" / "backup").exists()   # a finished run
+    single = tree(runs.work / "1_workers_by_data" / "checkpoints")
+    for name in ("2_workers_by_data", "2_workers_by_file"):
+        assert tree(runs.work / name / "checkpoints") == single, name
+        assert (runs.work / name / "checkpoints" / "best.weights.h5").is_file()
+        assert not (runs.work / name / "checkpoints" / "backup").exists()   # a finished run
     assert list(runs.scratch.glob("holistic-lab-worker-*")) == []   # worker 1's temporary folder removed
     assert processes_with(str(runs.work)) == []
 
@@ -255,6 +266,85 @@ def test_a_distributed_run_refuses_to_resume_an_unfinished_run(sample_face_set, 
         finetune(config, progress=False)
     assert sorted(p.name for p in unfinished.iterdir()) == sorted(["backup", CHECKPOINT_MARKER])   # left as it was
     assert (unfinished / CHECKPOINT_MARKER).read_text() == "{}"
+
+
+# --- sharding the data by file ------------------------------------------------------------------
+
+def test_each_worker_reads_every_nth_file_from_its_index():
+    assert [distributed.files_of_worker(5, worker, 2) for worker in (0, 1)] == [[0, 2, 4], [1, 3]]
+    assert distributed.files_of_worker(2, 2, 3) == []
+
+
+def job(**fields):
+    from holistic_lab.train import FineTuneConfig
+
+    return FineTuneConfig(**{"dataset_path": "sets/faces.tfrecord", "module": "face_mesh", **fields})
+
+
+@pytest.mark.parametrize("shard_by, files, workers, policy", [
+    ("auto", 4, 2, "file"), ("auto", 2, 2, "file"), ("auto", 1, 2, "data"), ("auto", None, 2, "data"),
+    ("data", 4, 2, "data"), ("file", 2, 2, "file"), ("file", 1, 1, "data"), ("auto", 4, 1, "data"),
+])
+def test_the_sharding_policy_is_resolved_like_tf_data_auto(shard_by, files, workers, policy):
+    from holistic_lab.train.loop import shard_policy
+
+    assert shard_policy(job(shard_by=shard_by), files, workers) == policy
+
+
+@pytest.mark.parametrize("files, named", [(1, r"1 file\(s\) for 2 workers"), (None, "given as items")])
+def test_sharding_by_file_that_cannot_be_done_is_refused_by_name(files, named):
+    from holistic_lab.train.loop import shard_policy
+
+    with pytest.raises(ValueError, match=rf"shard_by 'file': .*{named}"):
+        shard_policy(job(shard_by="file"), files, 2)
+
+
+@pytest.fixture(scope="module")
+def two_shard_set(tmp_path_factory):
+    benchmark = load_benchmark()
+    return benchmark.write_set(tmp_path_factory.mktemp("two_shards"), copies=2, shards=2)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_selected_images_are_read_from_the_files_that_hold_them_only(two_shard_set, monkeypatch, cache):
+    from holistic_lab.train import loop
+
+    opened = []
+    real = loop.iter_labelled
+
+    def recording(files):
+        opened.extend(Path(file).name for file in files)
+        return real(files)
+
+    monkeypatch.setattr(loop, "iter_labelled", recording)
+    per_file, select, files = loop.data_source(job(dataset_path=str(two_shard_set), cache_dataset=cache))
+    assert per_file == [2, 2] and len(files) == 2
+    second = select([3, 2])()   # both in the second file
+    assert len(list(second)) == 2 and opened == [files[1].name]
+    everything = [rgb.sum() for rgb, _ in select(range(4))()]
+    assert len(everything) == 4 and everything[2:] == [rgb.sum() for rgb, _ in select([2, 3])()]
+
+
+def test_each_worker_counts_its_own_files_crops_and_an_idle_worker_is_refused(two_shard_set, tmp_path, monkeypatch):
+    """In process, the all-reduce replaced: worker i's count is the crops of its own shard's training images."""
+    from holistic_lab.train.loop import finetune
+
+    seen = {}
+
+    def counts(strategy, count):
+        seen[distributed.worker_index()] = count
+        return [count, 0]   # as if worker 1's shard held no training image
+
+    monkeypatch.setattr(distributed, "strategy", lambda: None)
+    monkeypatch.setattr(distributed, "counts_of_workers", counts)
+    config = job(dataset_path=str(two_shard_set), validation_split=0.25, checkpoint_dir=str(tmp_path / "ckpt"))
+    for index in (0, 1):
+        monkeypatch.setenv(distributed.TF_CONFIG_ENV,
+                           json.dumps(Cluster(("127.0.0.1:1", "127.0.0.1:2"), index).tf_config))
+        with pytest.raises(ValueError, match=r"shard_by 'file': worker\(s\) \[1\] have no training face_mesh crops"):
+            finetune(config, progress=False)
+    # 3 of the 4 images train (1 validates); each worker counted only its own shard's
+    assert sorted(seen.values()) == [1, 2] and not (tmp_path / "ckpt").exists()
 
 
 # --- the CLI ------------------------------------------------------------------------------------
@@ -294,6 +384,18 @@ def test_the_cli_refuses_bad_cluster_options_by_name(tmp_path, capsys, no_traini
     assert main(argv) == 2
     assert named in one_line_error(capsys) and not no_training
     assert not (tmp_path / "v").exists()
+
+
+def test_the_cli_refuses_sharding_by_file_a_one_file_set_before_any_worker_starts(tmp_path, capsys, no_training,
+                                                                                 sample_face_set):
+    from holistic_lab.cli import main
+
+    argv = ["finetune", "--module", "face_mesh", "--data", str(sample_face_set), "--out", str(tmp_path / "v"),
+            "--distributed-workers", "2", "--shard-by", "file"]
+    assert main(argv) == 2
+    err = one_line_error(capsys)
+    assert "shard_by 'file': " in err and "1 file(s) for 2 workers" in err
+    assert not no_training and not (tmp_path / "v").exists()
 
 
 @pytest.mark.parametrize("options", [["--distributed-workers", "2"], ["--workers", "a:1,b:2", "--index", "0"]])

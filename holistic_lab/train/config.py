@@ -56,6 +56,10 @@ class FineTuneConfig(BaseModel):
     mixed_precision: bool = False
     cache_dataset: bool = True
     distributed_workers: int = Field(1, ge=1)
+    shard_by: Literal["auto", "data", "file"] = Field(
+        "auto", description="how several workers share the training data: 'file' (each reads its own "
+                            "TFRecord shards), 'data' (each cuts its slice of every global batch), 'auto' "
+                            "(file when the set has a shard per worker, else data)")
     loss_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS),
                                            description="per loss term (losses.DEFAULT_LOSS_WEIGHTS); given "
                                                        "ones replace the defaults, the rest keep theirs")

@@ -139,6 +139,35 @@ def is_chief() -> bool:
     return member is None or member.is_chief
 
 
+def worker_index() -> int:
+    member = environment_cluster()
+    return 0 if member is None else member.index
+
+
+def files_of_worker(file_count: int, worker: int, workers: int) -> list[int]:
+    """The file numbers worker `worker` of `workers` reads when a set is sharded by file: every
+    workers-th file from its own index (tf.data's FILE auto-shard's rule)."""
+    return list(range(worker, file_count, workers))
+
+
+def counts_of_workers(strategy, count: int) -> list[int]:
+    """Every worker's `count`, in worker order, the same list on each (one all-reduce: each worker
+    adds its count at its own place in a vector). Every worker must call it at the same point."""
+    import numpy as np
+    import tensorflow as tf
+
+    workers = num_workers()
+    local_replicas = strategy.num_replicas_in_sync // workers
+    vector = np.zeros(workers, np.int64)
+    vector[worker_index()] = count
+
+    def add():
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.constant(vector))
+
+    total = strategy.experimental_local_results(strategy.run(add))[0].numpy()
+    return [int(value) // local_replicas for value in total]   # each local replica added it once
+
+
 @functools.lru_cache(maxsize=None)
 def _strategy_for(tf_config: str):
     import tensorflow as tf

@@ -27,12 +27,22 @@ tensorboard/, backup/ (only while a run is unfinished).
 Several workers or GPUs (`distributed`): the models, optimizer and compile are made under the
 process's tf.distribute strategy, one code path for one CPU, several local GPUs and a cluster.
 `batch_size` is per replica (a worker, or a GPU); each step trains on a global batch of
-batch_size x replicas. The crops come from a Python generator (decoded and augmented in this
-process), so tf.data cannot shard them by file: every worker runs the same seeded generator and
-DATA auto-shard cuts each global batch into the replicas' slices, so the replicas together see
-exactly the batches one worker with the global batch would (the equivalence
-benchmarks/distributed_equivalence.py measures). The chief (worker 0) alone locks and writes
-checkpoint_dir; the others keep their callbacks' files in a temporary folder that is removed.
+batch_size x replicas. Two ways to share the images among several workers (`shard_by`):
+  file  each worker reads, decodes and caches only its own TFRecord shards (every n-th file from
+        its index, tf.data's FILE rule) and trains on its own augmented batches of batch_size,
+        fed through tf.distribute's per-worker input (`distribute_datasets_from_function`): the
+        reading and memory scale out, and the run is not the same as one worker's (other
+        batches, other augmentations). The crops come from a Python generator (decoded and
+        augmented with albumentations), so tf.data's own FILE auto-shard, which rewrites a
+        TFRecordDataset source, cannot see the files; the split follows the same rule by hand.
+  data  every worker runs the same seeded generator over the whole set and DATA auto-shard cuts
+        each global batch into the replicas' slices, so the replicas together see exactly the
+        batches one worker with the global batch would (the equivalence
+        benchmarks/distributed_equivalence.py measures).
+  auto  (the default) file when the set has at least one file per worker, else data.
+The validation images are shared by data either way, so val_loss is the whole split's.
+The chief (worker 0) alone locks and writes checkpoint_dir; the others keep their callbacks'
+files in a temporary folder that is removed.
 Each replica's loss terms are means over its slice; their average is the global batch's loss
 when the slices label equally many points (full batches of fully labelled crops) and a close
 weighting otherwise. A distributed run does not resume: each worker would restore on its own.
@@ -67,6 +77,7 @@ RUN_RECORD = "run.json"   # what a resumed run must share besides the config: st
 EARLY_STOPPING_PATIENCE = 3
 # config fields that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = {"epochs"}
+WORKER_SEED_STRIDE = 1009   # shard_by 'file': worker i augments with seed + i * this
 
 
 @dataclass
@@ -426,23 +437,49 @@ def check_supported(config: FineTuneConfig) -> None:
     distributed.check_local_workers(config.distributed_workers)
 
 
-def data_source(config: FineTuneConfig) -> tuple[int, Callable, list[Path]]:
-    """(number of images, `select(indices)` -> a function giving those (rgb, labels) pairs each
-    time it is called, the set's files). `cache_dataset` decodes the set once and keeps it in
-    memory; without it every epoch reads and decodes the set again (memory for one batch only)."""
+def data_source(config: FineTuneConfig) -> tuple[list[int], Callable, list[Path]]:
+    """(records in each of the set's files, `select(indices)` -> a function giving those (rgb,
+    labels) pairs each time it is called, the files). Indices count through the files in order;
+    only files holding a chosen index are read. `cache_dataset` decodes the chosen pairs once and
+    keeps them in memory; without it every call reads and decodes them again (memory for one batch)."""
     from ..formats import tfrecord
 
     files = [Path(path) for path in tfrecord.set_file_names(config.dataset_path)]
-    if config.cache_dataset:
-        items = list(iter_labelled(files))
-        return len(items), lambda indices: (lambda chosen=[items[i] for i in indices]: chosen), files
-    count = sum(1 for _ in tfrecord.read(files))
+    per_file = [tfrecord.count_records(file) for file in files]   # framing and crc only, no decoding
+    starts = np.cumsum([0] + per_file)
+
+    def stream(indices):
+        wanted = np.unique(np.asarray(indices, np.int64))
+        for number, file in enumerate(files):
+            inside = set((wanted[(wanted >= starts[number]) & (wanted < starts[number + 1])] - starts[number]).tolist())
+            if inside:
+                yield from (item for index, item in enumerate(iter_labelled([file])) if index in inside)
 
     def select(indices):
-        wanted = set(indices)
-        return lambda: (item for index, item in enumerate(iter_labelled(files)) if index in wanted)
+        if config.cache_dataset:
+            chosen = list(stream(indices))
+            return lambda: chosen
+        return lambda: stream(indices)
 
-    return count, select, files
+    return per_file, select, files
+
+
+def shard_policy(config: FineTuneConfig, file_count: int | None, workers: int) -> str:
+    """'file' or 'data' (module docstring): config.shard_by, 'auto' resolved as tf.data's AUTO
+    policy does (by file when every worker can have a file of its own); `file_count` None: the
+    images came as Python items, not a TFRecord set."""
+    if workers == 1:
+        return "data"
+    if config.shard_by == "file":
+        if file_count is None:
+            raise ValueError("shard_by 'file': the images were given as items, not a TFRecord set; use 'data'")
+        if file_count < workers:
+            raise ValueError(f"shard_by 'file': {config.dataset_path} has {file_count} file(s) for {workers} "
+                             "workers; write it in at least one shard per worker (to-tfrecord --shard-size) or "
+                             "use 'data'")
+    if config.shard_by == "auto":
+        return "file" if file_count is not None and file_count >= workers else "data"
+    return config.shard_by
 
 
 def finetune(config: FineTuneConfig, items: list | None = None, start_model=None, progress: bool = True,
@@ -458,24 +495,35 @@ def finetune(config: FineTuneConfig, items: list | None = None, start_model=None
         check_checkpoint_dir(config.checkpoint_dir)
     if distributed.num_workers() > 1:
         check_not_resuming(config.checkpoint_dir)
+    workers, worker = distributed.num_workers(), distributed.worker_index()
     if items is None:
-        count, select, files = data_source(config)
+        per_file, select, files = data_source(config)
+        count, policy = sum(per_file), shard_policy(config, len(files), workers)
     else:
         items, files = list(items), []
-        count = len(items)
+        count, policy = len(items), shard_policy(config, None, workers)
 
         def select(indices):
             chosen = [items[i] for i in indices]
             return lambda: chosen
     train_indices, val_indices = split_indices(count, config.validation_split, seed, groups)
+    if policy == "file":   # this worker decodes, caches and trains on its own files' images only
+        mine = set(distributed.files_of_worker(len(files), worker, workers))
+        file_of = np.repeat(np.arange(len(files)), per_file)
+        train_indices = [index for index in train_indices if file_of[index] in mine]
     make_train, make_val = select(train_indices), select(val_indices)
     train_crops, validation_crops = count_crops(make_train(), config.module), count_crops(make_val(), config.module)
-    if not train_crops or not validation_crops:   # before the checkpoint folder and the models are made
-        raise ValueError(f"{config.dataset_path}: {train_crops} training and {validation_crops} validation "
-                         f"{config.module} crops; every image's {module.part} lacks the points its ROI needs")
+    if policy == "file":
+        by_worker = distributed.counts_of_workers(distribution, train_crops)   # the same list on every worker
+        idle = [index for index, crops in enumerate(by_worker) if not crops]
+        if idle:
+            raise ValueError(f"shard_by 'file': worker(s) {idle} have no training {config.module} crops in their "
+                             f"files of {config.dataset_path}; write the set in more, evenly filled shards or use "
+                             "'data'")
+        train_crops = sum(by_worker)
     start = Path(start_model) if start_model is not None else model_path(config.model_name)
     fit = functools.partial(_fit, config, module, distribution, make_train=make_train, make_val=make_val,
-                            crops=(train_crops, validation_crops), start=start, start_model=start_model,
+                            crops=(train_crops, validation_crops), by_file=policy == "file", start=start, start_model=start_model,
                             progress=progress and chief, seed=seed, steps_per_epoch=steps_per_epoch)
     if not chief:   # trains in step with the chief; its callbacks' files go to a folder removed afterwards
         with tempfile.TemporaryDirectory(prefix="holistic-lab-worker-") as scratch:
@@ -506,7 +554,7 @@ def sharded(dataset):
 
 
 def _fit(config: FineTuneConfig, module: TrainModule, distribution, folder: Path, make_train, make_val,
-         crops: tuple[int, int], start: Path, start_model, progress: bool, seed: int,
+         crops: tuple[int, int], by_file: bool, start: Path, start_model, progress: bool, seed: int,
          steps_per_epoch: int | None) -> FineTuneRun:
     """`finetune`'s training, its data split and counted, the checkpoint folder locked and prepared."""
     train_crops, validation_crops = crops
@@ -532,7 +580,12 @@ def _fit(config: FineTuneConfig, module: TrainModule, distribution, folder: Path
     steps = -(-train_crops // batch)   # whole numbers: a float ceil of 1 / 10**400 is 0 steps
     steps = steps if steps_per_epoch is None else min(steps, steps_per_epoch)
     validation_steps = -(-validation_crops // batch)
-    train = sharded(module_dataset(make_train, config.module, batch, config.preset, seed).repeat())
+    if by_file:   # each worker's own images, batch_size per replica, its own augmentation seed
+        train = distribution.distribute_datasets_from_function(lambda context: module_dataset(
+            make_train, config.module, context.get_per_replica_batch_size(batch), config.preset,
+            seed + WORKER_SEED_STRIDE * context.input_pipeline_id).repeat())
+    else:
+        train = sharded(module_dataset(make_train, config.module, batch, config.preset, seed).repeat())
     validation = sharded(module_dataset(make_val, config.module, batch, config.preset,
                                         seed + 10_000, geometry=False, reseed_each_epoch=False))
     first_validation = next(iter(validation))
