@@ -164,7 +164,8 @@ def counts_of_workers(strategy, count: int) -> list[int]:
     def add():
         return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.constant(vector))
 
-    total = strategy.experimental_local_results(strategy.run(add))[0].numpy()
+    # in a tf.function: run eagerly, the collective strategy warns of its overhead on every worker
+    total = strategy.experimental_local_results(tf.function(lambda: strategy.run(add))())[0].numpy()
     return [int(value) // local_replicas for value in total]   # each local replica added it once
 
 
