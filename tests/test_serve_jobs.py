@@ -152,6 +152,7 @@ def test_start_refuses_a_data_set_that_is_not_there_before_any_job_exists(client
      "distributed_workers"),   # a gesture head trains in one process
     ({"task_type": "classification", "num_classes": 2, "module": "face_mesh"}, "module"),
     ({"task_type": "classification", "num_classes": 2, "module": "hands", "lora_rank": 4}, "lora_rank"),
+    ({"distributed_workers": 2, "shard_by": "file"}, "shard_by 'file'"),   # a one-file set for 2 workers
 ])
 def test_start_refuses_what_the_trainer_would_refuse_before_any_job_exists(client, face_set, fields, named):
     refused(start(client, dataset_path=face_set, **{**JOB, **fields}), 400, named)

@@ -307,22 +307,19 @@ def two_shard_set(tmp_path_factory):
 
 @pytest.mark.parametrize("cache", [True, False])
 def test_selected_images_are_read_from_the_files_that_hold_them_only(two_shard_set, monkeypatch, cache):
+    from holistic_lab.formats import tfrecord
     from holistic_lab.train import loop
 
-    opened = []
-    real = loop.iter_labelled
-
-    def recording(files):
-        opened.extend(Path(file).name for file in files)
-        return real(files)
-
-    monkeypatch.setattr(loop, "iter_labelled", recording)
     per_file, select, files = loop.data_source(job(dataset_path=str(two_shard_set), cache_dataset=cache))
     assert per_file == [2, 2] and len(files) == 2
-    second = select([3, 2])()   # both in the second file
-    assert len(list(second)) == 2 and opened == [files[1].name]
+    opened, decoded = [], []
+    read, decode = tfrecord.read, tfrecord.decode_image
+    monkeypatch.setattr(tfrecord, "read", lambda path, *a: opened.extend(Path(f).name for f in path) or read(path, *a))
+    monkeypatch.setattr(tfrecord, "decode_image", lambda sample: decoded.append(sample) or decode(sample))
+    second = list(select([3, 2])())   # both in the second file
+    assert len(second) == 2 and opened == [files[1].name] and len(decoded) == 2   # nothing else decoded
     everything = [rgb.sum() for rgb, _ in select(range(4))()]
-    assert len(everything) == 4 and everything[2:] == [rgb.sum() for rgb, _ in select([2, 3])()]
+    assert len(everything) == 4 and everything[2:] == [rgb.sum() for rgb, _ in second]
 
 
 def test_each_worker_counts_its_own_files_crops_and_an_idle_worker_is_refused(two_shard_set, tmp_path, monkeypatch):

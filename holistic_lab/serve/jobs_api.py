@@ -190,11 +190,16 @@ def check_runnable(config: FineTuneConfig, given_dataset: str) -> None:
                            "in the workspace")
         return
     from ..formats.tfrecord_sets import set_files
+    from ..train.loop import shard_policy
 
     try:
-        set_files(config.dataset_path)
+        files = set_files(config.dataset_path)
     except (ValueError, OSError) as error:
         raise ApiError(400, "bad_dataset", f"dataset_path: {given_dataset!r}: {error}") from None
+    try:
+        shard_policy(config, len(files), config.distributed_workers)
+    except ValueError as error:
+        raise ApiError(400, "invalid_config", str(error).replace(config.dataset_path, given_dataset)) from None
 
 
 def _submit_finetune(workspace: Path, store: JobStore, runner: JobRunner, fields: dict) -> dict:

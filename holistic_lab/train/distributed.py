@@ -158,7 +158,7 @@ def counts_of_workers(strategy, count: int) -> list[int]:
 
     workers = num_workers()
     local_replicas = strategy.num_replicas_in_sync // workers
-    vector = np.zeros(workers, np.int64)
+    vector = np.zeros(workers, np.float64)   # exact below 2**53; float collectives run on every device
     vector[worker_index()] = count
 
     def add():
@@ -166,7 +166,7 @@ def counts_of_workers(strategy, count: int) -> list[int]:
 
     # in a tf.function: run eagerly, the collective strategy warns of its overhead on every worker
     total = strategy.experimental_local_results(tf.function(lambda: strategy.run(add))())[0].numpy()
-    return [int(value) // local_replicas for value in total]   # each local replica added it once
+    return [int(round(value)) // local_replicas for value in total]   # each local replica added it once
 
 
 @functools.lru_cache(maxsize=None)

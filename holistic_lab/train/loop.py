@@ -28,11 +28,12 @@ Several workers or GPUs (`distributed`): the models, optimizer and compile are m
 process's tf.distribute strategy, one code path for one CPU, several local GPUs and a cluster.
 `batch_size` is per replica (a worker, or a GPU); each step trains on a global batch of
 batch_size x replicas. Two ways to share the images among several workers (`shard_by`):
-  file  each worker reads, decodes and caches only its own TFRecord shards (every n-th file from
-        its index, tf.data's FILE rule) and trains on its own augmented batches of batch_size,
-        fed through tf.distribute's per-worker input (`distribute_datasets_from_function`): the
-        reading and memory scale out, and the run is not the same as one worker's (other
-        batches, other augmentations). The crops come from a Python generator (decoded and
+  file  each worker decodes and caches the training images of its own TFRecord shards only
+        (every n-th file from its index, tf.data's FILE rule) and trains on its own augmented
+        batches of batch_size, fed through tf.distribute's per-worker input
+        (`distribute_datasets_from_function`): the training images' decoding and memory scale
+        out (the validation images, below, do not), and the run is not the same as one
+        worker's (other batches, other augmentations). The crops come from a Python generator (decoded and
         augmented with albumentations), so tf.data's own FILE auto-shard, which rewrites a
         TFRecordDataset source, cannot see the files; the split follows the same rule by hand.
   data  every worker runs the same seeded generator over the whole set and DATA auto-shard cuts
@@ -67,7 +68,7 @@ from ..mediapipe_models import model_path
 from . import distributed
 from .adapters import LoraReport, add_lora, freeze, merge_lora
 from .config import CHECKPOINT_MARKER, FineTuneConfig
-from .data import iter_labelled, module_dataset
+from .data import module_dataset
 from .losses import landmark_losses, named_outputs
 from .modules import TrainModule, train_module
 
@@ -452,8 +453,9 @@ def data_source(config: FineTuneConfig) -> tuple[list[int], Callable, list[Path]
         wanted = np.unique(np.asarray(indices, np.int64))
         for number, file in enumerate(files):
             inside = set((wanted[(wanted >= starts[number]) & (wanted < starts[number + 1])] - starts[number]).tolist())
-            if inside:
-                yield from (item for index, item in enumerate(iter_labelled([file])) if index in inside)
+            if inside:   # only the chosen records' images are decoded
+                yield from ((tfrecord.decode_image(sample), sample)
+                            for index, sample in enumerate(tfrecord.read([file])) if index in inside)
 
     def select(indices):
         if config.cache_dataset:
@@ -521,10 +523,13 @@ def finetune(config: FineTuneConfig, items: list | None = None, start_model=None
                              f"files of {config.dataset_path}; write the set in more, evenly filled shards or use "
                              "'data'")
         train_crops = sum(by_worker)
+    if not train_crops or not validation_crops:   # before the checkpoint folder and the models are made
+        raise ValueError(f"{config.dataset_path}: {train_crops} training and {validation_crops} validation "
+                         f"{config.module} crops; every image's {module.part} lacks the points its ROI needs")
     start = Path(start_model) if start_model is not None else model_path(config.model_name)
     fit = functools.partial(_fit, config, module, distribution, make_train=make_train, make_val=make_val,
-                            crops=(train_crops, validation_crops), by_file=policy == "file", start=start, start_model=start_model,
-                            progress=progress and chief, seed=seed, steps_per_epoch=steps_per_epoch)
+                            crops=(train_crops, validation_crops), by_file=policy == "file", start=start,
+                            start_model=start_model, progress=progress and chief, seed=seed, steps_per_epoch=steps_per_epoch)
     if not chief:   # trains in step with the chief; its callbacks' files go to a folder removed afterwards
         with tempfile.TemporaryDirectory(prefix="holistic-lab-worker-") as scratch:
             return dataclasses.replace(fit(folder=Path(scratch)), checkpoint_dir=Path(config.checkpoint_dir))
