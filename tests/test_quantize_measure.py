@@ -8,7 +8,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from holistic_lab.mediapipe_models import model_path  # noqa: E402
 from holistic_lab.pipeline.profile import latency_images  # noqa: E402
-from holistic_lab.quantize.measure import latency, output_error, roi_drift, stage_rows  # noqa: E402
+from holistic_lab.quantize.measure import (_dequantized, _to_input, latency, output_error, roi_drift,  # noqa: E402
+                                           stage_rows)
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +48,42 @@ def test_the_shipped_cascade_does_not_drift_from_itself(fixtures):
     rows = roi_drift({"shipped": None, "again": None}, latency_images()[:2], parts=("face",))
     assert len(rows) == 1 and rows[0]["lost"] == 0 and rows[0]["n"] >= 1
     assert rows[0]["roi shift"] == 0.0 and rows[0]["landmark shift"] == 0.0
+
+
+# --- quantized inputs and outputs (ai-edge-quantizer's float_io=False files) ------------------------
+
+
+def detail(dtype, scales=(), zeros=()):
+    return {"name": "t", "dtype": dtype, "quantization_parameters": {"scales": np.array(scales, np.float32),
+                                                                     "zero_points": np.array(zeros, np.int32)}}
+
+
+# --- quantized inputs and outputs in run_model (no TensorFlow) -------------------------------------
+
+
+def test_a_quantized_input_rounds_half_away_from_zero_adds_its_zero_point_and_clips():
+    got = _to_input(np.array([0.25, -0.25, 0.75, 100.0, -100.0], np.float32), detail(np.int8, [0.5], [-3]))
+    assert got.dtype == np.int8 and got.tolist() == [-2, -4, -1, 127, -128]
+
+
+def test_a_quantized_output_is_dequantized_with_its_scale_and_zero_point():
+    got = _dequantized(np.array([-128, 0, 127], np.int8), detail(np.int8, [0.5], [-128]))
+    assert got.dtype == np.float32 and got.tolist() == [0.0, 64.0, 127.5]
+    assert _dequantized(np.array([-2, 3], np.int16), detail(np.int16, [0.25], [0])).tolist() == [-0.5, 0.75]
+
+
+def test_float_and_unquantized_integer_tensors_pass_through():
+    indices = np.array([1, 2, 3], np.int32)
+    assert _dequantized(indices, detail(np.int32)).tolist() == [1, 2, 3]
+    values = np.array([0.5], np.float32)
+    assert _to_input(values, detail(np.float32)) is values
+
+
+@pytest.mark.parametrize("scales, message", [([0.5, 0.25], r"one positive quantization scale, got \[0.5, 0.25\]"),
+                                             ([0.0], "one positive quantization scale"),
+                                             ([-1.0], "one positive quantization scale")])
+def test_per_channel_or_non_positive_scales_are_refused_naming_the_tensor(scales, message):
+    with pytest.raises(ValueError, match=f"tensor 't': expected {message}"):
+        _dequantized(np.zeros(2, np.int8), detail(np.int8, scales, [0] * len(scales)))
+    with pytest.raises(ValueError, match=message):
+        _to_input(np.zeros(2, np.float32), detail(np.int8, scales, [0] * len(scales)))

@@ -32,20 +32,55 @@ from ..variants import STAGES, load_interpreter
 STAGE_MODULES = {"hand_landmark": "hands", "face_landmark": "face_mesh", "pose_landmark": "pose"}
 
 
-def _model_bytes(model) -> bytes:
+def model_bytes(model) -> bytes:
+    """`model` (bytes, or a .tflite path) as bytes."""
     return bytes(model) if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
 
 
 def interpreter(model, num_threads: int = 1):
     """`model` (bytes or a .tflite path) loaded in the TFLite interpreter."""
-    return load_interpreter(_model_bytes(model), num_threads)
+    return load_interpreter(model_bytes(model), num_threads)
 
 
 def run_model(loaded, crop: np.ndarray) -> list[np.ndarray]:
-    """One crop (H, W, 3) through a loaded interpreter -> its outputs in graph order."""
-    loaded.set_tensor(loaded.get_input_details()[0]["index"], np.asarray(crop, np.float32)[None])
+    """One crop (H, W, 3) through a loaded interpreter -> its outputs in graph order. A model with
+    quantized inputs or outputs (ai-edge-quantizer with float_io=False) gets its input quantized and
+    its outputs dequantized with the scale and zero point stored in the model."""
+    detail = loaded.get_input_details()[0]
+    loaded.set_tensor(detail["index"], _to_input(np.asarray(crop, np.float32)[None], detail))
     loaded.invoke()
-    return [loaded.get_tensor(d["index"]).copy() for d in loaded.get_output_details()]
+    return [_dequantized(loaded.get_tensor(d["index"]), d) for d in loaded.get_output_details()]
+
+
+def _scale_and_zero(detail) -> tuple[float, int] | None:
+    """The (scale, zero point) of an integer input or output: None if it is not quantized (plain
+    integers pass through); a ValueError naming it if its scale is per channel or not positive."""
+    params = detail.get("quantization_parameters", {})
+    scales, zeros = np.asarray(params.get("scales", [])), np.asarray(params.get("zero_points", []))
+    if scales.size == 0:
+        return None
+    if scales.size != 1 or not scales[0] > 0:
+        raise ValueError(f"tensor {detail['name']!r}: expected one positive quantization scale, got {scales.tolist()}")
+    return float(scales[0]), int(zeros[0]) if zeros.size else 0
+
+
+def _to_input(tensor: np.ndarray, detail) -> np.ndarray:
+    quantization = None if np.issubdtype(detail["dtype"], np.floating) else _scale_and_zero(detail)
+    if quantization is None:
+        return tensor.astype(detail["dtype"], copy=False)
+    scale, zero = quantization
+    limits = np.iinfo(detail["dtype"])
+    # half away from zero, as TFLite's QUANTIZE rounds (np.round would round half to even)
+    steps = np.sign(tensor / scale) * np.floor(np.abs(tensor / scale) + 0.5)
+    return np.clip(steps + zero, limits.min, limits.max).astype(detail["dtype"])
+
+
+def _dequantized(tensor: np.ndarray, detail) -> np.ndarray:
+    quantization = None if np.issubdtype(tensor.dtype, np.floating) else _scale_and_zero(detail)
+    if quantization is None:
+        return tensor.copy()
+    scale, zero = quantization
+    return (tensor.astype(np.float32) - zero) * np.float32(scale)
 
 
 class TFLiteModel:
@@ -103,7 +138,7 @@ before = status("VmRSS:")
 interpreter = tf.lite.Interpreter(model_path=sys.argv[1], num_threads=1)
 interpreter.allocate_tensors()
 detail = interpreter.get_input_details()[0]
-interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], np.float32))
+interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
 interpreter.invoke()
 print(status("VmHWM:") - before)
 """
@@ -113,7 +148,7 @@ def peak_memory_mb(model) -> float:
     """Peak resident memory (MB) that loading and running `model` adds to a fresh process."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.tflite"
-        path.write_bytes(_model_bytes(model))
+        path.write_bytes(model_bytes(model))
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
         done = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(path)], capture_output=True, text=True,
                               env=env, timeout=300)
@@ -138,7 +173,7 @@ def stage_rows(stage: str, models: dict, crops: np.ndarray, threads=(1, 2), roun
     timings = {n: latency(models, crops[0], n, rounds, block) for n in threads}
     rows = []
     for name in names:
-        row = {"stage": stage, "model": name, "MB": len(_model_bytes(models[name])) / 1e6}
+        row = {"stage": stage, "model": name, "MB": len(model_bytes(models[name])) / 1e6}
         for n, table in timings.items():
             base = table[names[0]].median_ms
             row[f"ms@{n}"], row[f"p90@{n}"] = table[name].median_ms, table[name].p90_ms
