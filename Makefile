@@ -23,7 +23,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install -q -c requirements.lock -e ".[dev]"
+	$(PY) -m pip install -q -c requirements.lock -e ".[dev,compare]"
 	@touch $(STAMP)
 
 # --no-browser: print the URL instead of opening a browser (works headless); root

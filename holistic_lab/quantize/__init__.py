@@ -9,7 +9,8 @@ One idea per file, in the order the data flows: `calibration` (each stage's real
 `modes` (one Keras stage -> .tflite in float32 / float16 / dynamic / int8 / int16x8; reading the ops
 back), `selective` (the QuantizationDebugger's per-layer error, the output heads, float denylists),
 `variant` (several stages into a variant folder, the CLI's `holistic-lab quantize`), `measure`
-(size, latency, memory, output error and accuracy, side by side).
+(size, latency, memory, output error and accuracy, side by side), `ai_edge` (Google's
+ai-edge-quantizer on the same float32 export and crops: the comparison the converter was chosen on).
 
 Importing this package does not load TensorFlow; converting does.
 """
