@@ -308,3 +308,14 @@ def test_a_gesture_head_is_kept_unless_the_hand_model_it_sits_on_is_pruned(gestu
         assert variant.gesture == out / "gesture" and variant.manifest["gesture"] == head
     else:
         assert variant.gesture is None and "gesture" not in variant.manifest and not (out / "gesture").exists()
+
+
+def test_a_pruned_pose_stage_is_quantized_from_its_variant(tmp_path):
+    """pruned + int8 for the pose model: chapter 07's full run failed here, because the pruned file
+    held SHAPE ops (a Reshape of a free batch) that quantize could not open as a float model."""
+    pruned, quantized = tmp_path / "pose30", tmp_path / "pose30_dynamic"
+    assert main(["prune", "--stage", "pose_landmark", "--sparsity", "0.3", "--out", str(pruned), "--no-progress"]) == 0
+    assert main(["quantize", "--mode", "dynamic", "--stage", "pose_landmark", "--from", str(pruned), "--out",
+                 str(quantized), "--no-progress"]) == 0
+    entry = read_variant(quantized).manifest["stages"]["pose_landmark"]
+    assert entry["kind"] == "pruned-0.3+dynamic"

@@ -86,7 +86,20 @@ def keras_to_tflite(model: keras.Model) -> bytes:
     """A float32 .tflite flatbuffer of `model`, written by TensorFlow's own TFLite converter, with
     its graph outputs in the Keras order (`outputs_in_signature_order`), so it is a drop-in for the
     shipped file wherever outputs are read by index (MediaPipe, the pipeline's runners)."""
-    return quiet_convert(tf.lite.TFLiteConverter.from_keras_model(model))
+    return quiet_convert(tf.lite.TFLiteConverter.from_keras_model(batch_of_one(model)))
+
+
+def batch_of_one(model: keras.Model) -> keras.Model:
+    """`model` called on inputs whose batch is 1, as the shipped files' are (the same layers and
+    weights; a model whose batch is 1 already comes back as it is). With a free batch, every Keras
+    Reshape computes its target shape at run time, so the converter writes SHAPE, STRIDED_SLICE and
+    PACK ops (pose_landmark_full has three such Reshapes), which `tflite_to_keras` cannot open again
+    (a pruned or fine-tuned pose model could not be quantized); a batch of 1 folds them to constants."""
+    if all(tensor.shape[0] == 1 for tensor in model.inputs):
+        return model
+    inputs = [keras.Input(batch_shape=(1, *tensor.shape[1:]), dtype=tensor.dtype, name=tensor.name)
+              for tensor in model.inputs]
+    return keras.Model(inputs, model(inputs[0] if len(inputs) == 1 else inputs), name=model.name)
 
 
 @contextlib.contextmanager

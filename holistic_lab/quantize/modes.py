@@ -70,7 +70,9 @@ def converter_for(model: keras.Model, mode: str, calibration: np.ndarray | None 
     """A tf.lite.TFLiteConverter set up for `mode` (calibration crops checked against the model input)."""
     tf = import_tensorflow()
     check_mode(mode)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    from ..convert.verification import batch_of_one
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(batch_of_one(model))
     if mode == "float32":
         return converter
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
